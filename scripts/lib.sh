@@ -1,0 +1,53 @@
+# Shared shell helpers: install what is missing (Debian), find PostgreSQL, run as the
+# service user when root. Sourced by scripts/*.sh.
+
+log() { printf '[eventgate] %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_updated=""
+apt_install() {
+  if ! command -v apt-get >/dev/null 2>&1; then
+    log "cannot install $* (no apt-get); install it by hand"
+    return 1
+  fi
+  if [ -z "$apt_updated" ]; then
+    as_root apt-get update -qq
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# Prints the directory holding initdb/pg_ctl/postgres, installing PostgreSQL if absent.
+pg_bindir() {
+  local dir
+  for dir in "$(pg_config --bindir 2>/dev/null)" $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -Vr); do
+    if [ -n "$dir" ] && [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ] && [ -x "$dir/postgres" ]; then
+      echo "$dir"
+      return 0
+    fi
+  done
+  log "PostgreSQL server binaries not found; installing the postgresql package"
+  apt_install postgresql >&2 || return 1
+  ls -d /usr/lib/postgresql/*/bin | sort -Vr | head -n 1
+}
+
+# Runs a PostgreSQL tool as the `postgres` user when we are root (initdb refuses root).
+pg_run() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+ensure_rust() {
+  if ! command -v cargo >/dev/null 2>&1; then
+    log "cargo not found: install Rust (rustup) first"
+    return 1
+  fi
+  command -v cc >/dev/null 2>&1 || apt_install build-essential
+  command -v python3 >/dev/null 2>&1 || apt_install python3
+}

@@ -1,0 +1,131 @@
+//! API-key authentication: `Authorization: Bearer <key>` becomes a [`Principal`].
+//!
+//! Keys are 256-bit random secrets shown once; only their SHA-256 is stored. A `client` key
+//! acts for exactly one tenant, a `platform` key for all. Extractors enforce the role a
+//! route needs: no key or an unknown/revoked one is 401, the wrong role 403.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::store;
+
+const KEY_PREFIX: &str = "egk_";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Client,
+    Platform,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::Platform => "platform",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "client" => Some(Role::Client),
+            "platform" => Some(Role::Platform),
+            _ => None,
+        }
+    }
+}
+
+/// Who is calling: the key, its role, and (for client keys) its tenant.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub key_id: Uuid,
+    pub role: Role,
+    pub tenant: Option<String>,
+}
+
+/// A freshly generated key: the secret to show once and the hash to store.
+pub struct NewKey {
+    pub secret: String,
+    pub hash: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the operating system's random number generator failed: {0}")]
+pub struct RandomnessError(getrandom::Error);
+
+impl NewKey {
+    pub fn generate() -> Result<Self, RandomnessError> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(RandomnessError)?;
+        let secret = format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
+        let hash = hash_key(&secret);
+        Ok(Self { secret, hash })
+    }
+}
+
+pub fn hash_key(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() <= 256)
+        .then_some(token)
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer_token(parts).ok_or(ApiError::Unauthorized)?;
+        store::keys::find_active(&state.pool, &hash_key(token))
+            .await?
+            .ok_or(ApiError::Unauthorized)
+    }
+}
+
+/// A caller holding a `client` key; derefs to its tenant id.
+#[derive(Debug, Clone)]
+pub struct ClientTenant(pub String);
+
+impl FromRequestParts<AppState> for ClientTenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        match (principal.role, principal.tenant) {
+            (Role::Client, Some(tenant)) => Ok(Self(tenant)),
+            (role, _) => Err(ApiError::Forbidden {
+                role: role.as_str(),
+            }),
+        }
+    }
+}
+
+/// A caller holding a `platform` key.
+#[derive(Debug, Clone)]
+pub struct Platform;
+
+impl FromRequestParts<AppState> for Platform {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        match principal.role {
+            Role::Platform => Ok(Self),
+            role => Err(ApiError::Forbidden {
+                role: role.as_str(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The command line: `serve`, `migrate`, `keys create`. Parsing only; the work is done by
+//! the library functions each subcommand calls.
+
+use clap::{Parser, Subcommand};
+
+use crate::auth::Role;
+use crate::config::{DatabaseArgs, LogFormat, ServerConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "eventgate",
+    version,
+    about = "Events API server between a wealth platform and its b2b clients"
+)]
+pub struct Cli {
+    /// Log output format.
+    #[arg(
+        long,
+        env = "EVENTGATE_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (migrates the database first).
+    Serve {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        server: ServerConfig,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key and print it once (only its hash is stored).
+    Create {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Tenant the key acts for (required for role `client`).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// `client` (one tenant) or `platform` (all tenants).
+        #[arg(long, value_enum)]
+        role: Role,
+    },
+}

@@ -1,0 +1,126 @@
+//! Typed configuration: defaults, overridden by `EVENTGATE_*` environment variables,
+//! overridden by flags (clap does the layering). Loaded once at start-up; secrets never
+//! appear in `Debug` output or logs.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, ValueEnum};
+
+/// A string that must never be logged: `Debug` and `Display` print `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// Where the data lives: an external server, or the private cluster in `data_dir`.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL. Without it, eventgate runs a private PostgreSQL cluster in --data-dir
+    /// using the PostgreSQL server binaries installed on this machine.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
+
+    /// Directory for the private PostgreSQL cluster (zero-config mode only).
+    #[arg(long, env = "EVENTGATE_DATA_DIR", default_value = "./.eventgate")]
+    pub data_dir: PathBuf,
+
+    /// Largest number of pooled database connections.
+    #[arg(long, env = "EVENTGATE_DB_MAX_CONNECTIONS", default_value_t = 20)]
+    pub db_max_connections: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything `eventgate serve` needs besides the database.
+#[derive(Debug, Clone, Args)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    #[arg(long, env = "EVENTGATE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Ensures a platform API key with exactly this secret exists at start-up.
+    #[arg(long, env = "EVENTGATE_PLATFORM_KEY", hide_env_values = true)]
+    pub platform_key: Option<Secret>,
+
+    /// Requests running longer than this are answered 503 (long-polls included).
+    #[arg(long, env = "EVENTGATE_REQUEST_TIMEOUT_SECS", default_value_t = 60)]
+    pub request_timeout_secs: u64,
+
+    /// Largest accepted request body; larger ones are answered 413.
+    #[arg(long, env = "EVENTGATE_BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
+    pub body_limit_bytes: usize,
+
+    /// Require an Idempotency-Key header on POST /events/deposit/ (400 without).
+    #[arg(long, env = "EVENTGATE_REQUIRE_IDEMPOTENCY_KEY", default_value_t = false, action = ArgAction::Set)]
+    pub require_idempotency_key: bool,
+
+    /// How long an idempotency key is remembered.
+    #[arg(long, env = "EVENTGATE_IDEMPOTENCY_TTL_SECS", default_value_t = 24 * 3600)]
+    pub idempotency_ttl_secs: u64,
+
+    /// How long a duplicate request waits for the in-flight original before answering 409.
+    #[arg(long, env = "EVENTGATE_IDEMPOTENCY_WAIT_MS", default_value_t = 5000)]
+    pub idempotency_wait_ms: u64,
+
+    /// Accept the seed's draft ("preview") event types on the platform publish API.
+    #[arg(long, env = "EVENTGATE_PREVIEW_EVENTS", default_value_t = false, action = ArgAction::Set)]
+    pub preview_events: bool,
+}
+
+impl ServerConfig {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    pub fn idempotency_ttl(&self) -> Duration {
+        Duration::from_secs(self.idempotency_ttl_secs)
+    }
+
+    pub fn idempotency_wait(&self) -> Duration {
+        Duration::from_millis(self.idempotency_wait_ms)
+    }
+
+    /// The configuration a bare `eventgate serve` would get from `args` plus the
+    /// environment; used by tests and embedders.
+    pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(Parser)]
+        struct Standalone {
+            #[command(flatten)]
+            config: ServerConfig,
+        }
+        Standalone::try_parse_from(args).map(|s| s.config)
+    }
+}

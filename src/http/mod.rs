@@ -1,0 +1,33 @@
+//! The HTTP resources, one module each with its own `router()`, merged here with the
+//! problem+json fallbacks for unknown routes and methods.
+
+use axum::Router;
+use axum::extract::OriginalUri;
+use axum::http::Method;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+mod health;
+mod platform_admin;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(health::router())
+        .merge(platform_admin::router())
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn no_route(OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError::NoRoute {
+        path: uri.path().to_owned(),
+    }
+}
+
+async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}

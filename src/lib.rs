@@ -1,0 +1,14 @@
+//! eventgate: the events API server between a wealth-management platform and its b2b
+//! clients. See `README.md` for running it and `../shared/DESIGN.md` for the design.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod database;
+pub mod error;
+pub mod http;
+pub mod pg_embedded;
+pub mod store;
+pub mod telemetry;

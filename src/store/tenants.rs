@@ -1,0 +1,38 @@
+//! The `tenants` table.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgExecutor};
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub created: DateTime<Utc>,
+}
+
+/// Inserts a tenant; `None` when the id is taken.
+#[tracing::instrument(skip_all)]
+pub async fn insert(
+    conn: &mut PgConnection,
+    id: &str,
+    name: &str,
+) -> Result<Option<Tenant>, sqlx::Error> {
+    sqlx::query_as(
+        "INSERT INTO tenants (id, name) VALUES ($1, $2)
+         ON CONFLICT (id) DO NOTHING
+         RETURNING id, name, created",
+    )
+    .bind(id)
+    .bind(name)
+    .fetch_optional(conn)
+    .await
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn exists(db: impl PgExecutor<'_>, id: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)")
+        .bind(id)
+        .fetch_one(db)
+        .await
+}

@@ -1,0 +1,133 @@
+//! A running eventgate for one test, and small request helpers.
+
+use std::time::Duration;
+
+use eventgate::app::{self, AppState};
+use eventgate::config::ServerConfig;
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub const PLATFORM_KEY: &str = "test-platform-key-0123456789";
+
+pub struct TestServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub pool: PgPool,
+    /// Dropping the server drops this sender, which shuts the server down gracefully.
+    _shutdown: oneshot::Sender<()>,
+}
+
+/// The configuration of a bare `eventgate serve`, plus the test platform key and `extra`
+/// flags.
+pub fn config(extra: &[&str]) -> ServerConfig {
+    let mut args = vec!["eventgate", "--platform-key", PLATFORM_KEY];
+    args.extend_from_slice(extra);
+    ServerConfig::from_args(args).expect("test configuration parses")
+}
+
+impl TestServer {
+    pub async fn start(pool: PgPool) -> Self {
+        Self::start_with(pool, config(&[])).await
+    }
+
+    pub async fn start_with(pool: PgPool, config: ServerConfig) -> Self {
+        let state = AppState::start(pool.clone(), config)
+            .await
+            .expect("server state starts");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("local addr"));
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(app::serve(listener, state, async {
+            let _ = rx.await;
+        }));
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("http client");
+        Self {
+            base,
+            http,
+            pool,
+            _shutdown: tx,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: &Value) -> Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Creates a tenant and returns a fresh client key for it.
+    pub async fn tenant_with_key(&self, id: &str) -> String {
+        let created = self
+            .post(
+                "/platform/tenants",
+                PLATFORM_KEY,
+                &json!({"id": id, "name": format!("Tenant {id}")}),
+            )
+            .await;
+        assert_eq!(created.status(), StatusCode::CREATED, "tenant {id} created");
+        self.new_key(id, "client").await["key"]
+            .as_str()
+            .expect("key string")
+            .to_owned()
+    }
+
+    pub async fn new_key(&self, tenant: &str, role: &str) -> Value {
+        let response = self
+            .post(
+                &format!("/platform/tenants/{tenant}/keys"),
+                PLATFORM_KEY,
+                &json!({"role": role}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.expect("key json")
+    }
+}
+
+/// Asserts an RFC 9457 problem with `status` and returns its body.
+pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.expect("problem body is JSON");
+    assert_eq!(body["status"], status.as_u16(), "problem status field");
+    assert!(
+        body["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("/problems/")),
+        "problem type: {body}"
+    );
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    body
+}

@@ -1,0 +1,6 @@
+//! Integration tests against a real PostgreSQL: each test gets a fresh database from
+//! `#[sqlx::test]` (DATABASE_URL names the server) and a real eventgate on a free port.
+
+mod foundation;
+mod helpers;
+mod zero_config;
