@@ -7,7 +7,7 @@ use crate::auth::{NewKey, RandomnessError, Role};
 use crate::cli::{Cli, Command, KeysCommand};
 use crate::config::{DatabaseArgs, ServerConfig};
 use crate::database::{Database, DatabaseError};
-use crate::{store, telemetry};
+use crate::{maintenance, store, telemetry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -63,6 +63,7 @@ async fn serve(database: DatabaseArgs, server: ServerConfig) -> Result<(), Comma
 
 async fn serve_on(database: &Database, server: ServerConfig) -> Result<(), CommandError> {
     let state = AppState::start(database.pool.clone(), server).await?;
+    let _background = maintenance::spawn(&state);
     let addr = state.config.listen;
     let listener = TcpListener::bind(addr)
         .await

@@ -21,6 +21,8 @@ pub enum ApiError {
     Forbidden { role: &'static str },
     #[error("{resource} not found")]
     NotFound { resource: &'static str },
+    #[error("{detail}")]
+    NotFoundDetail { detail: String },
     #[error("no route for {path}")]
     NoRoute { path: String },
     #[error("method {method} is not allowed on {path}")]
@@ -73,7 +75,9 @@ impl ApiError {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
-            Self::NotFound { .. } | Self::NoRoute { .. } => StatusCode::NOT_FOUND,
+            Self::NotFound { .. } | Self::NotFoundDetail { .. } | Self::NoRoute { .. } => {
+                StatusCode::NOT_FOUND
+            }
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Invalid { .. } | Self::UnprocessableBody { .. } => {
@@ -92,7 +96,9 @@ impl ApiError {
         match self {
             Self::Unauthorized => "unauthorized",
             Self::Forbidden { .. } => "forbidden",
-            Self::NotFound { .. } | Self::NoRoute { .. } => "not-found",
+            Self::NotFound { .. } | Self::NotFoundDetail { .. } | Self::NoRoute { .. } => {
+                "not-found"
+            }
             Self::MethodNotAllowed { .. } => "method-not-allowed",
             Self::BadRequest { .. } => "bad-request",
             Self::Invalid { .. } | Self::UnprocessableBody { .. } => "validation",
@@ -110,6 +116,10 @@ impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         if crate::store::is_unavailable(&err) {
             Self::DatabaseUnavailable(err)
+        } else if crate::store::is_lock_timeout(&err) {
+            Self::conflict(
+                "another request with the same Idempotency-Key or for the same entity is still in progress; retry",
+            )
         } else {
             Self::internal(err)
         }

@@ -3,12 +3,16 @@
 
 pub mod app;
 pub mod auth;
+pub mod catalogue;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod database;
 pub mod error;
 pub mod http;
+pub mod idempotency;
+pub mod maintenance;
 pub mod pg_embedded;
+pub mod publish;
 pub mod store;
 pub mod telemetry;

@@ -8,13 +8,22 @@ use axum::http::Method;
 use crate::app::AppState;
 use crate::error::ApiError;
 
+mod catalogue;
+mod deposits;
 mod health;
+mod pagination;
 mod platform_admin;
+mod platform_events;
+mod read_model;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(health::router())
         .merge(platform_admin::router())
+        .merge(platform_events::router())
+        .merge(catalogue::router())
+        .merge(read_model::router())
+        .merge(deposits::router())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
 }

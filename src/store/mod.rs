@@ -1,7 +1,11 @@
 //! SQL, one small function per statement. Writers take `&mut PgConnection` (usually a
 //! transaction) so callers decide the transaction boundary; readers take any executor.
 
+pub mod deposits;
+pub mod idempotency;
 pub mod keys;
+pub mod outbox;
+pub mod read_model;
 pub mod tenants;
 
 /// True when the error means "the database cannot be reached right now" rather than
@@ -29,4 +33,10 @@ pub fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// True for "a lock wait ran out" (`lock_timeout`): another request holds what this one
+/// needs. Answered 409: retry later.
+pub fn is_lock_timeout(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03"))
 }

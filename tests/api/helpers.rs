@@ -18,6 +18,7 @@ pub struct TestServer {
     pub pool: PgPool,
     /// Dropping the server drops this sender, which shuts the server down gracefully.
     _shutdown: oneshot::Sender<()>,
+    _background: eventgate::maintenance::Background,
 }
 
 /// The configuration of a bare `eventgate serve`, plus the test platform key and `extra`
@@ -37,6 +38,7 @@ impl TestServer {
         let state = AppState::start(pool.clone(), config)
             .await
             .expect("server state starts");
+        let background = eventgate::maintenance::spawn(&state);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
         let (tx, rx) = oneshot::channel::<()>();
@@ -52,6 +54,7 @@ impl TestServer {
             http,
             pool,
             _shutdown: tx,
+            _background: background,
         }
     }
 
@@ -130,4 +133,40 @@ pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
         "{body}"
     );
     body
+}
+
+impl TestServer {
+    /// `POST /platform/events` as the platform.
+    pub async fn publish(&self, tenant: &str, ty: &str, data: Value) -> Response {
+        let (subject, action) = ty.split_once('.').expect("subject.action");
+        self.post(
+            "/platform/events",
+            PLATFORM_KEY,
+            &json!({"tenant": tenant, "subject": subject, "action": action, "data": data}),
+        )
+        .await
+    }
+
+    /// Publishes a `portfolios.creation` and asserts it was accepted.
+    pub async fn create_portfolio(&self, tenant: &str, id: &str) {
+        let response = self
+            .publish(
+                tenant,
+                "portfolios.creation",
+                json!({"id": id, "external_id": format!("ext-{id}"), "owned_by_user_id": "U1"}),
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "portfolio {id} created"
+        );
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .expect("count query")
+    }
 }

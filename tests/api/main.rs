@@ -1,6 +1,7 @@
 //! Integration tests against a real PostgreSQL: each test gets a fresh database from
 //! `#[sqlx::test]` (DATABASE_URL names the server) and a real eventgate on a free port.
 
+mod catalogue;
 mod foundation;
 mod helpers;
 mod zero_config;

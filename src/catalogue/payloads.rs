@@ -1,0 +1,305 @@
+//! The typed `data` of every catalogue event (serde with `deny_unknown_fields`, enums for
+//! every closed value set), and parsing `data` by event type with the failing field's path.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::event_type::EventType;
+use super::ids::{EntityId, Text};
+use super::money::{Amount, Currency, DivestAmount};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PortfolioStatus {
+    WaitingForAccount,
+    WaitingForPolicy,
+    WaitingForFunds,
+    Active,
+    Inactive,
+}
+
+impl PortfolioStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WaitingForAccount => "WAITING_FOR_ACCOUNT",
+            Self::WaitingForPolicy => "WAITING_FOR_POLICY",
+            Self::WaitingForFunds => "WAITING_FOR_FUNDS",
+            Self::Active => "ACTIVE",
+            Self::Inactive => "INACTIVE",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OptimizationStatus {
+    Pending,
+    Success,
+    Failure,
+    Infeasible,
+    NotOptimized,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OwnerChoice {
+    Accept,
+    Reject,
+    Reoptimize,
+    Ignored,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReportStatus {
+    Ready,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReportFormat {
+    Web,
+    Pdf,
+    Video,
+}
+
+/// `portfolios.creation`
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortfolioCreation {
+    pub id: EntityId,
+    pub external_id: Text,
+    pub owned_by_user_id: EntityId,
+}
+
+/// `portfolios.status-update`
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortfolioStatusUpdate {
+    pub id: EntityId,
+    pub external_id: Text,
+    pub value: PortfolioStatus,
+}
+
+/// `portfolios.funding`
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortfolioFunding {
+    pub id: EntityId,
+    pub value: Amount,
+    pub currency: Currency,
+}
+
+/// `portfolios.divest-amount-update` (the seed's "Withdrawal"): the TOTAL requested.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortfolioDivestAmountUpdate {
+    pub id: EntityId,
+    pub external_id: Text,
+    pub divest_amount: DivestAmount,
+    pub currency: Currency,
+}
+
+/// `optimizations.status-update`
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizationStatusUpdate {
+    pub id: EntityId,
+    pub portfolio_id: EntityId,
+    pub external_id: Text,
+    pub is_recommended: bool,
+    pub value: OptimizationStatus,
+}
+
+/// `optimizations.owner-choice-update`
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizationOwnerChoiceUpdate {
+    pub id: EntityId,
+    pub portfolio_id: EntityId,
+    pub external_id: Text,
+    pub value: OwnerChoice,
+}
+
+/// `portfolios.removal` (preview)
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortfolioRemoval {
+    pub id: EntityId,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserData {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<Text>,
+}
+
+/// `users.creation` (preview)
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserCreation {
+    pub id: EntityId,
+    pub user_data: UserData,
+}
+
+/// `users.status-update` and `users.account-number-update` (preview)
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserValueUpdate {
+    pub id: EntityId,
+    pub value: Text,
+}
+
+/// `profiles.result-update` (preview)
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileResultUpdate {
+    pub id: EntityId,
+    pub linked_portfolio_id: EntityId,
+}
+
+/// `profiles.assessment-result-update` (preview)
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileAssessmentResultUpdate {
+    pub id: EntityId,
+    pub questionnaire_id: Text,
+}
+
+/// `reports.status-update` (preview)
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportStatusUpdate {
+    pub id: EntityId,
+    pub value: ReportStatus,
+    pub output_format: ReportFormat,
+}
+
+/// The `data` of one event, typed.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum EventData {
+    PortfolioCreation(PortfolioCreation),
+    PortfolioStatusUpdate(PortfolioStatusUpdate),
+    PortfolioFunding(PortfolioFunding),
+    PortfolioDivestAmountUpdate(PortfolioDivestAmountUpdate),
+    OptimizationStatusUpdate(OptimizationStatusUpdate),
+    OptimizationOwnerChoiceUpdate(OptimizationOwnerChoiceUpdate),
+    PortfolioRemoval(PortfolioRemoval),
+    UserCreation(UserCreation),
+    UserStatusUpdate(UserValueUpdate),
+    UserAccountNumberUpdate(UserValueUpdate),
+    ProfileResultUpdate(ProfileResultUpdate),
+    ProfileAssessmentResultUpdate(ProfileAssessmentResultUpdate),
+    ReportStatusUpdate(ReportStatusUpdate),
+}
+
+/// Why `data` does not fit its type: the JSON path of the culprit and what is wrong.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct DataError {
+    pub path: String,
+    pub message: String,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(data: Value) -> Result<T, DataError> {
+    serde_path_to_error::deserialize(data).map_err(|err| {
+        let path = err.path().to_string();
+        DataError {
+            path: if path == "." { String::new() } else { path },
+            message: err.into_inner().to_string(),
+        }
+    })
+}
+
+impl EventData {
+    /// Parses `data` as the payload of `ty`.
+    pub fn parse(ty: EventType, data: Value) -> Result<Self, DataError> {
+        use EventType as T;
+        Ok(match ty {
+            T::PortfoliosCreation => Self::PortfolioCreation(parse(data)?),
+            T::PortfoliosStatusUpdate => Self::PortfolioStatusUpdate(parse(data)?),
+            T::PortfoliosFunding => Self::PortfolioFunding(parse(data)?),
+            T::PortfoliosDivestAmountUpdate => Self::PortfolioDivestAmountUpdate(parse(data)?),
+            T::OptimizationsStatusUpdate => Self::OptimizationStatusUpdate(parse(data)?),
+            T::OptimizationsOwnerChoiceUpdate => Self::OptimizationOwnerChoiceUpdate(parse(data)?),
+            T::PortfoliosRemoval => Self::PortfolioRemoval(parse(data)?),
+            T::UsersCreation => Self::UserCreation(parse(data)?),
+            T::UsersStatusUpdate => Self::UserStatusUpdate(parse(data)?),
+            T::UsersAccountNumberUpdate => Self::UserAccountNumberUpdate(parse(data)?),
+            T::ProfilesResultUpdate => Self::ProfileResultUpdate(parse(data)?),
+            T::ProfilesAssessmentResultUpdate => Self::ProfileAssessmentResultUpdate(parse(data)?),
+            T::ReportsStatusUpdate => Self::ReportStatusUpdate(parse(data)?),
+        })
+    }
+
+    /// The id of the entity the event is about (`data.id` for every type).
+    pub fn entity_id(&self) -> &EntityId {
+        match self {
+            Self::PortfolioCreation(d) => &d.id,
+            Self::PortfolioStatusUpdate(d) => &d.id,
+            Self::PortfolioFunding(d) => &d.id,
+            Self::PortfolioDivestAmountUpdate(d) => &d.id,
+            Self::OptimizationStatusUpdate(d) => &d.id,
+            Self::OptimizationOwnerChoiceUpdate(d) => &d.id,
+            Self::PortfolioRemoval(d) => &d.id,
+            Self::UserCreation(d) => &d.id,
+            Self::UserStatusUpdate(d) | Self::UserAccountNumberUpdate(d) => &d.id,
+            Self::ProfileResultUpdate(d) => &d.id,
+            Self::ProfileAssessmentResultUpdate(d) => &d.id,
+            Self::ReportStatusUpdate(d) => &d.id,
+        }
+    }
+
+    /// The key that serializes writers touching the same state within `tenant`: the
+    /// portfolio for portfolio and optimization events, the entity itself otherwise.
+    pub fn lock_key(&self, tenant: &str) -> String {
+        match self {
+            Self::OptimizationStatusUpdate(d) => portfolio_lock_key(tenant, &d.portfolio_id),
+            Self::OptimizationOwnerChoiceUpdate(d) => portfolio_lock_key(tenant, &d.portfolio_id),
+            Self::PortfolioCreation(_)
+            | Self::PortfolioStatusUpdate(_)
+            | Self::PortfolioFunding(_)
+            | Self::PortfolioDivestAmountUpdate(_)
+            | Self::PortfolioRemoval(_) => portfolio_lock_key(tenant, self.entity_id()),
+            other => format!("{tenant}/entity/{}", other.entity_id()),
+        }
+    }
+}
+
+/// The lock key of one portfolio's state (see `store::outbox::lock_entities`).
+pub fn portfolio_lock_key(tenant: &str, portfolio: &EntityId) -> String {
+    format!("{tenant}/portfolio/{portfolio}")
+}
+
+impl EventData {}
+
+/// The JSON Schema of `ty`'s `data`.
+pub fn data_schema(ty: EventType) -> schemars::Schema {
+    use EventType as T;
+    match ty {
+        T::PortfoliosCreation => schemars::schema_for!(PortfolioCreation),
+        T::PortfoliosStatusUpdate => schemars::schema_for!(PortfolioStatusUpdate),
+        T::PortfoliosFunding => schemars::schema_for!(PortfolioFunding),
+        T::PortfoliosDivestAmountUpdate => schemars::schema_for!(PortfolioDivestAmountUpdate),
+        T::OptimizationsStatusUpdate => schemars::schema_for!(OptimizationStatusUpdate),
+        T::OptimizationsOwnerChoiceUpdate => schemars::schema_for!(OptimizationOwnerChoiceUpdate),
+        T::PortfoliosRemoval => schemars::schema_for!(PortfolioRemoval),
+        T::UsersCreation => schemars::schema_for!(UserCreation),
+        T::UsersStatusUpdate | T::UsersAccountNumberUpdate => {
+            schemars::schema_for!(UserValueUpdate)
+        }
+        T::ProfilesResultUpdate => schemars::schema_for!(ProfileResultUpdate),
+        T::ProfilesAssessmentResultUpdate => schemars::schema_for!(ProfileAssessmentResultUpdate),
+        T::ReportsStatusUpdate => schemars::schema_for!(ReportStatusUpdate),
+    }
+}

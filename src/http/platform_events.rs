@@ -1,0 +1,218 @@
+//! The platform publish API: `POST /platform/events` and `/platform/events/batch` (platform
+//! key). Events are validated against the catalogue and the current state and appended to
+//! the outbox in one transaction; a batch is all or nothing.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::post;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::app::AppState;
+use crate::auth::Platform;
+use crate::catalogue::{EventData, EventType};
+use crate::error::{ApiError, ApiJson};
+use crate::idempotency::{
+    self, Begun, IdempotencyKeyHeader, PLATFORM_OWNER, Scope, StoredResponse,
+};
+use crate::publish::publish;
+use crate::store::{outbox, tenants};
+
+pub const MAX_BATCH: usize = 500;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/platform/events", post(publish_one))
+        .route("/platform/events/batch", post(publish_batch))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishRequest {
+    tenant: String,
+    subject: String,
+    action: String,
+    data: Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    events: Vec<Value>,
+}
+
+#[derive(Serialize)]
+struct BatchResponse {
+    events: Vec<Box<RawValue>>,
+}
+
+/// A request that passed every check that needs no database.
+struct Checked {
+    tenant: String,
+    ty: EventType,
+    data: EventData,
+}
+
+/// Prefixes a field path (`data.value` inside `events[3]`).
+fn nest(prefix: &str, field: &str) -> String {
+    match (prefix.is_empty(), field.is_empty()) {
+        (true, _) => field.to_owned(),
+        (false, true) => prefix.to_owned(),
+        (false, false) => format!("{prefix}.{field}"),
+    }
+}
+
+fn parse_request(body: Value, prefix: &str, preview_enabled: bool) -> Result<Checked, ApiError> {
+    let request: PublishRequest = serde_path_to_error::deserialize(body).map_err(|err| {
+        let path = err.path().to_string();
+        ApiError::invalid(
+            nest(prefix, if path == "." { "" } else { &path }),
+            err.into_inner().to_string(),
+        )
+    })?;
+    let ty = EventType::from_parts(&request.subject, &request.action).ok_or_else(|| {
+        ApiError::invalid(
+            nest(prefix, "action"),
+            format!(
+                "unknown event type '{}.{}'; GET /catalogue lists them",
+                request.subject, request.action
+            ),
+        )
+    })?;
+    if ty.is_preview() && !preview_enabled {
+        return Err(ApiError::invalid(
+            nest(prefix, "action"),
+            format!(
+                "'{ty}' is a preview type; the server accepts it only with EVENTGATE_PREVIEW_EVENTS=true"
+            ),
+        ));
+    }
+    let data = EventData::parse(ty, request.data)
+        .map_err(|err| ApiError::invalid(nest(prefix, &nest("data", &err.path)), err.message))?;
+    Ok(Checked {
+        tenant: request.tenant,
+        ty,
+        data,
+    })
+}
+
+async fn publish_one(
+    _: Platform,
+    State(state): State<AppState>,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    let fingerprint = idempotency::fingerprint(&body);
+    let event = parse_request(body, "", state.config.preview_events)?;
+    let mut tx = state.pool.begin().await?;
+    idempotency::bound_lock_waits(&mut tx, state.config.idempotency_wait()).await?;
+    outbox::lock_entities(&mut tx, &[event.data.lock_key(&event.tenant)]).await?;
+    let scope = Scope {
+        owner: PLATFORM_OWNER.into(),
+        endpoint: "platform-events",
+    };
+    let claim = match idempotency::begin(
+        &mut tx,
+        key,
+        scope,
+        fingerprint,
+        state.config.idempotency_ttl(),
+    )
+    .await?
+    {
+        Begun::Replay(response) => return Ok(response),
+        Begun::Proceed(claim) => claim,
+    };
+    require_tenant(&mut tx, &event.tenant).await?;
+    let published = publish(&mut tx, &event.tenant, event.ty, &event.data).await?;
+    let body = RawValue::from_string(published.envelope).map_err(ApiError::internal)?;
+    let response = StoredResponse::json(StatusCode::CREATED, &body)?;
+    let response = idempotency::finish(&mut tx, claim, response).await?;
+    tx.commit().await?;
+    Ok(response)
+}
+
+async fn publish_batch(
+    _: Platform,
+    State(state): State<AppState>,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    let fingerprint = idempotency::fingerprint(&body);
+    let batch: BatchRequest = serde_path_to_error::deserialize(body)
+        .map_err(|err| ApiError::invalid(err.path().to_string(), err.into_inner().to_string()))?;
+    if batch.events.is_empty() || batch.events.len() > MAX_BATCH {
+        return Err(ApiError::invalid(
+            "events",
+            format!("must hold 1 to {MAX_BATCH} events"),
+        ));
+    }
+    let events = batch
+        .events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| {
+            parse_request(event, &format!("events[{i}]"), state.config.preview_events)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut tx = state.pool.begin().await?;
+    idempotency::bound_lock_waits(&mut tx, state.config.idempotency_wait()).await?;
+    let lock_keys: Vec<String> = events.iter().map(|e| e.data.lock_key(&e.tenant)).collect();
+    outbox::lock_entities(&mut tx, &lock_keys).await?;
+    let scope = Scope {
+        owner: PLATFORM_OWNER.into(),
+        endpoint: "platform-events-batch",
+    };
+    let claim = match idempotency::begin(
+        &mut tx,
+        key,
+        scope,
+        fingerprint,
+        state.config.idempotency_ttl(),
+    )
+    .await?
+    {
+        Begun::Replay(response) => return Ok(response),
+        Begun::Proceed(claim) => claim,
+    };
+    let mut published = Vec::with_capacity(events.len());
+    for (i, event) in events.iter().enumerate() {
+        let result = async {
+            require_tenant(&mut tx, &event.tenant).await?;
+            publish(&mut tx, &event.tenant, event.ty, &event.data).await
+        }
+        .await;
+        let envelope = result.map_err(|err| in_batch(i, err))?.envelope;
+        published.push(RawValue::from_string(envelope).map_err(ApiError::internal)?);
+    }
+    // Raw envelopes, not `Value`s: a `Value` would re-format `1e100`.
+    let response = StoredResponse::json(StatusCode::CREATED, &BatchResponse { events: published })?;
+    let response = idempotency::finish(&mut tx, claim, response).await?;
+    tx.commit().await?;
+    Ok(response)
+}
+
+/// Says which event of a batch a state error is about.
+fn in_batch(index: usize, err: ApiError) -> ApiError {
+    match err {
+        ApiError::Conflict { detail } => ApiError::conflict(format!("events[{index}]: {detail}")),
+        ApiError::NotFoundDetail { detail } => ApiError::NotFoundDetail {
+            detail: format!("events[{index}]: {detail}"),
+        },
+        other => other,
+    }
+}
+
+async fn require_tenant(conn: &mut sqlx::PgConnection, tenant: &str) -> Result<(), ApiError> {
+    if tenants::exists(&mut *conn, tenant).await? {
+        Ok(())
+    } else {
+        Err(ApiError::NotFoundDetail {
+            detail: format!("no tenant '{tenant}'"),
+        })
+    }
+}

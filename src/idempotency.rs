@@ -1,0 +1,302 @@
+//! Idempotency-Key support for POST endpoints (IETF draft "The Idempotency-Key HTTP Header
+//! Field", with Stripe's behaviour).
+//!
+//! A handler extracts [`IdempotencyKeyHeader`], then inside its transaction calls [`begin`]
+//! before any write and [`finish`] with its response before committing. The key is claimed
+//! by inserting its row; a concurrent duplicate blocks on that uncommitted row (bounded by
+//! `lock_timeout`, then 409) and, once the original commits, replays its stored response. A
+//! key whose first request failed or crashed was rolled back with it, so it is free again.
+//! Same key with another body is 422. Keys are scoped per caller (tenant or platform) and
+//! endpoint, and expire after the configured window.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
+
+use crate::error::ApiError;
+use crate::store::idempotency as store;
+
+pub const HEADER: &str = "idempotency-key";
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+pub const MAX_KEY_LEN: usize = 255;
+
+/// A valid key: 1-255 printable ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// Parses a header value: a structured-field string (`"abc"`, as in the seed) or a bare
+    /// token; both name the same key.
+    pub fn parse(value: &[u8]) -> Result<Self, ApiError> {
+        let invalid = || {
+            ApiError::bad_request(format!(
+                "Idempotency-Key must be 1-{MAX_KEY_LEN} printable ASCII characters, bare or as a quoted string"
+            ))
+        };
+        let text = std::str::from_utf8(value).map_err(|_| invalid())?.trim();
+        let key = match text.strip_prefix('"') {
+            Some(rest) => unquote(rest).ok_or_else(invalid)?,
+            None if text.contains('"') => return Err(invalid()),
+            None => text.to_owned(),
+        };
+        let printable = key.bytes().all(|b| (0x20..=0x7e).contains(&b));
+        if key.is_empty() || key.len() > MAX_KEY_LEN || !printable {
+            return Err(invalid());
+        }
+        Ok(Self(key))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The body of an sf-string after its opening quote: `\"` and `\\` escapes, then a closing
+/// quote that ends the value.
+fn unquote(rest: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next()? {
+                escaped @ ('"' | '\\') => out.push(escaped),
+                _ => return None,
+            },
+            '"' => return chars.next().is_none().then_some(out),
+            other => out.push(other),
+        }
+    }
+    None
+}
+
+/// The optional `Idempotency-Key` header; a malformed or repeated one is a 400 problem.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKeyHeader(pub Option<IdempotencyKey>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKeyHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let mut values = parts.headers.get_all(HEADER).iter();
+        let Some(first) = values.next() else {
+            return Ok(Self(None));
+        };
+        if values.next().is_some() {
+            return Err(ApiError::bad_request(
+                "send one Idempotency-Key header, not several",
+            ));
+        }
+        IdempotencyKey::parse(first.as_bytes()).map(|key| Self(Some(key)))
+    }
+}
+
+/// SHA-256 of the canonical JSON of a body: object keys sorted, no whitespace, numbers as
+/// written. Two bodies that differ only in layout or key order have the same fingerprint.
+pub fn fingerprint(body: &Value) -> [u8; 32] {
+    let mut canonical = String::new();
+    write_canonical(body, &mut canonical);
+    Sha256::digest(canonical.as_bytes()).into()
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(value, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// Where a key lives: who called, and which endpoint.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub owner: String,
+    pub endpoint: &'static str,
+}
+
+/// The owner of platform-key requests' keys (not a valid tenant id, so never a collision).
+pub const PLATFORM_OWNER: &str = "@platform";
+
+/// A claimed key that [`finish`] must answer before the transaction commits.
+#[derive(Debug)]
+pub struct Claim {
+    scope: Scope,
+    key: IdempotencyKey,
+}
+
+/// A response as stored for replay.
+#[derive(Debug, Clone)]
+pub struct StoredResponse {
+    pub status: StatusCode,
+    pub body: Vec<u8>,
+    pub location: Option<String>,
+}
+
+impl StoredResponse {
+    pub fn json(status: StatusCode, body: &impl serde::Serialize) -> Result<Self, ApiError> {
+        Ok(Self {
+            status,
+            body: serde_json::to_vec(body).map_err(ApiError::internal)?,
+            location: None,
+        })
+    }
+
+    pub fn with_location(mut self, location: String) -> Self {
+        self.location = Some(location);
+        self
+    }
+
+    fn into_response(self, replayed: bool) -> Response {
+        let mut response = (self.status, Body::from(self.body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(location) = self.location.and_then(|l| HeaderValue::try_from(l).ok()) {
+            headers.insert(header::LOCATION, location);
+        }
+        if replayed {
+            headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+        }
+        response
+    }
+}
+
+/// What [`begin`] decided.
+pub enum Begun {
+    /// Do the work (and pass the claim, if any, to [`finish`]).
+    Proceed(Option<Claim>),
+    /// A committed earlier request with this key and body: send this, do nothing else.
+    Replay(Response),
+}
+
+/// Bounds how long this transaction waits for any lock (a duplicate in flight, an entity
+/// lock) before failing with 409. Call first in the transaction.
+pub async fn bound_lock_waits(conn: &mut PgConnection, wait: Duration) -> Result<(), ApiError> {
+    store::set_lock_timeout(conn, wait)
+        .await
+        .map_err(Into::into)
+}
+
+/// Claims `key` for this request, or finds the earlier request's answer.
+pub async fn begin(
+    conn: &mut PgConnection,
+    key: Option<IdempotencyKey>,
+    scope: Scope,
+    fingerprint: [u8; 32],
+    ttl: Duration,
+) -> Result<Begun, ApiError> {
+    let Some(key) = key else {
+        return Ok(Begun::Proceed(None));
+    };
+    if store::claim(conn, &scope, key.as_str(), &fingerprint, ttl).await? {
+        return Ok(Begun::Proceed(Some(Claim { scope, key })));
+    }
+    let earlier = store::find(conn, &scope, key.as_str())
+        .await?
+        .ok_or_else(|| {
+            ApiError::conflict("the Idempotency-Key is being reused concurrently; retry")
+        })?;
+    if earlier.fingerprint != fingerprint {
+        return Err(ApiError::UnprocessableBody {
+            detail: "this Idempotency-Key was used with a different request body".into(),
+        });
+    }
+    let status =
+        StatusCode::from_u16(earlier.response_status as u16).map_err(ApiError::internal)?;
+    Ok(Begun::Replay(
+        StoredResponse {
+            status,
+            body: earlier.response_body,
+            location: earlier.location,
+        }
+        .into_response(true),
+    ))
+}
+
+/// Stores the response under the claimed key (if any) and returns it as the HTTP response.
+pub async fn finish(
+    conn: &mut PgConnection,
+    claim: Option<Claim>,
+    response: StoredResponse,
+) -> Result<Response, ApiError> {
+    if let Some(claim) = claim {
+        store::save_response(conn, &claim.scope, claim.key.as_str(), &response).await?;
+    }
+    Ok(response.into_response(false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_and_bare_keys_are_the_same_key() {
+        let quoted = IdempotencyKey::parse(br#""LVRYWG833Vp2FIIG""#).unwrap();
+        let bare = IdempotencyKey::parse(b"LVRYWG833Vp2FIIG").unwrap();
+        assert_eq!(quoted, bare);
+        assert_eq!(
+            IdempotencyKey::parse(br#""a\"b""#).unwrap().as_str(),
+            "a\"b"
+        );
+    }
+
+    #[test]
+    fn malformed_keys_are_rejected() {
+        let too_long = "k".repeat(256);
+        for bad in [
+            &b""[..],
+            b"\"\"",
+            b"\"open",
+            b"\"a\"b\"",
+            b"a\"b",
+            b"\"bad\\escape\"",
+            b"tab\tinside",
+            "caf\u{e9}".as_bytes(),
+            too_long.as_bytes(),
+        ] {
+            assert!(IdempotencyKey::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn fingerprint_ignores_layout_and_key_order_but_not_values() {
+        let a: Value =
+            serde_json::from_str(r#"{"data": {"amount": "10", "currency": "EUR"}}"#).unwrap();
+        let b: Value =
+            serde_json::from_str(r#"{"data":{"currency":"EUR","amount":"10"}}"#).unwrap();
+        let c: Value =
+            serde_json::from_str(r#"{"data":{"currency":"EUR","amount":"11"}}"#).unwrap();
+        assert_eq!(fingerprint(&a), fingerprint(&b));
+        assert_ne!(fingerprint(&a), fingerprint(&c));
+    }
+}

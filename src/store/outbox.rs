@@ -1,0 +1,52 @@
+//! Appending to the outbox. Reading it in feed order lives in `store::feed`.
+
+use sqlx::PgConnection;
+
+use crate::catalogue::{Change, Entity, Envelope, EventType};
+
+/// Appends one event in the caller's transaction and returns the stored envelope text.
+#[tracing::instrument(skip_all, fields(event_type = %ty))]
+pub async fn append(
+    conn: &mut PgConnection,
+    tenant: &str,
+    ty: EventType,
+    entity: Entity,
+    change: Change,
+    envelope: &Envelope<'_>,
+) -> Result<String, sqlx::Error> {
+    let json = envelope
+        .to_json()
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query(
+        "INSERT INTO outbox (id, tenant_id, event_type, entity, entity_id, change, created, envelope)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(envelope.id)
+    .bind(tenant)
+    .bind(ty.name())
+    .bind(entity.as_str())
+    .bind(envelope.data.entity_id().as_str())
+    .bind(change.as_str())
+    .bind(envelope.created)
+    .bind(&json)
+    .execute(conn)
+    .await?;
+    Ok(json)
+}
+
+/// Serializes writers that touch the same state: takes transaction-scoped advisory locks on
+/// `keys` (each `tenant/entity-key`; sorted, so two writers never wait on each other in a cycle). Taken before any
+/// write, they also make a later writer get a later transaction id, so per-entity feed order
+/// is commit order.
+#[tracing::instrument(skip_all)]
+pub async fn lock_entities(conn: &mut PgConnection, keys: &[String]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(k)
+         FROM (SELECT DISTINCT hashtextextended(key, 0) AS k
+               FROM unnest($1::text[]) AS key ORDER BY 1) AS locks",
+    )
+    .bind(keys)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
