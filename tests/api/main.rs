@@ -2,6 +2,7 @@
 //! `#[sqlx::test]` (DATABASE_URL names the server) and a real eventgate on a free port.
 
 mod catalogue;
+mod deposits;
 mod foundation;
 mod helpers;
 mod zero_config;
