@@ -10,6 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -19,6 +20,7 @@ use tracing::Level;
 use crate::auth::hash_key;
 use crate::config::ServerConfig;
 use crate::error::ApiError;
+use crate::feed::notifier::Notifier;
 use crate::{http, store, telemetry};
 
 /// What every handler can reach.
@@ -26,6 +28,11 @@ use crate::{http, store, telemetry};
 pub struct AppState {
     pub pool: PgPool,
     pub config: Arc<ServerConfig>,
+    /// Wakes long-polls when a tenant's outbox grows.
+    pub notifier: Notifier,
+    /// Turns true when the server starts shutting down (long-polls return at once).
+    pub shutdown: watch::Receiver<bool>,
+    shutdown_trigger: Arc<watch::Sender<bool>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +51,13 @@ impl AppState {
         {
             return Err(StartupError::PlatformKeyRevoked);
         }
+        let (trigger, shutdown) = watch::channel(false);
         Ok(Self {
             pool,
             config: Arc::new(config),
+            notifier: Notifier::default(),
+            shutdown,
+            shutdown_trigger: Arc::new(trigger),
         })
     }
 }
@@ -88,6 +99,11 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let trigger = state.shutdown_trigger.clone();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = trigger.send(true);
+    };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await

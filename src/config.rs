@@ -91,6 +91,10 @@ pub struct ServerConfig {
     #[arg(long, env = "EVENTGATE_IDEMPOTENCY_WAIT_MS", default_value_t = 5000)]
     pub idempotency_wait_ms: u64,
 
+    /// How long outbound events are kept in the feed; older cursors get 410 Gone.
+    #[arg(long, env = "EVENTGATE_FEED_RETENTION_SECS", default_value_t = 30 * 24 * 3600)]
+    pub feed_retention_secs: u64,
+
     /// Accept the seed's draft ("preview") event types on the platform publish API.
     #[arg(long, env = "EVENTGATE_PREVIEW_EVENTS", default_value_t = false, action = ArgAction::Set)]
     pub preview_events: bool,
@@ -103,6 +107,10 @@ impl ServerConfig {
 
     pub fn idempotency_ttl(&self) -> Duration {
         Duration::from_secs(self.idempotency_ttl_secs)
+    }
+
+    pub fn feed_retention(&self) -> Duration {
+        Duration::from_secs(self.feed_retention_secs)
     }
 
     pub fn idempotency_wait(&self) -> Duration {

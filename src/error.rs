@@ -34,6 +34,8 @@ pub enum ApiError {
     #[error("{detail}")]
     Conflict { detail: String },
     #[error("{detail}")]
+    Gone { detail: String },
+    #[error("{detail}")]
     UnprocessableBody { detail: String },
     #[error("request body is larger than the limit")]
     PayloadTooLarge,
@@ -84,6 +86,7 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Gone { .. } => StatusCode::GONE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Timeout | Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -103,6 +106,7 @@ impl ApiError {
             Self::BadRequest { .. } => "bad-request",
             Self::Invalid { .. } | Self::UnprocessableBody { .. } => "validation",
             Self::Conflict { .. } => "conflict",
+            Self::Gone { .. } => "gone",
             Self::PayloadTooLarge => "payload-too-large",
             Self::UnsupportedMediaType { .. } => "unsupported-media-type",
             Self::Timeout => "timeout",

@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod database;
 pub mod error;
+pub mod feed;
 pub mod http;
 pub mod idempotency;
 pub mod maintenance;

@@ -1,5 +1,6 @@
-//! Background upkeep: purging expired idempotency keys in small batches. Tasks stop when
-//! the returned [`Background`] is dropped.
+//! Background work: the LISTEN connection that wakes long-polls, purging expired
+//! idempotency keys, and purging feed events past their retention, both in small batches.
+//! Tasks stop when the returned [`Background`] is dropped.
 
 use std::time::Duration;
 
@@ -33,8 +34,20 @@ pub fn spawn(state: &AppState) -> Background {
             purge_idempotency_keys(&pool).await;
         }
     });
+    let pool = state.pool.clone();
+    let retention = state.config.feed_retention();
+    let feed = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PURGE_EVERY);
+        loop {
+            tick.tick().await;
+            if let Err(err) = purge_feed(&pool, retention).await {
+                tracing::warn!(error = %err, "purging the feed failed; will retry");
+            }
+        }
+    });
+    let listener = tokio::spawn(state.notifier.clone().run_listener(state.pool.clone()));
     Background {
-        tasks: vec![idempotency],
+        tasks: vec![idempotency, feed, listener],
     }
 }
 
@@ -55,4 +68,29 @@ pub async fn purge_idempotency_keys(pool: &sqlx::PgPool) {
             }
         }
     }
+}
+
+/// Deletes feed events older than `retention`, a batch at a time. The watermark is raised
+/// first, so a reader holding a cursor into the purged range gets 410 rather than a gap.
+pub async fn purge_feed(pool: &sqlx::PgPool, retention: Duration) -> Result<u64, sqlx::Error> {
+    let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let cutoff = chrono::Utc::now()
+        .checked_sub_signed(retention)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    let Some(through) = store::feed::retention_cutoff(pool, cutoff).await? else {
+        return Ok(0);
+    };
+    store::feed::raise_watermark(pool, through).await?;
+    let mut purged = 0;
+    loop {
+        let n = store::feed::purge_through(pool, through, PURGE_BATCH).await?;
+        purged += n;
+        if n < PURGE_BATCH as u64 {
+            break;
+        }
+    }
+    if purged > 0 {
+        tracing::info!(purged, "purged feed events past retention");
+    }
+    Ok(purged)
 }

@@ -10,6 +10,7 @@ use crate::error::ApiError;
 
 mod catalogue;
 mod deposits;
+mod feed;
 mod health;
 mod pagination;
 mod platform_admin;
@@ -24,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .merge(catalogue::router())
         .merge(read_model::router())
         .merge(deposits::router())
+        .merge(feed::router())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -2,6 +2,7 @@
 //! transaction) so callers decide the transaction boundary; readers take any executor.
 
 pub mod deposits;
+pub mod feed;
 pub mod idempotency;
 pub mod keys;
 pub mod outbox;

@@ -16,6 +16,7 @@ pub struct TestServer {
     pub base: String,
     pub http: reqwest::Client,
     pub pool: PgPool,
+    pub state: AppState,
     /// Dropping the server drops this sender, which shuts the server down gracefully.
     _shutdown: oneshot::Sender<()>,
     _background: eventgate::maintenance::Background,
@@ -39,10 +40,11 @@ impl TestServer {
             .await
             .expect("server state starts");
         let background = eventgate::maintenance::spawn(&state);
+        let handle = state.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(app::serve(listener, state, async {
+        tokio::spawn(app::serve(listener, handle, async {
             let _ = rx.await;
         }));
         let http = reqwest::Client::builder()
@@ -53,6 +55,7 @@ impl TestServer {
             base,
             http,
             pool,
+            state,
             _shutdown: tx,
             _background: background,
         }
@@ -168,5 +171,32 @@ impl TestServer {
             .fetch_one(&self.pool)
             .await
             .expect("count query")
+    }
+}
+
+impl TestServer {
+    /// Waits until every committed outbox row is below the visibility horizon. Tests share
+    /// one PostgreSQL cluster, and another test's open transaction briefly holds the
+    /// horizon back (the feed lags, it never skips); reads that expect everything just
+    /// written wait here first.
+    pub async fn settle(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let pending: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM outbox
+                                WHERE tx_id >= pg_snapshot_xmin(pg_current_snapshot()))",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .expect("pending query");
+            if !pending {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the feed never settled"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 mod catalogue;
 mod deposits;
+mod feed;
 mod foundation;
 mod helpers;
 mod zero_config;

@@ -1,0 +1,139 @@
+//! The outbound feed: a tenant's outbox in one final order, read page by page with opaque
+//! cursors, with long-polling.
+//!
+//! # Why the order is final (gap-free under concurrency)
+//!
+//! Transactions commit out of id order, so a reader that pages by a sequence number can
+//! pass number 11 before 10 commits and never see 10. Each outbox row therefore records
+//! the id of the transaction that wrote it (`pg_current_xact_id()`, an xid8) beside its
+//! sequence number, and the feed is ordered by the pair (tx_id, seq). A page only serves
+//! rows whose tx_id is below the xmin of the reading statement's snapshot: every
+//! transaction below xmin has finished, and every transaction that has not yet written
+//! will get a larger id, so no row can ever appear before a position already served. The
+//! cursor is that pair; comparing ids alone (`id > cursor AND tx_id < xmin`) would still
+//! lose rows, since tx_id order is not seq order.
+//!
+//! The price: one long-running writing transaction anywhere in the cluster holds xmin
+//! back and stalls the feed (it never skips). Write transactions here are short. An empty
+//! page without a cursor answers the horizon `(xmin - 1, max)`, which no future row can
+//! precede.
+//!
+//! # Long-poll
+//!
+//! With `wait`, an empty page subscribes to the [`notifier::Notifier`] before re-reading,
+//! so a commit between the read and the wait still wakes it. A wake-up only means "look
+//! again". Rows already committed but held back by an older open transaction are
+//! re-checked quickly; otherwise a slow timer covers lost notifications.
+
+pub mod cursor;
+pub mod notifier;
+
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::store::feed as store;
+use cursor::Position;
+use notifier::Notifier;
+
+/// How often a waiting long-poll re-reads without a notification (lost NOTIFY cover).
+const FALLBACK_RECHECK: Duration = Duration::from_secs(1);
+/// How soon it re-reads when committed rows wait on an older open transaction.
+const PENDING_RECHECK: Duration = Duration::from_millis(20);
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error("the cursor points before the retained feed")]
+    Gone,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("a stored envelope is not valid JSON: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+/// What a page asks for.
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    pub tenant: String,
+    pub after: Option<Position>,
+    /// Event type names to keep; `None` keeps all.
+    pub types: Option<Vec<String>>,
+    pub limit: i64,
+}
+
+#[derive(Debug)]
+pub struct Page {
+    pub events: Vec<Box<RawValue>>,
+    pub next: Position,
+    pub has_more: bool,
+}
+
+/// Reads one page (never waits).
+pub async fn read_page(pool: &PgPool, request: &PageRequest) -> Result<Page, FeedError> {
+    let after = request.after.unwrap_or(Position::START);
+    let read = store::read(
+        pool,
+        &request.tenant,
+        after,
+        request.types.as_deref(),
+        request.limit + 1,
+    )
+    .await?;
+    if let (Some(cursor), Some(purged)) = (request.after, read.purged_through)
+        && cursor < purged
+    {
+        return Err(FeedError::Gone);
+    }
+    let has_more = read.rows.len() as i64 > request.limit;
+    let mut rows = read.rows;
+    rows.truncate(request.limit as usize);
+    let next = match (rows.last(), request.after) {
+        (Some((position, _)), _) => *position,
+        (None, Some(cursor)) => cursor,
+        (None, None) => Position::horizon(read.xmin),
+    };
+    let events = rows
+        .into_iter()
+        .map(|(_, envelope)| RawValue::from_string(envelope))
+        .collect::<Result<_, _>>()?;
+    Ok(Page {
+        events,
+        next,
+        has_more,
+    })
+}
+
+/// Reads one page; if it is empty, waits up to `wait` for the tenant's next event.
+/// Returns early (with whatever it has) when `shutdown` turns true.
+pub async fn wait_for_page(
+    pool: &PgPool,
+    notifier: &Notifier,
+    mut shutdown: watch::Receiver<bool>,
+    request: &PageRequest,
+    wait: Duration,
+) -> Result<Page, FeedError> {
+    let deadline = Instant::now() + wait;
+    let mut wake = notifier.subscribe(&request.tenant);
+    loop {
+        wake.mark_unchanged();
+        let page = read_page(pool, request).await?;
+        if !page.events.is_empty() || Instant::now() >= deadline || *shutdown.borrow() {
+            return Ok(page);
+        }
+        let pending = store::has_pending(pool, &request.tenant, page.next).await?;
+        let recheck = if pending {
+            PENDING_RECHECK
+        } else {
+            FALLBACK_RECHECK
+        };
+        let until = deadline.min(Instant::now() + recheck);
+        tokio::select! {
+            _ = wake.changed() => {}
+            _ = shutdown.changed() => {}
+            () = tokio::time::sleep_until(until) => {}
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! `GET /events/` (client key): the tenant's outbound feed, cursor-paginated, with
+//! long-polling; and `GET /events/{id}`. See `crate::feed` for the ordering guarantee.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::ClientTenant;
+use crate::catalogue::TypePattern;
+use crate::error::{ApiError, ApiPath};
+use crate::feed::cursor::Position;
+use crate::feed::{self, FeedError, PageRequest};
+use crate::http::pagination;
+use crate::store;
+
+pub const MAX_WAIT_SECS: u64 = 30;
+const MAX_TYPE_FILTERS: usize = 20;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/events/", get(list_events))
+        .route("/events", get(list_events))
+        .route("/events/{id}", get(get_event))
+}
+
+#[derive(Debug, Default)]
+struct FeedParams {
+    after: Option<Position>,
+    after_raw: Option<String>,
+    limit: i64,
+    types: Vec<String>,
+    type_raw: Vec<String>,
+    wait: u64,
+}
+
+fn parse_params(query: Option<&str>) -> Result<FeedParams, ApiError> {
+    let mut params = FeedParams::default();
+    let mut limit = None;
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match name.as_ref() {
+            "after" if params.after_raw.is_none() => {
+                params.after = Some(Position::decode(&value).ok_or_else(|| {
+                    ApiError::bad_request("after: not a cursor this server issued")
+                })?);
+                params.after_raw = Some(value.into_owned());
+            }
+            "limit" if limit.is_none() => {
+                limit = Some(value.parse::<i64>().map_err(|_| {
+                    ApiError::bad_request("limit must be an integer between 1 and 1000")
+                })?);
+            }
+            "type" => {
+                let pattern = TypePattern::parse(&value).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "type: unknown event type '{value}' (use subject.action or subject.*; GET /catalogue lists them)"
+                    ))
+                })?;
+                if params.type_raw.len() == MAX_TYPE_FILTERS {
+                    return Err(ApiError::bad_request(format!(
+                        "at most {MAX_TYPE_FILTERS} type filters"
+                    )));
+                }
+                params.types.extend(pattern.names());
+                params.type_raw.push(value.into_owned());
+            }
+            "wait" if params.wait == 0 => {
+                params.wait = value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|w| *w <= MAX_WAIT_SECS)
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "wait must be a whole number of seconds from 0 to {MAX_WAIT_SECS}"
+                        ))
+                    })?;
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown or repeated query parameter '{other}'"
+                )));
+            }
+        }
+    }
+    params.limit = pagination::limit(limit)?;
+    params.types.sort();
+    params.types.dedup();
+    Ok(params)
+}
+
+#[derive(Serialize)]
+struct FeedPage {
+    data: Vec<Box<RawValue>>,
+    next_cursor: String,
+    has_more: bool,
+}
+
+fn next_link(params: &FeedParams, next_cursor: &str) -> Option<HeaderValue> {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("after", next_cursor);
+    query.append_pair("limit", &params.limit.to_string());
+    for pattern in &params.type_raw {
+        query.append_pair("type", pattern);
+    }
+    if params.wait > 0 {
+        query.append_pair("wait", &params.wait.to_string());
+    }
+    HeaderValue::try_from(format!("</events/?{}>; rel=\"next\"", query.finish())).ok()
+}
+
+impl From<FeedError> for ApiError {
+    fn from(err: FeedError) -> Self {
+        match err {
+            FeedError::Gone => ApiError::Gone {
+                detail: "this cursor points before the retained feed; restart without `after`"
+                    .into(),
+            },
+            FeedError::Database(err) => err.into(),
+            FeedError::Corrupt(err) => ApiError::internal(err),
+        }
+    }
+}
+
+async fn list_events(
+    ClientTenant(tenant): ClientTenant,
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = parse_params(query.as_deref())?;
+    let request = PageRequest {
+        tenant,
+        after: params.after,
+        types: (!params.types.is_empty()).then(|| params.types.clone()),
+        limit: params.limit,
+    };
+    let page = if params.wait == 0 {
+        feed::read_page(&state.pool, &request).await?
+    } else {
+        feed::wait_for_page(
+            &state.pool,
+            &state.notifier,
+            state.shutdown.clone(),
+            &request,
+            Duration::from_secs(params.wait),
+        )
+        .await?
+    };
+    let next_cursor = match (&params.after_raw, page.events.is_empty()) {
+        // An empty page answers the very cursor it was given.
+        (Some(raw), true) => raw.clone(),
+        _ => page.next.encode(),
+    };
+    let link = next_link(&params, &next_cursor);
+    let body = serde_json::to_vec(&FeedPage {
+        data: page.events,
+        next_cursor,
+        has_more: page.has_more,
+    })
+    .map_err(ApiError::internal)?;
+    let mut response = (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response();
+    if let Some(link) = link {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    Ok(response)
+}
+
+async fn get_event(
+    ClientTenant(tenant): ClientTenant,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Response, ApiError> {
+    let envelope = store::feed::get_event(&state.pool, &tenant, id)
+        .await?
+        .ok_or(ApiError::NotFound { resource: "event" })?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        envelope,
+    )
+        .into_response())
+}

@@ -1,0 +1,498 @@
+//! GET /events/: the gap-free, cursor-paginated feed with long-polling.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use eventgate::catalogue::EventData;
+use eventgate::catalogue::EventType;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::helpers::{TestServer, assert_problem};
+
+async fn page(server: &TestServer, key: &str, query: &str) -> Value {
+    let response = server.get(&format!("/events/?{query}"), key).await;
+    assert_eq!(response.status(), StatusCode::OK, "{query}");
+    response.json().await.unwrap()
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Follows the feed from the start with `limit` until an empty page; returns every id seen.
+async fn follow_all(server: &TestServer, key: &str, extra: &str, limit: u32) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let query = match &cursor {
+            Some(c) => format!("limit={limit}&after={c}{extra}"),
+            None => format!("limit={limit}{extra}"),
+        };
+        let page = page(server, key, &query).await;
+        let batch = ids(&page);
+        cursor = Some(page["next_cursor"].as_str().unwrap().to_owned());
+        if batch.is_empty() {
+            return seen;
+        }
+        seen.extend(batch);
+    }
+}
+
+/// A tiny deterministic generator for sleeps and roll-back decisions.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below
+    }
+}
+
+fn user_event(i: usize) -> EventData {
+    EventData::parse(
+        EventType::UsersStatusUpdate,
+        json!({"id": format!("U{i}"), "value": "ACTIVE"}),
+    )
+    .unwrap()
+}
+
+#[sqlx::test]
+async fn follower_sees_every_committed_event_exactly_once_under_concurrent_writers(
+    options: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let pool = options
+        .max_connections(20)
+        .connect_with(connect)
+        .await
+        .unwrap();
+    let server = TestServer::start(pool.clone()).await;
+    let key = server.tenant_with_key("acme").await;
+
+    const WRITERS: u64 = 10;
+    const TRANSACTIONS: usize = 25;
+    let writers = (0..WRITERS).map(|w| {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut rng = Lcg(w + 1);
+            let mut committed = Vec::new();
+            for t in 0..TRANSACTIONS {
+                let mut tx = pool.begin().await.unwrap();
+                let mut ids = Vec::new();
+                for e in 0..=rng.next(3) as usize {
+                    let data = user_event(t * 10 + e);
+                    let published = eventgate::publish::publish(
+                        &mut tx,
+                        "acme",
+                        EventType::UsersStatusUpdate,
+                        &data,
+                    )
+                    .await
+                    .unwrap();
+                    ids.push(published.id.to_string());
+                }
+                // Hold the transaction open for a while so commits interleave out of order.
+                tokio::time::sleep(Duration::from_millis(rng.next(25))).await;
+                if rng.next(5) == 0 {
+                    tx.rollback().await.unwrap();
+                } else {
+                    tx.commit().await.unwrap();
+                    committed.extend(ids);
+                }
+            }
+            committed
+        })
+    });
+    let writers = futures::future::join_all(writers);
+    tokio::pin!(writers);
+
+    // Follow with tiny pages while the writers run, then drain once they are done.
+    let mut seen: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut done: Option<Vec<String>> = None;
+    loop {
+        let query = match &cursor {
+            Some(c) => format!("limit=2&after={c}"),
+            None => "limit=2".to_owned(),
+        };
+        let page = page(&server, &key, &query).await;
+        let batch = ids(&page);
+        cursor = Some(page["next_cursor"].as_str().unwrap().to_owned());
+        let empty = batch.is_empty();
+        seen.extend(batch);
+        if done.is_some() && empty {
+            break;
+        }
+        if done.is_none() {
+            tokio::select! {
+                results = &mut writers => {
+                    done = Some(results.into_iter().flat_map(|r| r.unwrap()).collect());
+                    server.settle().await;
+                }
+                () = tokio::task::yield_now() => {}
+            }
+        }
+    }
+    let committed = done.unwrap();
+    assert!(
+        committed.len() > 100,
+        "the writers committed a real workload"
+    );
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "no event was served twice");
+    let expected: HashSet<&String> = committed.iter().collect();
+    assert_eq!(
+        unique, expected,
+        "every committed event, and no rolled-back one, was served"
+    );
+
+    let second_read = follow_all(&server, &key, "", 7).await;
+    assert_eq!(second_read, seen, "a second full read sees the same order");
+}
+
+#[sqlx::test]
+async fn pagination_boundaries(pool: PgPool) {
+    let server = TestServer::start(pool).await;
+    let key = server.tenant_with_key("acme").await;
+
+    let empty = page(&server, &key, "").await;
+    assert_eq!(empty["data"], json!([]));
+    assert_eq!(empty["has_more"], false);
+    let start_cursor = empty["next_cursor"].as_str().unwrap().to_owned();
+    let again = page(&server, &key, &format!("after={start_cursor}")).await;
+    assert_eq!(
+        again["next_cursor"],
+        start_cursor.as_str(),
+        "an empty page answers the same cursor"
+    );
+
+    for i in 0..6 {
+        server.create_portfolio("acme", &format!("P{i}")).await;
+    }
+    server.settle().await;
+    let all = follow_all(&server, &key, "", 1000).await;
+    assert_eq!(all.len(), 6);
+    assert_eq!(follow_all(&server, &key, "", 1).await, all, "limit=1");
+    assert_eq!(
+        follow_all(&server, &key, "", 4).await,
+        all,
+        "a last partial page"
+    );
+
+    let first = page(&server, &key, "limit=3").await;
+    assert_eq!(first["has_more"], true);
+    let second = page(
+        &server,
+        &key,
+        &format!("limit=3&after={}", first["next_cursor"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(
+        second["has_more"], false,
+        "an exact multiple ends with has_more false"
+    );
+    assert_eq!([ids(&first), ids(&second)].concat(), all);
+
+    let from_start_cursor = page(&server, &key, &format!("after={start_cursor}")).await;
+    assert_eq!(
+        ids(&from_start_cursor),
+        all,
+        "the empty feed's cursor misses nothing later"
+    );
+
+    let response = server.get("/events/?limit=3", &key).await;
+    let link = response.headers()["link"].to_str().unwrap().to_owned();
+    assert!(
+        link.starts_with("</events/?after=") && link.ends_with("rel=\"next\""),
+        "{link}"
+    );
+}
+
+#[sqlx::test]
+async fn type_filters(pool: PgPool) {
+    let server = TestServer::start(pool).await;
+    let key = server.tenant_with_key("acme").await;
+    server.create_portfolio("acme", "P1").await;
+    server
+        .publish(
+            "acme",
+            "portfolios.status-update",
+            json!({"id": "P1", "external_id": "e", "value": "ACTIVE"}),
+        )
+        .await;
+    server.publish("acme", "optimizations.status-update", json!({"id": "O1", "portfolio_id": "P1", "external_id": "e", "is_recommended": true, "value": "SUCCESS"})).await;
+    server.settle().await;
+
+    let types = |page: &Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}.{}",
+                    e["subject"].as_str().unwrap(),
+                    e["action"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let creation = page(&server, &key, "type=portfolios.creation").await;
+    assert_eq!(types(&creation), ["portfolios.creation"]);
+    let portfolios = page(&server, &key, "type=portfolios.*").await;
+    assert_eq!(
+        types(&portfolios),
+        ["portfolios.creation", "portfolios.status-update"]
+    );
+    let both = page(
+        &server,
+        &key,
+        "type=portfolios.creation&type=optimizations.*",
+    )
+    .await;
+    assert_eq!(
+        types(&both),
+        ["portfolios.creation", "optimizations.status-update"]
+    );
+
+    for bad in ["type=portfolios.teleport", "type=nothing.*", "type="] {
+        assert_problem(
+            server.get(&format!("/events/?{bad}"), &key).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+}
+
+#[sqlx::test]
+async fn bad_parameters_are_400_problems(pool: PgPool) {
+    let server = TestServer::start(pool).await;
+    let key = server.tenant_with_key("acme").await;
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "limit=ten",
+        "wait=31",
+        "wait=-1",
+        "after=12345",
+        "after=",
+        "colour=red",
+        "limit=1&limit=2",
+    ] {
+        assert_problem(
+            server.get(&format!("/events/?{bad}"), &key).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+    let cursor = page(&server, &key, "").await["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut tampered = cursor.into_bytes();
+    tampered[3] = if tampered[3] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    assert_problem(
+        server
+            .get(&format!("/events/?after={tampered}"), &key)
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+}
+
+#[sqlx::test]
+async fn cursor_before_retention_is_410_gone(pool: PgPool) {
+    let server = TestServer::start(pool).await;
+    let key = server.tenant_with_key("acme").await;
+    server.create_portfolio("acme", "P1").await;
+    server.settle().await;
+    let old_cursor = page(&server, &key, "").await["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server.create_portfolio("acme", "P2").await;
+    server.settle().await;
+
+    let purged = eventgate::maintenance::purge_feed(&server.pool, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(purged, 2);
+    assert_problem(
+        server
+            .get(&format!("/events/?after={old_cursor}"), &key)
+            .await,
+        StatusCode::GONE,
+    )
+    .await;
+    let restart = page(&server, &key, "").await;
+    assert_eq!(restart["data"], json!([]), "starting over works");
+}
+
+#[sqlx::test]
+async fn tenants_never_see_each_others_events(pool: PgPool) {
+    let server = TestServer::start(pool).await;
+    let key_a = server.tenant_with_key("acme").await;
+    let key_b = server.tenant_with_key("bank-b").await;
+    server.create_portfolio("acme", "PA").await;
+    server.create_portfolio("bank-b", "PB").await;
+    server.create_portfolio("acme", "PA2").await;
+    server.settle().await;
+
+    let a = page(&server, &key_a, "").await;
+    let b = page(&server, &key_b, "type=portfolios.*").await;
+    assert_eq!(a["data"].as_array().unwrap().len(), 2);
+    assert_eq!(b["data"].as_array().unwrap().len(), 1);
+    assert_eq!(b["data"][0]["data"]["id"], "PB");
+
+    // A cursor taken from tenant A's feed still only reads tenant B's events.
+    let a_first_cursor = page(&server, &key_a, "limit=1").await["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b_with_a_cursor = page(&server, &key_b, &format!("after={a_first_cursor}")).await;
+    for event in b_with_a_cursor["data"].as_array().unwrap() {
+        assert_eq!(event["data"]["id"], "PB");
+    }
+    let a_event = a["data"][0]["id"].as_str().unwrap();
+    assert_eq!(
+        server
+            .get(&format!("/events/{a_event}"), &key_a)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_problem(
+        server.get(&format!("/events/{a_event}"), &key_b).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+}
+
+#[sqlx::test]
+async fn get_one_event_returns_the_stored_envelope(pool: PgPool) {
+    let server = TestServer::start(pool).await;
+    let key = server.tenant_with_key("acme").await;
+    server.create_portfolio("acme", "P1").await;
+    server.settle().await;
+    let listed = page(&server, &key, "").await;
+    let id = listed["data"][0]["id"].as_str().unwrap();
+    let one: Value = server
+        .get(&format!("/events/{id}"), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one, listed["data"][0]);
+    let missing = uuid::Uuid::now_v7();
+    assert_problem(
+        server.get(&format!("/events/{missing}"), &key).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+}
+
+#[sqlx::test]
+async fn long_poll_wakes_on_commit(pool: PgPool) {
+    let server = TestServer::start(pool).await;
+    let key = server.tenant_with_key("acme").await;
+    let cursor = page(&server, &key, "").await["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let http = server.http.clone();
+    let url = server.url(&format!("/events/?wait=30&after={cursor}"));
+    let poll_key = key.clone();
+    let started = Instant::now();
+    let poll =
+        tokio::spawn(async move { http.get(url).bearer_auth(poll_key).send().await.unwrap() });
+    while server.state.notifier.waiting("acme") == 0 {
+        tokio::task::yield_now().await;
+    }
+    server.create_portfolio("acme", "P1").await;
+    let response = poll.await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["data"][0]["data"]["id"], "P1");
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "answered by the commit, not the deadline"
+    );
+}
+
+#[sqlx::test]
+async fn notifications_reach_subscribers_through_listen(pool: PgPool) {
+    let server = TestServer::start(pool).await;
+    server.tenant_with_key("acme").await;
+    let mut wake = server.state.notifier.subscribe("acme");
+    let mut other = server.state.notifier.subscribe("bank-b");
+    // The listener connects in the background; publish until a wake-up arrives.
+    let woke = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut i = 0;
+        loop {
+            server.create_portfolio("acme", &format!("P{i}")).await;
+            i += 1;
+            if tokio::time::timeout(Duration::from_secs(1), wake.changed())
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        woke.is_ok(),
+        "a NOTIFY from a commit woke the tenant's subscriber"
+    );
+    other.mark_unchanged();
+    assert!(!other.has_changed().unwrap(), "other tenants are not woken");
+}
+
+#[sqlx::test]
+async fn long_poll_returns_empty_with_the_same_cursor_after_wait(pool: PgPool) {
+    let server = TestServer::start(pool).await;
+    let key = server.tenant_with_key("acme").await;
+    let cursor = page(&server, &key, "").await["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = page(&server, &key, &format!("wait=1&after={cursor}")).await;
+    assert_eq!(body["data"], json!([]));
+    assert_eq!(body["next_cursor"], cursor.as_str());
+}
+
+#[sqlx::test]
+async fn shutdown_releases_waiting_long_polls(pool: PgPool) {
+    let server = TestServer::start(pool).await;
+    let key = server.tenant_with_key("acme").await;
+    let http = server.http.clone();
+    let url = server.url("/events/?wait=30");
+    let started = Instant::now();
+    let poll = tokio::spawn(async move { http.get(url).bearer_auth(key).send().await.unwrap() });
+    while server.state.notifier.waiting("acme") == 0 {
+        tokio::task::yield_now().await;
+    }
+    drop(server);
+    let response = poll.await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the in-flight poll got a full answer"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "released by shutdown, not by its deadline"
+    );
+}
