@@ -51,3 +51,26 @@ ensure_rust() {
   command -v cc >/dev/null 2>&1 || apt_install build-essential
   command -v python3 >/dev/null 2>&1 || apt_install python3
 }
+
+# Starts a throwaway PostgreSQL cluster on 127.0.0.1 (trust auth, a free port) and exports
+# DATABASE_URL, PG_BINDIR, PG_PORT and PG_DATA. Extra arguments are server options
+# ("-c name=value ..."). The cluster is stopped and removed when the calling shell exits.
+start_throwaway_pg() {
+  PG_BINDIR=$(pg_bindir)
+  local cluster
+  cluster=$(mktemp -d /tmp/eventgate-pg.XXXXXX)
+  chmod 755 "$cluster"
+  PG_DATA="$cluster/data"
+  mkdir -p "$PG_DATA"
+  [ "$(id -u)" = 0 ] && chown postgres: "$PG_DATA"
+  # shellcheck disable=SC2064
+  trap "pg_run '$PG_BINDIR/pg_ctl' -D '$PG_DATA' -m immediate -w stop >/dev/null 2>&1 || true; rm -rf '$cluster'" EXIT
+  log "starting a throwaway PostgreSQL ($PG_BINDIR) in $PG_DATA"
+  pg_run "$PG_BINDIR/initdb" -D "$PG_DATA" -U postgres -A trust -E UTF8 --no-instructions >/dev/null
+  PG_PORT=$(free_port)
+  pg_run "$PG_BINDIR/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/server.log" -w -t 60 \
+    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=300 $*" \
+    start >/dev/null
+  export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+  export PG_BINDIR PG_PORT PG_DATA
+}

@@ -8,6 +8,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -20,6 +21,7 @@ use tracing::Level;
 use crate::auth::hash_key;
 use crate::config::ServerConfig;
 use crate::error::ApiError;
+use crate::feed::coalesce::Coalescer;
 use crate::feed::notifier::Notifier;
 use crate::{http, store, telemetry};
 
@@ -30,6 +32,8 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Wakes long-polls when a tenant's outbox grows.
     pub notifier: Notifier,
+    /// Shares page reads among long-polls woken together.
+    pub coalescer: Coalescer,
     /// Turns true when the server starts shutting down (long-polls return at once).
     pub shutdown: watch::Receiver<bool>,
     shutdown_trigger: Arc<watch::Sender<bool>>,
@@ -56,6 +60,7 @@ impl AppState {
             pool,
             config: Arc::new(config),
             notifier: Notifier::default(),
+            coalescer: Coalescer::default(),
             shutdown,
             shutdown_trigger: Arc::new(trigger),
         })
@@ -104,6 +109,12 @@ pub async fn serve(
         shutdown.await;
         let _ = trigger.send(true);
     };
+    // Small responses (long-poll wake-ups, replays) must not wait on Nagle's algorithm.
+    let listener = listener.tap_io(|stream| {
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await

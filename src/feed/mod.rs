@@ -23,14 +23,18 @@
 //! With `wait`, an empty page subscribes to the [`notifier::Notifier`] before re-reading,
 //! so a commit between the read and the wait still wakes it. A wake-up only means "look
 //! again". Rows already committed but held back by an older open transaction are
-//! re-checked quickly; otherwise a slow timer covers lost notifications.
+//! re-checked quickly; otherwise a slow timer covers lost notifications. Waiters woken
+//! together that ask for the same page share one read ([`coalesce::Coalescer`]), so a
+//! commit wakes five hundred waiters with one query, not five hundred.
 
+pub mod coalesce;
 pub mod cursor;
 pub mod notifier;
 
 use std::time::Duration;
 
-use serde_json::value::RawValue;
+use std::sync::Arc;
+
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -50,12 +54,10 @@ pub enum FeedError {
     Gone,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-    #[error("a stored envelope is not valid JSON: {0}")]
-    Corrupt(#[from] serde_json::Error),
 }
 
 /// What a page asks for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PageRequest {
     pub tenant: String,
     pub after: Option<Position>,
@@ -64,9 +66,12 @@ pub struct PageRequest {
     pub limit: i64,
 }
 
+/// One page. `data` is the JSON array of envelopes, joined from the stored text: the
+/// server wrote every envelope itself, so they are not parsed again on the way out.
 #[derive(Debug)]
 pub struct Page {
-    pub events: Vec<Box<RawValue>>,
+    pub data: String,
+    pub count: usize,
     pub next: Position,
     pub has_more: bool,
 }
@@ -95,12 +100,18 @@ pub async fn read_page(pool: &PgPool, request: &PageRequest) -> Result<Page, Fee
         (None, Some(cursor)) => cursor,
         (None, None) => Position::horizon(read.xmin),
     };
-    let events = rows
-        .into_iter()
-        .map(|(_, envelope)| RawValue::from_string(envelope))
-        .collect::<Result<_, _>>()?;
+    let mut data = String::with_capacity(2 + rows.iter().map(|(_, e)| e.len() + 1).sum::<usize>());
+    data.push('[');
+    for (i, (_, envelope)) in rows.iter().enumerate() {
+        if i > 0 {
+            data.push(',');
+        }
+        data.push_str(envelope);
+    }
+    data.push(']');
     Ok(Page {
-        events,
+        data,
+        count: rows.len(),
         next,
         has_more,
     })
@@ -111,16 +122,23 @@ pub async fn read_page(pool: &PgPool, request: &PageRequest) -> Result<Page, Fee
 pub async fn wait_for_page(
     pool: &PgPool,
     notifier: &Notifier,
+    coalescer: &coalesce::Coalescer,
     mut shutdown: watch::Receiver<bool>,
     request: &PageRequest,
     wait: Duration,
-) -> Result<Page, FeedError> {
+) -> Result<Arc<Page>, FeedError> {
     let deadline = Instant::now() + wait;
     let mut wake = notifier.subscribe(&request.tenant);
+    let mut woken = false;
     loop {
         wake.mark_unchanged();
-        let page = read_page(pool, request).await?;
-        if !page.events.is_empty() || Instant::now() >= deadline || *shutdown.borrow() {
+        // The first read is this request's own; re-reads after a wake-up are shared.
+        let page = if woken {
+            coalescer.read(pool, request).await?
+        } else {
+            Arc::new(read_page(pool, request).await?)
+        };
+        if page.count > 0 || Instant::now() >= deadline || *shutdown.borrow() {
             return Ok(page);
         }
         let pending = store::has_pending(pool, &request.tenant, page.next).await?;
@@ -130,10 +148,10 @@ pub async fn wait_for_page(
             FALLBACK_RECHECK
         };
         let until = deadline.min(Instant::now() + recheck);
-        tokio::select! {
-            _ = wake.changed() => {}
-            _ = shutdown.changed() => {}
-            () = tokio::time::sleep_until(until) => {}
-        }
+        woken = tokio::select! {
+            _ = wake.changed() => true,
+            _ = shutdown.changed() => false,
+            () = tokio::time::sleep_until(until) => false,
+        };
     }
 }

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Benchmarks (not tests): a release eventgate on a throwaway, durable PostgreSQL (default
+# settings, fsync on), driven over 127.0.0.1 by benches/load.rs, next to the ceilings
+# PostgreSQL itself reaches (pgbench running the same SQL, COPY of the same rows).
+# Usage: scripts/bench.sh [deposits|feed|all]. Results go to stdout; docs/BENCHMARKS.md
+# records the latest figures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+what=${1:-all}
+ensure_rust
+for tool in curl bc; do command -v "$tool" >/dev/null 2>&1 || apt_install "$tool"; done
+cargo build --release --locked --bin eventgate
+cargo bench --locked --bench load --no-run
+start_throwaway_pg
+
+export EVENTGATE_PLATFORM_KEY=bench-platform-key
+port=$(free_port)
+export EVENTGATE_URL="http://127.0.0.1:$port"
+EVENTGATE_LOG_FORMAT=json RUST_LOG=warn target/release/eventgate serve \
+  --listen "127.0.0.1:$port" --db-max-connections "${BENCH_DB_CONNECTIONS:-32}" &
+server_pid=$!
+trap 'kill $server_pid 2>/dev/null || true' EXIT INT TERM
+for _ in $(seq 1 300); do
+  curl -sf "$EVENTGATE_URL/readyz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+load() { cargo bench --locked --bench load -- "$@"; }
+pg() { "$PG_BINDIR/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres "$@"; }
+
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr); PostgreSQL $("$PG_BINDIR/postgres" --version | awk '{print $3}')"
+
+if [ "$what" = deposits ] || [ "$what" = all ]; then
+  pg -f scripts/bench/pgbench_setup.sql
+  for clients in 32 128; do
+    load deposits concurrency="$clients" seconds=20
+    "$PG_BINDIR/pgbench" -h 127.0.0.1 -p "$PG_PORT" -U postgres -n -M prepared -c "$clients" -j 2 -T 20 \
+      -f scripts/bench/deposit_tx.sql postgres 2>/dev/null | grep -E '^(tps|latency average)' | sed "s/^/pgbench ceiling (clients $clients): /"
+  done
+  load replays concurrency=32 seconds=10
+fi
+
+if [ "$what" = feed ] || [ "$what" = all ]; then
+  load seed-feed events="${BENCH_FEED_EVENTS:-1000000}"
+  load follow limit=1000
+  start=$(date +%s.%N)
+  pg -c "\\copy (SELECT envelope FROM outbox WHERE tenant_id = 'feedbench' ORDER BY tx_id, seq) TO '/dev/null'"
+  end=$(date +%s.%N)
+  rows=$(pg -t -A -c "SELECT count(*) FROM outbox WHERE tenant_id = 'feedbench'")
+  echo "COPY ceiling: $rows rows in $(echo "$end - $start" | bc -l | cut -c1-5)s = $(echo "$rows / ($end - $start)" | bc) rows/s"
+  load longpoll waiters=500 server_pid="$server_pid"
+fi
