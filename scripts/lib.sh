@@ -74,3 +74,36 @@ start_throwaway_pg() {
   export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
   export PG_BINDIR PG_PORT PG_DATA
 }
+
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+wait_port() {
+  local port=$1 name=$2
+  for _ in $(seq 1 180); do
+    port_open "$port" && return 0
+    sleep 1
+  done
+  log "$name did not start listening on 127.0.0.1:$port"
+  return 1
+}
+
+# RabbitMQ on 127.0.0.1:5672 (guest/guest), installed and started if absent.
+ensure_rabbitmq() {
+  port_open 5672 && return 0
+  command -v rabbitmq-server >/dev/null 2>&1 || apt_install rabbitmq-server
+  log "starting RabbitMQ"
+  rabbitmq-server -detached >/dev/null 2>&1 || true
+  wait_port 5672 RabbitMQ
+}
+
+# Mosquitto on 127.0.0.1:1883, installed and started if absent.
+ensure_mosquitto() {
+  port_open 1883 && return 0
+  command -v mosquitto >/dev/null 2>&1 || apt_install mosquitto
+  log "starting Mosquitto"
+  local conf=/etc/mosquitto/mosquitto.conf
+  if [ -f "$conf" ]; then mosquitto -d -c "$conf"; else mosquitto -d -p 1883; fi
+  wait_port 1883 Mosquitto
+}

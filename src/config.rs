@@ -95,6 +95,10 @@ pub struct ServerConfig {
     #[arg(long, env = "EVENTGATE_FEED_RETENTION_SECS", default_value_t = 30 * 24 * 3600)]
     pub feed_retention_secs: u64,
 
+    /// Push events to destinations from this process (false: an API-only replica).
+    #[arg(long, env = "EVENTGATE_RELAY", default_value_t = true, action = ArgAction::Set)]
+    pub relay: bool,
+
     /// Accept the seed's draft ("preview") event types on the platform publish API.
     #[arg(long, env = "EVENTGATE_PREVIEW_EVENTS", default_value_t = false, action = ArgAction::Set)]
     pub preview_events: bool,

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod database;
+pub mod delivery;
 pub mod error;
 pub mod feed;
 pub mod http;

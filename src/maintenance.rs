@@ -1,4 +1,5 @@
-//! Background work: the LISTEN connection that wakes long-polls, purging expired
+//! Background work: the LISTEN connection that wakes long-polls and relays, the relay
+//! supervisor that pushes events to destinations, purging expired
 //! idempotency keys, and purging feed events past their retention, both in small batches.
 //! Tasks stop when the returned [`Background`] is dropped.
 
@@ -46,9 +47,15 @@ pub fn spawn(state: &AppState) -> Background {
         }
     });
     let listener = tokio::spawn(state.notifier.clone().run_listener(state.pool.clone()));
-    Background {
-        tasks: vec![idempotency, feed, listener],
+    let mut tasks = vec![idempotency, feed, listener];
+    if state.config.relay {
+        tasks.push(tokio::spawn(crate::delivery::relay::run_supervisor(
+            state.pool.clone(),
+            state.notifier.clone(),
+            state.shutdown.clone(),
+        )));
     }
+    Background { tasks }
 }
 
 /// Deletes every expired key, a batch at a time so no statement holds locks for long.

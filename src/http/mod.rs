@@ -10,6 +10,7 @@ use crate::error::ApiError;
 
 mod catalogue;
 mod deposits;
+mod destinations;
 mod feed;
 mod health;
 mod pagination;
@@ -26,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .merge(read_model::router())
         .merge(deposits::router())
         .merge(feed::router())
+        .merge(destinations::router())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use crate::helpers::{PLATFORM_KEY, TestServer, assert_problem, config};
 
 /// One valid event of every type, in an order whose state rules all pass.
-fn every_type() -> Vec<(&'static str, Value)> {
+pub fn every_type() -> Vec<(&'static str, Value)> {
     vec![
         (
             "portfolios.creation",

@@ -1,7 +1,9 @@
 //! Integration tests against a real PostgreSQL: each test gets a fresh database from
 //! `#[sqlx::test]` (DATABASE_URL names the server) and a real eventgate on a free port.
 
+mod brokers;
 mod catalogue;
+mod delivery;
 mod deposits;
 mod feed;
 mod foundation;

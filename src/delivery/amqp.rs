@@ -1,0 +1,104 @@
+//! AMQP 0-9-1 sink (lapin): persistent JSON messages on the destination's exchange, with
+//! publisher confirms. A batch is published in order on one channel and counts as
+//! delivered only when the broker has confirmed every message of it.
+
+use std::time::Duration;
+
+use lapin::Confirmation;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+
+use super::SinkError;
+use super::destination::AmqpConfig;
+use super::event::OutboundEvent;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const PERSISTENT: u8 = 2;
+
+pub struct AmqpSink {
+    _connection: Connection,
+    channel: Channel,
+    config: AmqpConfig,
+}
+
+impl AmqpSink {
+    pub async fn connect(config: &AmqpConfig) -> Result<Self, SinkError> {
+        let properties =
+            ConnectionProperties::default().with_connection_name(LongString::from("eventgate"));
+        let connection = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Connection::connect(&config.url, properties),
+        )
+        .await
+        .map_err(|_| SinkError::Timeout("connecting to the AMQP broker"))??;
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        // The exchange is the client's: check it exists, never create or change it.
+        channel
+            .exchange_declare(
+                ShortString::from(config.exchange.as_str()),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    passive: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(Self {
+            _connection: connection,
+            channel,
+            config: config.clone(),
+        })
+    }
+
+    fn properties(&self, event: &OutboundEvent) -> BasicProperties {
+        let mut properties = BasicProperties::default()
+            .with_content_type(ShortString::from("application/json"))
+            .with_delivery_mode(PERSISTENT)
+            .with_message_id(ShortString::from(event.id.as_str()))
+            .with_type(ShortString::from(event.event_type.as_str()))
+            .with_timestamp(event.created.timestamp().max(0) as u64);
+        if self.config.cloudevents {
+            // CloudEvents AMQP binding, binary mode: attributes as `cloudEvents:` headers.
+            let mut headers = FieldTable::default();
+            for (name, value) in event.cloudevents_attributes() {
+                headers.insert(
+                    ShortString::from(format!("cloudEvents:{name}")),
+                    AMQPValue::LongString(LongString::from(value)),
+                );
+            }
+            properties = properties.with_headers(headers);
+        }
+        properties
+    }
+
+    pub async fn publish(&mut self, events: &[OutboundEvent]) -> Result<(), SinkError> {
+        let mut confirms = Vec::with_capacity(events.len());
+        for event in events {
+            let confirm = self
+                .channel
+                .basic_publish(
+                    ShortString::from(self.config.exchange.as_str()),
+                    ShortString::from(self.config.routing_key.as_str()),
+                    BasicPublishOptions::default(),
+                    event.envelope.as_bytes(),
+                    self.properties(event),
+                )
+                .await?;
+            confirms.push(confirm);
+        }
+        for confirm in confirms {
+            match confirm.await? {
+                Confirmation::Ack(_) | Confirmation::NotRequested => {}
+                Confirmation::Nack(_) => {
+                    return Err(SinkError::Refused("the broker nacked a message".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,64 @@
+//! Pushing each tenant's outbox to its destinations (AMQP exchange, MQTT topic).
+//!
+//! Delivery is at-least-once, in feed order per destination: a driver reads the events
+//! after the destination's confirmed position with the feed's gap-free reader, publishes
+//! them, and advances the position only after the broker confirms the whole batch. A crash
+//! re-sends, never drops; the event `id` is the consumer's de-duplication key. Each
+//! destination is driven by one process at a time (see [`relay`]).
+
+pub mod amqp;
+pub mod backoff;
+pub mod destination;
+pub mod event;
+pub mod mqtt;
+pub mod relay;
+
+use uuid::Uuid;
+
+use destination::SinkConfig;
+use event::OutboundEvent;
+
+/// Why a batch was not delivered. Messages never contain broker URLs or credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("AMQP: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("MQTT client: {0}")]
+    MqttClient(#[from] rumqttc::v5::ClientError),
+    #[error("MQTT connection: {0}")]
+    MqttConnection(#[from] rumqttc::v5::ConnectionError),
+    #[error("timed out {0}")]
+    Timeout(&'static str),
+    #[error("refused by the broker: {0}")]
+    Refused(String),
+    #[error("invalid settings: {0}")]
+    Config(String),
+}
+
+/// A connected sink of one destination.
+/// Both boxed: the clients are large and a sink lives as long as its connection.
+pub enum Sink {
+    Amqp(Box<amqp::AmqpSink>),
+    Mqtt(Box<mqtt::MqttSink>),
+}
+
+impl Sink {
+    pub async fn connect(config: &SinkConfig, destination: Uuid) -> Result<Self, SinkError> {
+        match config {
+            SinkConfig::Amqp(c) => amqp::AmqpSink::connect(c)
+                .await
+                .map(|sink| Sink::Amqp(Box::new(sink))),
+            SinkConfig::Mqtt(c) => mqtt::MqttSink::connect(c, &format!("eventgate-{destination}"))
+                .await
+                .map(|sink| Sink::Mqtt(Box::new(sink))),
+        }
+    }
+
+    /// Publishes `events` in order; `Ok` only once the broker confirmed all of them.
+    pub async fn publish(&mut self, events: &[OutboundEvent]) -> Result<(), SinkError> {
+        match self {
+            Sink::Amqp(sink) => sink.publish(events).await,
+            Sink::Mqtt(sink) => sink.publish(events).await,
+        }
+    }
+}

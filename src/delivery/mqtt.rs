@@ -1,0 +1,155 @@
+//! MQTT 5 sink (rumqttc): the envelope on the destination's topic, not retained, at the
+//! destination's QoS, with the event id and type as user properties. A batch counts as
+//! delivered when every message is acknowledged (PUBACK for QoS 1, PUBCOMP for QoS 2;
+//! written to the socket for QoS 0).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use rumqttc::Outgoing;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{
+    ConnectReturnCode, Packet, PubAckReason, PubCompReason, PublishProperties,
+};
+use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+use url::Url;
+
+use super::SinkError;
+use super::destination::MqttConfig;
+use super::event::OutboundEvent;
+
+const TIMEOUT: Duration = Duration::from_secs(15);
+/// Requests queued towards the event loop; larger than any batch.
+const QUEUE: usize = 512;
+
+pub struct MqttSink {
+    client: AsyncClient,
+    eventloop: EventLoop,
+    config: MqttConfig,
+}
+
+impl MqttSink {
+    pub async fn connect(config: &MqttConfig, client_id: &str) -> Result<Self, SinkError> {
+        let url = Url::parse(&config.url).map_err(|e| SinkError::Config(e.to_string()))?;
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let mut options = MqttOptions::new(client_id, host, url.port().unwrap_or(1883));
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_clean_start(true);
+        if !url.username().is_empty() {
+            options.set_credentials(url.username(), url.password().unwrap_or_default());
+        }
+        let (client, mut eventloop) = AsyncClient::new(options, QUEUE);
+        let connected = tokio::time::timeout(TIMEOUT, async {
+            loop {
+                match eventloop.poll().await? {
+                    Event::Incoming(Packet::ConnAck(ack)) => {
+                        return match ack.code {
+                            ConnectReturnCode::Success => Ok(()),
+                            code => Err(SinkError::Refused(format!("CONNACK {code:?}"))),
+                        };
+                    }
+                    _ => continue,
+                }
+            }
+        })
+        .await
+        .map_err(|_| SinkError::Timeout("connecting to the MQTT broker"))?;
+        connected?;
+        Ok(Self {
+            client,
+            eventloop,
+            config: config.clone(),
+        })
+    }
+
+    fn qos(&self) -> QoS {
+        match self.config.qos {
+            0 => QoS::AtMostOnce,
+            2 => QoS::ExactlyOnce,
+            _ => QoS::AtLeastOnce,
+        }
+    }
+
+    fn properties(&self, event: &OutboundEvent) -> PublishProperties {
+        let mut user_properties = vec![
+            ("event_id".to_owned(), event.id.clone()),
+            ("event_type".to_owned(), event.event_type.clone()),
+        ];
+        if self.config.cloudevents {
+            // CloudEvents MQTT binding, binary mode: attributes as user properties.
+            user_properties.extend(
+                event
+                    .cloudevents_attributes()
+                    .into_iter()
+                    .filter(|(name, _)| *name != "datacontenttype")
+                    .map(|(name, value)| (name.to_owned(), value)),
+            );
+        }
+        PublishProperties {
+            content_type: Some("application/json".into()),
+            payload_format_indicator: Some(1),
+            user_properties,
+            ..PublishProperties::default()
+        }
+    }
+
+    pub async fn publish(&mut self, events: &[OutboundEvent]) -> Result<(), SinkError> {
+        let qos = self.qos();
+        for event in events {
+            self.client
+                .publish_with_properties(
+                    self.config.topic.as_str(),
+                    qos,
+                    false,
+                    event.envelope.clone().into_bytes(),
+                    self.properties(event),
+                )
+                .await?;
+        }
+        tokio::time::timeout(TIMEOUT, self.await_acks(events.len(), qos))
+            .await
+            .map_err(|_| SinkError::Timeout("waiting for MQTT acknowledgements"))?
+    }
+
+    async fn await_acks(&mut self, expected: usize, qos: QoS) -> Result<(), SinkError> {
+        let mut sent = 0;
+        let mut done = 0;
+        let mut unacked = HashSet::new();
+        while done < expected {
+            match self.eventloop.poll().await? {
+                Event::Outgoing(Outgoing::Publish(pkid)) => {
+                    sent += 1;
+                    if qos == QoS::AtMostOnce {
+                        done += 1;
+                    } else {
+                        unacked.insert(pkid);
+                    }
+                }
+                Event::Incoming(Packet::PubAck(ack)) if unacked.remove(&ack.pkid) => {
+                    if !matches!(
+                        ack.reason,
+                        PubAckReason::Success | PubAckReason::NoMatchingSubscribers
+                    ) {
+                        return Err(SinkError::Refused(format!("PUBACK {:?}", ack.reason)));
+                    }
+                    done += 1;
+                }
+                Event::Incoming(Packet::PubComp(comp)) if unacked.remove(&comp.pkid) => {
+                    if comp.reason != PubCompReason::Success {
+                        return Err(SinkError::Refused(format!("PUBCOMP {:?}", comp.reason)));
+                    }
+                    done += 1;
+                }
+                Event::Incoming(Packet::Disconnect(disconnect)) => {
+                    return Err(SinkError::Refused(format!(
+                        "DISCONNECT {:?}",
+                        disconnect.reason_code
+                    )));
+                }
+                _ => {}
+            }
+            debug_assert!(sent >= done);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,243 @@
+//! Real broker peers for delivery tests: an AMQP queue bound to a fresh exchange, an MQTT
+//! subscriber, and a TCP proxy that can cut the connection to a broker.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use lapin::options::{
+    BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinHandle;
+
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const WAIT: Duration = Duration::from_secs(90);
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}
+
+pub struct AmqpQueue {
+    _connection: Connection,
+    channel: Channel,
+    queue: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub body: String,
+    pub properties: BasicProperties,
+}
+
+impl AmqpQueue {
+    /// Declares `exchange` (topic) and an exclusive queue bound to all of it.
+    pub async fn bind_new(exchange: &str) -> Self {
+        let connection = Connection::connect(AMQP_URL, ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ on 127.0.0.1:5672 (scripts/test.sh starts it)");
+        let channel = connection.create_channel().await.unwrap();
+        channel
+            .exchange_declare(
+                ShortString::from(exchange),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let queue = channel
+            .queue_declare(
+                ShortString::from(""),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let queue = queue.name().to_string();
+        channel
+            .queue_bind(
+                ShortString::from(queue.as_str()),
+                ShortString::from(exchange),
+                ShortString::from("#"),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        Self {
+            _connection: connection,
+            channel,
+            queue,
+        }
+    }
+
+    async fn get(&self) -> Option<Received> {
+        let message = self
+            .channel
+            .basic_get(
+                ShortString::from(self.queue.as_str()),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap()?;
+        Some(Received {
+            body: String::from_utf8(message.delivery.data.clone()).unwrap(),
+            properties: message.delivery.properties.clone(),
+        })
+    }
+
+    /// Takes messages until `done` says the collection is complete (bounded in time).
+    pub async fn take_until(&self, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        let deadline = Instant::now() + WAIT;
+        let mut received = Vec::new();
+        while !done(&received) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out with {} messages",
+                received.len()
+            );
+            match self.get().await {
+                Some(message) => received.push(message),
+                None => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        received
+    }
+
+    pub async fn take(&self, n: usize) -> Vec<Received> {
+        self.take_until(|r| r.len() >= n).await
+    }
+
+    /// Whatever else is in the queue right now.
+    pub async fn rest(&self) -> Vec<Received> {
+        let mut rest = Vec::new();
+        while let Some(message) = self.get().await {
+            rest.push(message);
+        }
+        rest
+    }
+}
+
+/// A message an MQTT subscriber received: payload and MQTT 5 user properties.
+pub type MqttMessage = (String, Vec<(String, String)>);
+
+/// Subscribes to `topic` (QoS 1) and returns once the broker confirmed the subscription.
+pub async fn mqtt_subscribe(topic: &str) -> (mpsc::UnboundedReceiver<MqttMessage>, JoinHandle<()>) {
+    let mut options = MqttOptions::new(unique("sub"), "127.0.0.1", 1883);
+    options.set_keep_alive(Duration::from_secs(30));
+    let (client, mut eventloop) = AsyncClient::new(options, 100);
+    client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let _client = client;
+        let mut ready = Some(ready_tx);
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(());
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    let properties = publish
+                        .properties
+                        .map(|p| p.user_properties)
+                        .unwrap_or_default();
+                    let body = String::from_utf8(publish.payload.to_vec()).unwrap();
+                    let _ = tx.send((body, properties));
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    panic!("MQTT subscriber failed (is Mosquitto on 127.0.0.1:1883?): {err}")
+                }
+            }
+        }
+    });
+    tokio::time::timeout(WAIT, ready_rx)
+        .await
+        .expect("SUBACK")
+        .unwrap();
+    (rx, task)
+}
+
+pub async fn mqtt_take(
+    rx: &mut mpsc::UnboundedReceiver<MqttMessage>,
+    n: usize,
+) -> Vec<MqttMessage> {
+    let mut received = Vec::new();
+    while received.len() < n {
+        let message = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("MQTT message in time")
+            .unwrap();
+        received.push(message);
+    }
+    received
+}
+
+/// A TCP proxy to a broker whose connections can be cut, to make an outage.
+pub struct Proxy {
+    pub port: u16,
+    down: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    _accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(target: &'static str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let down = Arc::new(AtomicBool::new(false));
+        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (accept_down, accept_connections) = (down.clone(), connections.clone());
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                if accept_down.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let forward = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                accept_connections.lock().await.push(forward);
+            }
+        });
+        Self {
+            port,
+            down,
+            connections,
+            _accept: accept,
+        }
+    }
+
+    /// Drops every open connection and refuses new ones until [`Proxy::restore`].
+    pub async fn cut(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        for connection in self.connections.lock().await.drain(..) {
+            connection.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+}
