@@ -7,6 +7,9 @@
 //!   seed-feed events=1000000                 inserts events for tenant `feedbench` (SQL)
 //!   follow    limit=1000                     events/s paging the whole feed
 //!   longpoll  waiters=500 server_pid=PID     wake-up latency of waiting long-polls
+//!   relay-backlog kind=amqp|mqtt events=100000   relay rate from a backlog to a broker
+//!   relay-latency rate=1000 seconds=10       commit-to-receipt latency through RabbitMQ
+//!   amqp-ceiling events=100000               a bare lapin publisher with confirms
 //! Environment: EVENTGATE_URL, EVENTGATE_PLATFORM_KEY, DATABASE_URL (seed-feed only).
 
 use std::collections::HashMap;
@@ -187,6 +190,11 @@ async fn replays(ctx: Arc<Ctx>) {
 async fn seed_feed(ctx: Arc<Ctx>) {
     let events = ctx.arg("events", 1_000_000);
     ctx.tenant("feedbench").await;
+    seed_events(&ctx, "feedbench", events).await;
+}
+
+/// Inserts `events` status-update envelopes for `tenant` straight into the outbox.
+async fn seed_events(_ctx: &Ctx, tenant: &str, events: u64) {
     let url = std::env::var("DATABASE_URL").expect("DATABASE_URL");
     let pool = sqlx::PgPool::connect(&url).await.expect("database");
     let started = Instant::now();
@@ -196,13 +204,14 @@ async fn seed_feed(ctx: Arc<Ctx>) {
         let n = (events - inserted).min(10_000) as i64;
         sqlx::query(
             "INSERT INTO outbox (id, tenant_id, event_type, entity, entity_id, change, created, envelope)
-             SELECT id, 'feedbench', 'portfolios.status-update', 'Portfolio', 'P' || i, 'Updated', now(),
+             SELECT id, $3, 'portfolios.status-update', 'Portfolio', 'P' || i, 'Updated', now(),
                     format('{\"id\":\"%s\",\"created\":\"%s\",\"version\":\"1.0.0\",\"subject\":\"portfolios\",\"action\":\"status-update\",\"data\":{\"id\":\"P%s\",\"external_id\":\"an-external-id\",\"value\":\"ACTIVE\"}}',
                            id, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), i)
              FROM (SELECT gen_random_uuid() AS id, i FROM generate_series($1::bigint, $2::bigint) AS i) AS s",
         )
         .bind(inserted as i64)
         .bind(inserted as i64 + n - 1)
+        .bind(tenant)
         .execute(&pool)
         .await
         .expect("seed insert");
@@ -213,7 +222,7 @@ async fn seed_feed(ctx: Arc<Ctx>) {
         .await
         .expect("analyze");
     println!(
-        "seed-feed: {inserted} events in {:.1}s",
+        "seed {tenant}: {inserted} events in {:.1}s",
         started.elapsed().as_secs_f64()
     );
 }
@@ -342,6 +351,290 @@ async fn longpoll(ctx: Arc<Ctx>) {
     );
 }
 
+const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// An exchange with an exclusive queue bound to it, and a task counting its messages and
+/// recording each one's commit-to-receipt latency (from the envelope's `created`).
+async fn amqp_counter(exchange: &str) -> (Arc<AtomicU64>, Arc<tokio::sync::Mutex<Vec<Duration>>>) {
+    use futures::StreamExt;
+    use lapin::options::{
+        BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    };
+    use lapin::types::{FieldTable, ShortString};
+    let connection = lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ");
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .exchange_declare(
+            ShortString::from(exchange),
+            lapin::ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("exchange");
+    let queue = channel
+        .queue_declare(
+            ShortString::from(""),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("queue");
+    let name = queue.name().to_string();
+    channel
+        .queue_bind(
+            ShortString::from(name.as_str()),
+            ShortString::from(exchange),
+            ShortString::from("#"),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+    let mut consumer = channel
+        .basic_consume(
+            ShortString::from(name.as_str()),
+            ShortString::from("bench"),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let count = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let (task_count, task_latencies) = (count.clone(), latencies.clone());
+    tokio::spawn(async move {
+        let _keep = connection;
+        while let Some(Ok(delivery)) = consumer.next().await {
+            if let Ok(head) = serde_json::from_slice::<Head>(&delivery.data) {
+                let age = chrono::Utc::now() - head.created;
+                task_latencies
+                    .lock()
+                    .await
+                    .push(age.to_std().unwrap_or_default());
+            }
+            task_count.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    (count, latencies)
+}
+
+#[derive(serde::Deserialize)]
+struct Head {
+    created: chrono::DateTime<chrono::Utc>,
+}
+
+async fn mqtt_counter(topic: &str) -> Arc<AtomicU64> {
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::mqttbytes::v5::Packet;
+    let mut options = rumqttc::v5::MqttOptions::new(
+        format!("bench-{}", uuid::Uuid::now_v7().simple()),
+        "127.0.0.1",
+        1883,
+    );
+    options.set_keep_alive(Duration::from_secs(30));
+    let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 1000);
+    client
+        .subscribe(topic, QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    let count = Arc::new(AtomicU64::new(0));
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let task_count = count.clone();
+    tokio::spawn(async move {
+        let _client = client;
+        let mut ready = Some(ready_tx);
+        while let Ok(event) = eventloop.poll().await {
+            match event {
+                rumqttc::v5::Event::Incoming(Packet::SubAck(_)) => {
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(());
+                    }
+                }
+                rumqttc::v5::Event::Incoming(Packet::Publish(_)) => {
+                    task_count.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+    });
+    ready_rx.await.expect("SUBACK");
+    count
+}
+
+async fn wait_count(count: &AtomicU64, target: u64, limit: Duration) -> Duration {
+    let started = Instant::now();
+    while count.load(Ordering::Relaxed) < target {
+        assert!(
+            started.elapsed() < limit,
+            "only {} of {target} arrived",
+            count.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    started.elapsed()
+}
+
+async fn relay_backlog(ctx: Arc<Ctx>) {
+    let kind = ctx
+        .args
+        .get("kind")
+        .cloned()
+        .unwrap_or_else(|| "amqp".into());
+    let events = ctx.arg("events", 100_000);
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let tenant = format!("rb{}", &run[20..]);
+    let key = ctx.tenant(&tenant).await;
+    let (count, body) = if kind == "mqtt" {
+        let topic = format!("bench/{run}");
+        (
+            mqtt_counter(&topic).await,
+            json!({"kind": "mqtt", "url": "mqtt://127.0.0.1:1883", "topic": topic, "qos": 1, "enabled": false}),
+        )
+    } else {
+        let exchange = format!("bench-{run}");
+        (
+            amqp_counter(&exchange).await.0,
+            json!({"kind": "amqp", "url": AMQP_URL, "exchange": exchange, "enabled": false}),
+        )
+    };
+    let created: Value = ctx
+        .post("/destinations", &key, &body)
+        .await
+        .json()
+        .await
+        .expect("destination");
+    let id = created["id"].as_str().expect("destination id").to_owned();
+    seed_events(&ctx, &tenant, events).await;
+    let started = Instant::now();
+    ctx.http
+        .patch(format!("{}/destinations/{id}", ctx.url))
+        .bearer_auth(&key)
+        .json(&json!({"enabled": true}))
+        .send()
+        .await
+        .expect("enable");
+    wait_count(&count, events, Duration::from_secs(900)).await;
+    let elapsed = started.elapsed();
+    println!(
+        "relay-backlog {kind}: {events} events in {:.1}s = {:.0} events/s",
+        elapsed.as_secs_f64(),
+        events as f64 / elapsed.as_secs_f64()
+    );
+}
+
+async fn relay_latency(ctx: Arc<Ctx>) {
+    let rate = ctx.arg("rate", 1000);
+    let seconds = ctx.arg("seconds", 10);
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let tenant = format!("rl{}", &run[20..]);
+    let key = ctx.tenant(&tenant).await;
+    let exchange = format!("bench-{run}");
+    let (count, latencies) = amqp_counter(&exchange).await;
+    ctx.post(
+        "/destinations",
+        &key,
+        &json!({"kind": "amqp", "url": AMQP_URL, "exchange": exchange}),
+    )
+    .await;
+    // The relay picks a new destination up at its next tick.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let per_tick = (rate / 100).max(1);
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let mut sent = 0u64;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(seconds) {
+        tick.tick().await;
+        let events: Vec<Value> = (0..per_tick)
+            .map(|i| json!({"tenant": tenant, "subject": "portfolios", "action": "creation",
+                            "data": {"id": format!("P{sent}-{i}"), "external_id": "e", "owned_by_user_id": "U"}}))
+            .collect();
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            ctx.post(
+                "/platform/events/batch",
+                &ctx.platform_key,
+                &json!({"events": events}),
+            )
+            .await;
+        });
+        sent += per_tick;
+    }
+    wait_count(&count, sent, Duration::from_secs(120)).await;
+    let mut latencies = latencies.lock().await.clone();
+    latencies.sort();
+    println!(
+        "relay-latency: {sent} events at {rate}/s for {seconds}s; commit-to-receipt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
+}
+
+async fn amqp_ceiling(ctx: Arc<Ctx>) {
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+    use lapin::types::ShortString;
+    let events = ctx.arg("events", 100_000);
+    let window = ctx.arg("window", 256) as usize;
+    let exchange = format!("bench-{}", uuid::Uuid::now_v7().simple());
+    let (count, _) = amqp_counter(&exchange).await;
+    let connection = lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ");
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    let payload = r#"{"id":"01a20620-e70f-73be-85f5-b32602413f43","created":"2026-11-23T01:00:00.000000Z","version":"1.0.0","subject":"portfolios","action":"status-update","data":{"id":"P123456","external_id":"an-external-id","value":"ACTIVE"}}"#;
+    let started = Instant::now();
+    let mut published = 0;
+    while published < events {
+        let n = (events - published).min(window as u64);
+        let mut confirms = Vec::with_capacity(window);
+        for i in 0..n {
+            let properties = lapin::BasicProperties::default()
+                .with_content_type(ShortString::from("application/json"))
+                .with_delivery_mode(2)
+                .with_message_id(ShortString::from(format!("m{}", published + i)));
+            confirms.push(
+                channel
+                    .basic_publish(
+                        ShortString::from(exchange.as_str()),
+                        ShortString::from("events"),
+                        BasicPublishOptions::default(),
+                        payload.as_bytes(),
+                        properties,
+                    )
+                    .await
+                    .expect("publish"),
+            );
+        }
+        for confirm in confirms {
+            confirm.await.expect("confirm");
+        }
+        published += n;
+    }
+    let confirmed = started.elapsed();
+    wait_count(&count, events, Duration::from_secs(300)).await;
+    println!(
+        "amqp-ceiling (window {window}): {events} confirmed in {:.1}s = {:.0} msgs/s",
+        confirmed.as_secs_f64(),
+        events as f64 / confirmed.as_secs_f64()
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let mut argv = std::env::args().skip(1).filter(|a| a != "--bench");
@@ -364,6 +657,9 @@ async fn main() {
         "seed-feed" => seed_feed(ctx).await,
         "follow" => follow(ctx).await,
         "longpoll" => longpoll(ctx).await,
+        "relay-backlog" => relay_backlog(ctx).await,
+        "relay-latency" => relay_latency(ctx).await,
+        "amqp-ceiling" => amqp_ceiling(ctx).await,
         _ => {
             eprintln!("scenarios: deposits replays seed-feed follow longpoll (see benches/load.rs)")
         }

@@ -2,7 +2,7 @@
 # Benchmarks (not tests): a release eventgate on a throwaway, durable PostgreSQL (default
 # settings, fsync on), driven over 127.0.0.1 by benches/load.rs, next to the ceilings
 # PostgreSQL itself reaches (pgbench running the same SQL, COPY of the same rows).
-# Usage: scripts/bench.sh [deposits|feed|all]. Results go to stdout; docs/BENCHMARKS.md
+# Usage: scripts/bench.sh [deposits|feed|relay|all]. Results go to stdout; docs/BENCHMARKS.md
 # records the latest figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 
 what=${1:-all}
 ensure_rust
+ensure_rabbitmq
+ensure_mosquitto
 for tool in curl bc; do command -v "$tool" >/dev/null 2>&1 || apt_install "$tool"; done
 cargo build --release --locked --bin eventgate
 cargo bench --locked --bench load --no-run
@@ -51,4 +53,11 @@ if [ "$what" = feed ] || [ "$what" = all ]; then
   rows=$(pg -t -A -c "SELECT count(*) FROM outbox WHERE tenant_id = 'feedbench'")
   echo "COPY ceiling: $rows rows in $(echo "$end - $start" | bc -l | cut -c1-5)s = $(echo "$rows / ($end - $start)" | bc) rows/s"
   load longpoll waiters=500 server_pid="$server_pid"
+fi
+
+if [ "$what" = relay ] || [ "$what" = all ]; then
+  load amqp-ceiling events=100000
+  load relay-backlog kind=amqp events=100000
+  load relay-backlog kind=mqtt events=100000
+  load relay-latency rate=1000 seconds=10
 fi

@@ -9,6 +9,7 @@ use crate::app::AppState;
 use crate::error::ApiError;
 
 mod catalogue;
+mod contract;
 mod deposits;
 mod destinations;
 mod feed;
@@ -28,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .merge(deposits::router())
         .merge(feed::router())
         .merge(destinations::router())
+        .merge(contract::router())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
 }

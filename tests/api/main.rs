@@ -3,6 +3,7 @@
 
 mod brokers;
 mod catalogue;
+mod contract;
 mod delivery;
 mod deposits;
 mod feed;
