@@ -114,3 +114,39 @@ async fn zero_config_starts_from_empty_dir_and_reuses_it() {
     );
     terminate(second).await;
 }
+
+#[sqlx::test]
+async fn keys_create_prints_a_working_key_once(
+    _options: sqlx::postgres::PgPoolOptions,
+    connect: sqlx::postgres::PgConnectOptions,
+) {
+    let url = format!(
+        "postgres://{}@{}:{}/{}",
+        connect.get_username(),
+        connect.get_host(),
+        connect.get_port(),
+        connect.get_database().unwrap_or("postgres")
+    );
+    let pool = sqlx::PgPool::connect_with(connect).await.unwrap();
+    let server = crate::helpers::TestServer::start(pool).await;
+    server.tenant_with_key("acme").await;
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_eventgate"))
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .output()
+            .unwrap()
+    };
+    let created = run(&["keys", "create", "--tenant", "acme", "--role", "client"]);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    assert!(key.starts_with("egk_"));
+    let page = server.get("/events/", &key).await;
+    assert_eq!(page.status(), StatusCode::OK, "the printed key authenticates as acme");
+
+    let unknown = run(&["keys", "create", "--tenant", "ghost", "--role", "client"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no tenant 'ghost'"));
+    let missing = run(&["keys", "create", "--role", "client"]);
+    assert!(!missing.status.success());
+}
