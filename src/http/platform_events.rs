@@ -3,7 +3,7 @@
 //! the outbox in one transaction; a batch is all or nothing.
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::post;
@@ -22,11 +22,17 @@ use crate::publish::publish;
 use crate::store::{outbox, tenants};
 
 pub const MAX_BATCH: usize = 500;
+/// A full batch of 500 events is well over the default body limit; this route gets room
+/// for it (an inner `DefaultBodyLimit` overrides the server-wide one).
+pub const BATCH_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/platform/events", post(publish_one))
-        .route("/platform/events/batch", post(publish_batch))
+        .route(
+            "/platform/events/batch",
+            post(publish_batch).layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT)),
+        )
 }
 
 #[derive(Debug, Deserialize)]

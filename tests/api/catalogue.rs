@@ -309,6 +309,32 @@ async fn batch_is_all_or_nothing(pool: PgPool) {
     let problem = assert_problem(invalid, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(problem["field"], "events[1].data.value");
 
+    let full: Vec<Value> = (0..500)
+        .map(|i| event("portfolios.creation", json!({"id": format!("F{i}"), "external_id": "an-external-id", "owned_by_user_id": "a-user-id"})))
+        .collect();
+    assert!(serde_json::to_vec(&json!({"events": full})).unwrap().len() > 64 * 1024);
+    let largest = server
+        .post(
+            "/platform/events/batch",
+            PLATFORM_KEY,
+            &json!({"events": full}),
+        )
+        .await;
+    assert_eq!(
+        largest.status(),
+        StatusCode::CREATED,
+        "a full batch of 500 fits"
+    );
+    assert_eq!(server.count("SELECT count(*) FROM outbox").await, 500);
+    sqlx::query("DELETE FROM outbox")
+        .execute(&server.pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM portfolios")
+        .execute(&server.pool)
+        .await
+        .unwrap();
+
     let too_many: Vec<Value> = (0..501).map(|_| creation.clone()).collect();
     let oversized = server
         .post(

@@ -138,11 +138,19 @@ async fn keys_create_prints_a_working_key_once(
             .unwrap()
     };
     let created = run(&["keys", "create", "--tenant", "acme", "--role", "client"]);
-    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
     let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
     assert!(key.starts_with("egk_"));
     let page = server.get("/events/", &key).await;
-    assert_eq!(page.status(), StatusCode::OK, "the printed key authenticates as acme");
+    assert_eq!(
+        page.status(),
+        StatusCode::OK,
+        "the printed key authenticates as acme"
+    );
 
     let unknown = run(&["keys", "create", "--tenant", "ghost", "--role", "client"]);
     assert!(!unknown.status.success());
