@@ -265,3 +265,13 @@ async fn request_id_is_generated_or_echoed(pool: PgPool) {
         .unwrap();
     assert_eq!(echoed.headers()["x-request-id"], "client-chosen-42");
 }
+
+#[sqlx::test]
+async fn requests_past_the_timeout_get_a_503_problem(pool: PgPool) {
+    let server = TestServer::start_with(pool, config(&["--request-timeout-secs", "1"])).await;
+    let key = server.tenant_with_key("acme").await;
+    // A long-poll that would wait 5 s outlives the 1 s limit.
+    let response = server.get("/events/?wait=5", &key).await;
+    let problem = assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(problem["type"], "/problems/timeout");
+}
