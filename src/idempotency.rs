@@ -1,8 +1,9 @@
 //! Idempotency-Key support for POST endpoints (IETF draft "The Idempotency-Key HTTP Header
 //! Field", with Stripe's behaviour).
 //!
-//! A handler extracts [`IdempotencyKeyHeader`], then inside its transaction calls [`begin`]
-//! before any write and [`finish`] with its response before committing. The key is claimed
+//! A handler extracts [`IdempotencyKeyHeader`], starts its transaction with [`open`] (which
+//! takes the entity locks and claims the key before any other write) and ends it with
+//! [`finish`], storing its response, before committing. The key is claimed
 //! by inserting its row; a concurrent duplicate blocks on that uncommitted row (bounded by
 //! `lock_timeout`, then 409) and, once the original commits, replays its stored response. A
 //! key whose first request failed or crashed was rolled back with it, so it is free again.
@@ -18,10 +19,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
+use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::store::idempotency as store;
+use crate::store::outbox;
 
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
@@ -191,24 +194,55 @@ impl StoredResponse {
     }
 }
 
-/// What [`begin`] decided.
-pub enum Begun {
-    /// Do the work (and pass the claim, if any, to [`finish`]).
-    Proceed(Option<Claim>),
+/// What [`open`] decided.
+pub enum Opened {
+    /// Do the work in this transaction, then pass the claim (if any) to [`finish`].
+    Proceed(Transaction<'static, Postgres>, Option<Claim>),
     /// A committed earlier request with this key and body: send this, do nothing else.
     Replay(Response),
 }
 
-/// Bounds how long this transaction waits for any lock (a duplicate in flight, an entity
-/// lock) before failing with 409. Call first in the transaction.
-pub async fn bound_lock_waits(conn: &mut PgConnection, wait: Duration) -> Result<(), ApiError> {
-    store::set_lock_timeout(conn, wait)
-        .await
-        .map_err(Into::into)
+/// What a write request's transaction needs before its first write.
+pub struct Request<'a> {
+    /// Entity locks (`store::outbox::lock_entities`) the work will need.
+    pub lock_keys: &'a [String],
+    pub key: Option<IdempotencyKey>,
+    pub scope: Scope,
+    pub fingerprint: [u8; 32],
+}
+
+/// Opens the transaction of a write request: bounds its lock waits (a duplicate in flight
+/// or a busy entity is 409 after `idempotency_wait`), takes the entity locks before any
+/// write, then claims the key or finds the earlier answer.
+pub async fn open(
+    pool: &PgPool,
+    config: &ServerConfig,
+    request: Request<'_>,
+) -> Result<Opened, ApiError> {
+    let mut tx = pool.begin().await?;
+    store::set_lock_timeout(&mut tx, config.idempotency_wait()).await?;
+    outbox::lock_entities(&mut tx, request.lock_keys).await?;
+    let claimed = begin(
+        &mut tx,
+        request.key,
+        request.scope,
+        request.fingerprint,
+        config.idempotency_ttl(),
+    )
+    .await?;
+    Ok(match claimed {
+        Begun::Proceed(claim) => Opened::Proceed(tx, claim),
+        Begun::Replay(response) => Opened::Replay(response),
+    })
+}
+
+enum Begun {
+    Proceed(Option<Claim>),
+    Replay(Response),
 }
 
 /// Claims `key` for this request, or finds the earlier request's answer.
-pub async fn begin(
+async fn begin(
     conn: &mut PgConnection,
     key: Option<IdempotencyKey>,
     scope: Scope,

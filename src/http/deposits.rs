@@ -19,9 +19,9 @@ use crate::catalogue::money::{Amount, Currency};
 use crate::catalogue::payloads::{PortfolioFunding, PortfolioStatus, portfolio_lock_key};
 use crate::catalogue::{EventData, EventType};
 use crate::error::{ApiError, ApiJson, ApiPath};
-use crate::idempotency::{self, Begun, IdempotencyKeyHeader, Scope, StoredResponse};
+use crate::idempotency::{self, IdempotencyKeyHeader, Opened, Scope, StoredResponse};
 use crate::publish::publish;
-use crate::store::{deposits, outbox, read_model};
+use crate::store::{deposits, read_model};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -98,24 +98,18 @@ async fn create_deposit(
     let fingerprint = idempotency::fingerprint(&body);
     let deposit = parse_deposit(body)?;
 
-    let mut tx = state.pool.begin().await?;
-    idempotency::bound_lock_waits(&mut tx, state.config.idempotency_wait()).await?;
-    outbox::lock_entities(&mut tx, &[portfolio_lock_key(&tenant, &deposit.portfolio)]).await?;
-    let scope = Scope {
-        owner: tenant.clone(),
-        endpoint: "deposits",
-    };
-    let claim = match idempotency::begin(
-        &mut tx,
+    let request = idempotency::Request {
+        lock_keys: &[portfolio_lock_key(&tenant, &deposit.portfolio)],
         key,
-        scope,
+        scope: Scope {
+            owner: tenant.clone(),
+            endpoint: "deposits",
+        },
         fingerprint,
-        state.config.idempotency_ttl(),
-    )
-    .await?
-    {
-        Begun::Replay(response) => return Ok(response),
-        Begun::Proceed(claim) => claim,
+    };
+    let (mut tx, claim) = match idempotency::open(&state.pool, &state.config, request).await? {
+        Opened::Replay(response) => return Ok(response),
+        Opened::Proceed(tx, claim) => (tx, claim),
     };
 
     let portfolio = deposit.portfolio.as_str();

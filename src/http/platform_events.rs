@@ -16,10 +16,10 @@ use crate::auth::Platform;
 use crate::catalogue::{EventData, EventType};
 use crate::error::{ApiError, ApiJson};
 use crate::idempotency::{
-    self, Begun, IdempotencyKeyHeader, PLATFORM_OWNER, Scope, StoredResponse,
+    self, IdempotencyKeyHeader, Opened, PLATFORM_OWNER, Scope, StoredResponse,
 };
 use crate::publish::publish;
-use crate::store::{outbox, tenants};
+use crate::store::tenants;
 
 pub const MAX_BATCH: usize = 500;
 /// A full batch of 500 events is well over the default body limit; this route gets room
@@ -113,24 +113,18 @@ async fn publish_one(
 ) -> Result<Response, ApiError> {
     let fingerprint = idempotency::fingerprint(&body);
     let event = parse_request(body, "", state.config.preview_events)?;
-    let mut tx = state.pool.begin().await?;
-    idempotency::bound_lock_waits(&mut tx, state.config.idempotency_wait()).await?;
-    outbox::lock_entities(&mut tx, &[event.data.lock_key(&event.tenant)]).await?;
-    let scope = Scope {
-        owner: PLATFORM_OWNER.into(),
-        endpoint: "platform-events",
-    };
-    let claim = match idempotency::begin(
-        &mut tx,
+    let request = idempotency::Request {
+        lock_keys: &[event.data.lock_key(&event.tenant)],
         key,
-        scope,
+        scope: Scope {
+            owner: PLATFORM_OWNER.into(),
+            endpoint: "platform-events",
+        },
         fingerprint,
-        state.config.idempotency_ttl(),
-    )
-    .await?
-    {
-        Begun::Replay(response) => return Ok(response),
-        Begun::Proceed(claim) => claim,
+    };
+    let (mut tx, claim) = match idempotency::open(&state.pool, &state.config, request).await? {
+        Opened::Replay(response) => return Ok(response),
+        Opened::Proceed(tx, claim) => (tx, claim),
     };
     require_tenant(&mut tx, &event.tenant).await?;
     let published = publish(&mut tx, &event.tenant, event.ty, &event.data).await?;
@@ -165,25 +159,19 @@ async fn publish_batch(
         })
         .collect::<Result<Vec<_>, _>>()?;
 
-    let mut tx = state.pool.begin().await?;
-    idempotency::bound_lock_waits(&mut tx, state.config.idempotency_wait()).await?;
     let lock_keys: Vec<String> = events.iter().map(|e| e.data.lock_key(&e.tenant)).collect();
-    outbox::lock_entities(&mut tx, &lock_keys).await?;
-    let scope = Scope {
-        owner: PLATFORM_OWNER.into(),
-        endpoint: "platform-events-batch",
-    };
-    let claim = match idempotency::begin(
-        &mut tx,
+    let request = idempotency::Request {
+        lock_keys: &lock_keys,
         key,
-        scope,
+        scope: Scope {
+            owner: PLATFORM_OWNER.into(),
+            endpoint: "platform-events-batch",
+        },
         fingerprint,
-        state.config.idempotency_ttl(),
-    )
-    .await?
-    {
-        Begun::Replay(response) => return Ok(response),
-        Begun::Proceed(claim) => claim,
+    };
+    let (mut tx, claim) = match idempotency::open(&state.pool, &state.config, request).await? {
+        Opened::Replay(response) => return Ok(response),
+        Opened::Proceed(tx, claim) => (tx, claim),
     };
     let mut published = Vec::with_capacity(events.len());
     for (i, event) in events.iter().enumerate() {

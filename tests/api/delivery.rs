@@ -459,13 +459,7 @@ async fn killed_relay_process_resumes_without_loss(
     options: PgPoolOptions,
     connect: PgConnectOptions,
 ) {
-    let url = format!(
-        "postgres://{}@{}:{}/{}",
-        connect.get_username(),
-        connect.get_host(),
-        connect.get_port(),
-        connect.get_database().unwrap_or("postgres")
-    );
+    let url = crate::helpers::database_url(&connect);
     let pool = options
         .max_connections(10)
         .connect_with(connect)

@@ -200,3 +200,14 @@ impl TestServer {
         }
     }
 }
+
+/// The URL of a test's database, for a real `eventgate` process pointed at it.
+pub fn database_url(connect: &sqlx::postgres::PgConnectOptions) -> String {
+    format!(
+        "postgres://{}@{}:{}/{}",
+        connect.get_username(),
+        connect.get_host(),
+        connect.get_port(),
+        connect.get_database().unwrap_or("postgres")
+    )
+}

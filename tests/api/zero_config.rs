@@ -120,13 +120,7 @@ async fn keys_create_prints_a_working_key_once(
     _options: sqlx::postgres::PgPoolOptions,
     connect: sqlx::postgres::PgConnectOptions,
 ) {
-    let url = format!(
-        "postgres://{}@{}:{}/{}",
-        connect.get_username(),
-        connect.get_host(),
-        connect.get_port(),
-        connect.get_database().unwrap_or("postgres")
-    );
+    let url = crate::helpers::database_url(&connect);
     let pool = sqlx::PgPool::connect_with(connect).await.unwrap();
     let server = crate::helpers::TestServer::start(pool).await;
     server.tenant_with_key("acme").await;
