@@ -275,7 +275,7 @@ async fn mqtt_receives_every_type_with_user_properties(pool: PgPool) {
     create_destination(
         &server,
         &key,
-        json!({"kind": "mqtt", "url": "mqtt://127.0.0.1:1883", "topic": topic, "qos": 1}),
+        json!({"kind": "mqtt", "url": "mqtt://127.0.0.1:1883", "topic": topic, "qos": 1, "cloudevents": true}),
     )
     .await;
 
@@ -307,7 +307,17 @@ async fn mqtt_receives_every_type_with_user_properties(pool: PgPool) {
             envelope["subject"].as_str().unwrap(),
             envelope["action"].as_str().unwrap()
         );
-        assert_eq!(property("event_type"), Some(ty));
+        assert_eq!(property("event_type"), Some(ty.clone()));
+        assert_eq!(
+            property("specversion").as_deref(),
+            Some("1.0"),
+            "CloudEvents binary mode: {properties:?}"
+        );
+        assert_eq!(property("type"), Some(ty));
+        assert_eq!(
+            property("source").as_deref(),
+            Some("/eventgate/tenants/acme")
+        );
     }
 }
 
