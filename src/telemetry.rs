@@ -1,5 +1,7 @@
 //! Logging set-up and the per-request span.
 
+use std::io::IsTerminal;
+
 use axum::extract::MatchedPath;
 use axum::http::Request;
 use tracing::Span;
@@ -11,7 +13,10 @@ use crate::config::LogFormat;
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only for a person at a terminal, never into files or collectors.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
     // A second init (tests, embedders) keeps the first subscriber.
     let _ = match format {
         LogFormat::Text => builder.try_init(),

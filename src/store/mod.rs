@@ -14,10 +14,13 @@ pub mod tenants;
 /// "this statement is wrong": callers answer 503 and clients retry.
 pub fn is_unavailable(err: &sqlx::Error) -> bool {
     match err {
+        // A connection cut mid-handshake surfaces as a protocol error ("unexpected response
+        // from SSLRequest"): the link is broken, the statement is fine, so a retry is right.
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             // 08: connection exception, 53: insufficient resources, 57P: operator intervention

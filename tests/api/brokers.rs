@@ -1,8 +1,6 @@
-//! Real broker peers for delivery tests: an AMQP queue bound to a fresh exchange, an MQTT
-//! subscriber, and a TCP proxy that can cut the connection to a broker.
+//! Real broker peers for delivery tests: an AMQP queue bound to a fresh exchange and an
+//! MQTT subscriber.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use lapin::options::{
@@ -13,8 +11,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -187,57 +184,4 @@ pub async fn mqtt_take(
         received.push(message);
     }
     received
-}
-
-/// A TCP proxy to a broker whose connections can be cut, to make an outage.
-pub struct Proxy {
-    pub port: u16,
-    down: Arc<AtomicBool>,
-    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    _accept: JoinHandle<()>,
-}
-
-impl Proxy {
-    pub async fn start(target: &'static str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let down = Arc::new(AtomicBool::new(false));
-        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (accept_down, accept_connections) = (down.clone(), connections.clone());
-        let accept = tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    continue;
-                };
-                if accept_down.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
-                }
-                let forward = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                accept_connections.lock().await.push(forward);
-            }
-        });
-        Self {
-            port,
-            down,
-            connections,
-            _accept: accept,
-        }
-    }
-
-    /// Drops every open connection and refuses new ones until [`Proxy::restore`].
-    pub async fn cut(&self) {
-        self.down.store(true, Ordering::SeqCst);
-        for connection in self.connections.lock().await.drain(..) {
-            connection.abort();
-        }
-    }
-
-    pub fn restore(&self) {
-        self.down.store(false, Ordering::SeqCst);
-    }
 }

@@ -16,8 +16,12 @@ fn routes_in_source() -> BTreeSet<(String, String)> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http");
     for entry in std::fs::read_dir(dir).unwrap() {
         let source = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        for (start, _) in source.match_indices(".route(\"") {
-            let rest = &source[start + 8..];
+        for (start, _) in source.match_indices(".route(") {
+            // rustfmt may put the path on its own line.
+            let rest = source[start + 7..].trim_start();
+            let Some(rest) = rest.strip_prefix('"') else {
+                continue;
+            };
             let path = &rest[..rest.find('"').unwrap()];
             // The method router runs to the end of this `.route(...)` call.
             let mut depth = 0;

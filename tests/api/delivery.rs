@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::brokers::{AMQP_URL, AmqpQueue, Proxy, Received, mqtt_subscribe, mqtt_take, unique};
+use crate::brokers::{AMQP_URL, AmqpQueue, Received, mqtt_subscribe, mqtt_take, unique};
 use crate::helpers::{PLATFORM_KEY, TestServer, assert_problem, config};
+use crate::proxy::Proxy;
 
 /// Stored envelopes of the tenant in feed order.
 async fn feed_envelopes(server: &TestServer, tenant: &str) -> Vec<String> {

@@ -275,3 +275,50 @@ async fn requests_past_the_timeout_get_a_503_problem(pool: PgPool) {
     let problem = assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(problem["type"], "/problems/timeout");
 }
+
+#[sqlx::test]
+async fn database_outage_is_503_and_the_server_recovers_by_itself(
+    _options: sqlx::postgres::PgPoolOptions,
+    connect: sqlx::postgres::PgConnectOptions,
+) {
+    // The server reaches PostgreSQL through a proxy that can cut it off.
+    let target: &'static str =
+        Box::leak(format!("{}:{}", connect.get_host(), connect.get_port()).into_boxed_str());
+    let proxy = crate::proxy::Proxy::start(target).await;
+    let through_proxy = connect.clone().host("127.0.0.1").port(proxy.port);
+    let pool = eventgate::database::pool_options(5)
+        .connect_with(through_proxy)
+        .await
+        .unwrap();
+    let server = TestServer::start(pool).await;
+    let key = server.tenant_with_key("acme").await;
+
+    proxy.cut().await;
+    let ready = server.http.get(server.url("/readyz")).send().await.unwrap();
+    assert_problem(ready, StatusCode::SERVICE_UNAVAILABLE).await;
+    let feed = server.get("/events/", &key).await;
+    assert_problem(feed, StatusCode::SERVICE_UNAVAILABLE).await;
+    let health = server
+        .http
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        health.status(),
+        StatusCode::OK,
+        "the process itself is fine"
+    );
+
+    proxy.restore();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let ready = server.http.get(server.url("/readyz")).send().await.unwrap();
+        if ready.status() == StatusCode::OK {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(server.get("/events/", &key).await.status(), StatusCode::OK);
+}

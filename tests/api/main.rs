@@ -9,4 +9,5 @@ mod deposits;
 mod feed;
 mod foundation;
 mod helpers;
+mod proxy;
 mod zero_config;
