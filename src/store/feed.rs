@@ -119,17 +119,27 @@ pub async fn get_event(
         .await
 }
 
-/// The newest position older than `cutoff` among finished transactions: everything up to
-/// it may be purged.
+/// The newest position older than `cutoff` among finished transactions, but never past
+/// what an enabled destination has yet to confirm: everything up to it may be purged. A
+/// destination that is down for longer than the retention keeps its events.
 #[tracing::instrument(skip_all)]
 pub async fn retention_cutoff(
     db: impl PgExecutor<'_>,
     cutoff: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<Position>, sqlx::Error> {
     let row: Option<(String, i64)> = sqlx::query_as(
-        "SELECT tx_id::text, seq FROM outbox
-         WHERE created < $1 AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-         ORDER BY tx_id DESC, seq DESC LIMIT 1",
+        "WITH aged AS (
+             SELECT tx_id, seq FROM outbox
+             WHERE created < $1 AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+             ORDER BY tx_id DESC, seq DESC LIMIT 1
+         ),
+         undelivered AS (
+             SELECT delivered_tx AS tx_id, delivered_seq AS seq FROM destinations
+             WHERE enabled ORDER BY delivered_tx, delivered_seq LIMIT 1
+         )
+         SELECT tx_id::text, seq FROM (SELECT * FROM aged UNION ALL SELECT * FROM undelivered) AS bounds
+         WHERE EXISTS (SELECT 1 FROM aged)
+         ORDER BY tx_id, seq LIMIT 1",
     )
     .bind(cutoff)
     .fetch_optional(db)

@@ -585,3 +585,62 @@ async fn replay_redelivers_from_a_cursor(pool: PgPool) {
         .await;
     assert_problem(both, StatusCode::UNPROCESSABLE_ENTITY).await;
 }
+
+#[sqlx::test]
+async fn retention_never_purges_what_a_destination_has_not_confirmed(pool: PgPool) {
+    // No relay runs: the destination stays behind, as if its broker were down for weeks.
+    let server = TestServer::start_with(pool, config(&["--relay", "false"])).await;
+    let key = server.tenant_with_key("acme").await;
+    server.create_portfolio("acme", "P0").await;
+    let destination = create_destination(
+        &server,
+        &key,
+        json!({"kind": "amqp", "url": AMQP_URL, "exchange": "x"}),
+    )
+    .await;
+    server.create_portfolio("acme", "P1").await;
+    server.create_portfolio("acme", "P2").await;
+    server.settle().await;
+
+    let young = eventgate::maintenance::purge_feed(&server.pool, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(young, 0, "nothing is past a one-hour retention");
+    let purged = eventgate::maintenance::purge_feed(&server.pool, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        purged, 1,
+        "only the event from before the destination existed"
+    );
+    let view: Value = server
+        .get(
+            &format!("/destinations/{}", destination["id"].as_str().unwrap()),
+            &key,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        view["status"]["lag"], 2,
+        "both undelivered events are still there"
+    );
+
+    // Once disabled, the destination no longer holds the feed back.
+    server
+        .http
+        .patch(server.url(&format!(
+            "/destinations/{}",
+            destination["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&key)
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    let purged = eventgate::maintenance::purge_feed(&server.pool, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(purged, 2);
+}
