@@ -6,6 +6,7 @@ mod catalogue;
 mod contract;
 mod delivery;
 mod deposits;
+mod faults;
 mod feed;
 mod foundation;
 mod helpers;
