@@ -50,7 +50,8 @@ pub struct DatabaseArgs {
     pub data_dir: PathBuf,
 
     /// Largest number of pooled database connections.
-    #[arg(long, env = "EVENTGATE_DB_MAX_CONNECTIONS", default_value_t = 20)]
+    #[arg(long, env = "EVENTGATE_DB_MAX_CONNECTIONS", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(2..=1000))]
     pub db_max_connections: u32,
 }
 
@@ -72,11 +73,13 @@ pub struct ServerConfig {
     pub platform_key: Option<Secret>,
 
     /// Requests running longer than this are answered 503 (long-polls included).
-    #[arg(long, env = "EVENTGATE_REQUEST_TIMEOUT_SECS", default_value_t = 60)]
+    #[arg(long, env = "EVENTGATE_REQUEST_TIMEOUT_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout_secs: u64,
 
     /// Largest accepted request body; larger ones are answered 413.
-    #[arg(long, env = "EVENTGATE_BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
+    #[arg(long, env = "EVENTGATE_BODY_LIMIT_BYTES", default_value_t = 64 * 1024,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=16 * 1024 * 1024))]
     pub body_limit_bytes: usize,
 
     /// Require an Idempotency-Key header on POST /events/deposit/ (400 without).
@@ -88,12 +91,18 @@ pub struct ServerConfig {
     pub idempotency_ttl_secs: u64,
 
     /// How long a duplicate request waits for the in-flight original before answering 409.
-    #[arg(long, env = "EVENTGATE_IDEMPOTENCY_WAIT_MS", default_value_t = 5000)]
+    #[arg(long, env = "EVENTGATE_IDEMPOTENCY_WAIT_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub idempotency_wait_ms: u64,
 
     /// How long outbound events are kept in the feed; older cursors get 410 Gone.
     #[arg(long, env = "EVENTGATE_FEED_RETENTION_SECS", default_value_t = 30 * 24 * 3600)]
     pub feed_retention_secs: u64,
+
+    /// Most long-polls one tenant may have waiting at once; more are answered 429.
+    #[arg(long, env = "EVENTGATE_MAX_LONG_POLLS_PER_TENANT", default_value_t = 100,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    pub max_long_polls_per_tenant: usize,
 
     /// Push events to destinations from this process (false: an API-only replica).
     #[arg(long, env = "EVENTGATE_RELAY", default_value_t = true, action = ArgAction::Set)]

@@ -37,6 +37,11 @@ pub enum ApiError {
     Gone { detail: String },
     #[error("{detail}")]
     UnprocessableBody { detail: String },
+    #[error("{detail}")]
+    TooManyRequests {
+        detail: String,
+        retry_after_secs: u64,
+    },
     #[error("request body is larger than the limit")]
     PayloadTooLarge,
     #[error("{detail}")]
@@ -88,6 +93,7 @@ impl ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Gone { .. } => StatusCode::GONE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Timeout | Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -108,6 +114,7 @@ impl ApiError {
             Self::Conflict { .. } => "conflict",
             Self::Gone { .. } => "gone",
             Self::PayloadTooLarge => "payload-too-large",
+            Self::TooManyRequests { .. } => "too-many-requests",
             Self::UnsupportedMediaType { .. } => "unsupported-media-type",
             Self::Timeout => "timeout",
             Self::DatabaseUnavailable(_) => "unavailable",
@@ -166,6 +173,14 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Self::TooManyRequests {
+            retry_after_secs, ..
+        } = &self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
         if matches!(self, Self::Unauthorized) {
             response
                 .headers_mut()

@@ -131,6 +131,17 @@ async fn list_events(
         types: (!params.types.is_empty()).then(|| params.types.clone()),
         limit: params.limit,
     };
+    if params.wait > 0
+        && state.notifier.waiting(&request.tenant) >= state.config.max_long_polls_per_tenant
+    {
+        return Err(ApiError::TooManyRequests {
+            detail: format!(
+                "this tenant already has {} long-polls waiting; poll with wait=0 or retry later",
+                state.config.max_long_polls_per_tenant
+            ),
+            retry_after_secs: 1,
+        });
+    }
     let page = if params.wait == 0 {
         Arc::new(feed::read_page(&state.pool, &request).await?)
     } else {

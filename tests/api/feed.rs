@@ -496,3 +496,35 @@ async fn shutdown_releases_waiting_long_polls(pool: PgPool) {
         "released by shutdown, not by its deadline"
     );
 }
+
+#[sqlx::test]
+async fn long_polls_per_tenant_are_capped_with_429(pool: PgPool) {
+    let server = TestServer::start_with(
+        pool,
+        crate::helpers::config(&["--max-long-polls-per-tenant", "1"]),
+    )
+    .await;
+    let key = server.tenant_with_key("acme").await;
+    let other = server.tenant_with_key("bank-b").await;
+    let http = server.http.clone();
+    let url = server.url("/events/?wait=30");
+    let first_key = key.clone();
+    let _first = tokio::spawn(async move { http.get(url).bearer_auth(first_key).send().await });
+    while server.state.notifier.waiting("acme") == 0 {
+        tokio::task::yield_now().await;
+    }
+    let second = server.get("/events/?wait=30", &key).await;
+    assert_eq!(second.headers()["retry-after"], "1");
+    assert_problem(second, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(
+        server.get("/events/?wait=0", &key).await.status(),
+        StatusCode::OK,
+        "plain polls still work"
+    );
+    let other_tenant = server.get("/events/?wait=1", &other).await;
+    assert_eq!(
+        other_tenant.status(),
+        StatusCode::OK,
+        "the cap is per tenant"
+    );
+}
