@@ -642,6 +642,7 @@ async fn main() {
     let args = argv
         .filter_map(|a| a.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
         .collect();
+    eventgate::tls::install_crypto_provider();
     let ctx = Arc::new(Ctx {
         url: std::env::var("EVENTGATE_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into()),
         platform_key: std::env::var("EVENTGATE_PLATFORM_KEY").unwrap_or_default(),

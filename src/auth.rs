@@ -61,6 +61,12 @@ pub struct NewKey {
 #[error("the operating system's random number generator failed: {0}")]
 pub struct RandomnessError(getrandom::Error);
 
+impl From<getrandom::Error> for RandomnessError {
+    fn from(err: getrandom::Error) -> Self {
+        Self(err)
+    }
+}
+
 impl NewKey {
     pub fn generate() -> Result<Self, RandomnessError> {
         let mut bytes = [0u8; 32];

@@ -36,6 +36,7 @@ pub enum CommandError {
 
 pub async fn run(cli: Cli) -> Result<(), CommandError> {
     telemetry::init(cli.log_format);
+    crate::tls::install_crypto_provider();
     match cli.command {
         Command::Serve { database, server } => serve(database, server).await,
         Command::Migrate { database } => {

@@ -104,6 +104,48 @@ pub struct ServerConfig {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub max_long_polls_per_tenant: usize,
 
+    /// Delays in seconds between webhook attempts after each failure (the first attempt is
+    /// immediate); after the last one the delivery is failed (kept, replayable).
+    #[arg(
+        long,
+        env = "EVENTGATE_WEBHOOK_RETRY_DELAYS_SECS",
+        default_value = "5,300,1800,7200,18000,36000,50400,72000,86400",
+        value_delimiter = ','
+    )]
+    pub webhook_retry_delays_secs: Vec<u64>,
+
+    /// A webhook attempt that takes longer than this fails.
+    #[arg(long, env = "EVENTGATE_WEBHOOK_TIMEOUT_SECS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub webhook_timeout_secs: u64,
+
+    /// Webhook requests in flight at once per destination.
+    #[arg(long, env = "EVENTGATE_WEBHOOK_CONCURRENCY", default_value_t = 8,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
+    pub webhook_concurrency: usize,
+
+    /// Allow webhook URLs that resolve to loopback, private, link-local or metadata
+    /// addresses (tests and private networks only).
+    #[arg(long, env = "EVENTGATE_ALLOW_PRIVATE_DESTINATIONS", default_value_t = false, action = ArgAction::Set)]
+    pub allow_private_destinations: bool,
+
+    /// A webhook destination failing without a success for this long is disabled.
+    #[arg(long, env = "EVENTGATE_WEBHOOK_DISABLE_AFTER_SECS", default_value_t = 5 * 24 * 3600)]
+    pub webhook_disable_after_secs: u64,
+
+    /// How often entity-format webhook destinations get a DailyHeartBeat.
+    #[arg(long, env = "EVENTGATE_WEBHOOK_HEARTBEAT_SECS", default_value_t = 24 * 3600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub webhook_heartbeat_secs: u64,
+
+    /// The URL clients reach this server at, for `url` in entity-format webhooks.
+    #[arg(
+        long,
+        env = "EVENTGATE_PUBLIC_BASE_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub public_base_url: String,
+
     /// Push events to destinations from this process (false: an API-only replica).
     #[arg(long, env = "EVENTGATE_RELAY", default_value_t = true, action = ArgAction::Set)]
     pub relay: bool,

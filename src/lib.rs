@@ -18,3 +18,4 @@ pub mod pg_embedded;
 pub mod publish;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::app::AppState;
+use crate::delivery::webhook::WebhookSettings;
 use crate::store;
 
 const PURGE_BATCH: i64 = 1000;
@@ -53,6 +54,7 @@ pub fn spawn(state: &AppState) -> Background {
             state.pool.clone(),
             state.notifier.clone(),
             state.shutdown.clone(),
+            WebhookSettings::from(state.config.as_ref()),
         )));
     }
     Background { tasks }

@@ -16,6 +16,7 @@ use crate::error::ApiError;
 pub enum Kind {
     Amqp,
     Mqtt,
+    Webhook,
 }
 
 impl Kind {
@@ -23,6 +24,7 @@ impl Kind {
         match self {
             Kind::Amqp => "amqp",
             Kind::Mqtt => "mqtt",
+            Kind::Webhook => "webhook",
         }
     }
 
@@ -30,6 +32,7 @@ impl Kind {
         match value {
             "amqp" => Some(Kind::Amqp),
             "mqtt" => Some(Kind::Mqtt),
+            "webhook" => Some(Kind::Webhook),
             _ => None,
         }
     }
@@ -63,10 +66,37 @@ fn default_qos() -> u8 {
     1
 }
 
+/// The wire format of a webhook: the seed's envelope, or the entity-change notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    #[default]
+    Envelope,
+    Entity,
+}
+
+/// An HTTP(S) endpoint receiving signed POSTs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// Entity names to deliver (all when empty).
+    #[serde(default)]
+    pub entities: Vec<String>,
+    /// Sent as `custom_config` in entity-format payloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_config: Option<Value>,
+}
+
+const ENTITY_NAMES: [&str; 5] = ["Portfolio", "Optimization", "User", "Profile", "Report"];
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum SinkConfig {
     Amqp(AmqpConfig),
     Mqtt(MqttConfig),
+    Webhook(WebhookConfig),
 }
 
 impl SinkConfig {
@@ -74,6 +104,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Amqp(_) => Kind::Amqp,
             SinkConfig::Mqtt(_) => Kind::Mqtt,
+            SinkConfig::Webhook(_) => Kind::Webhook,
         }
     }
 
@@ -81,6 +112,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Amqp(c) => &c.url,
             SinkConfig::Mqtt(c) => &c.url,
+            SinkConfig::Webhook(c) => &c.url,
         }
     }
 
@@ -88,6 +120,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Amqp(c) => serde_json::to_value(c),
             SinkConfig::Mqtt(c) => serde_json::to_value(c),
+            SinkConfig::Webhook(c) => serde_json::to_value(c),
         }
         .unwrap_or(Value::Null)
     }
@@ -97,6 +130,7 @@ impl SinkConfig {
         let parsed = match kind {
             Kind::Amqp => SinkConfig::Amqp(parse_fields(config)?),
             Kind::Mqtt => SinkConfig::Mqtt(parse_fields(config)?),
+            Kind::Webhook => SinkConfig::Webhook(parse_fields(config)?),
         };
         parsed.validate()?;
         Ok(parsed)
@@ -127,6 +161,20 @@ impl SinkConfig {
                 }
                 if c.qos > 2 {
                     return Err(ApiError::invalid("qos", "must be 0, 1 or 2"));
+                }
+            }
+            SinkConfig::Webhook(c) => {
+                check_url(&c.url, &["http", "https"])?;
+                for (i, entity) in c.entities.iter().enumerate() {
+                    if !ENTITY_NAMES.contains(&entity.as_str()) {
+                        return Err(ApiError::invalid(
+                            format!("entities[{i}]"),
+                            format!("must be one of: {}", ENTITY_NAMES.join(", ")),
+                        ));
+                    }
+                }
+                if c.custom_config.as_ref().is_some_and(|v| !v.is_object()) {
+                    return Err(ApiError::invalid("custom_config", "must be an object"));
                 }
             }
         }

@@ -1,4 +1,4 @@
-//! Pushing each tenant's outbox to its destinations (AMQP exchange, MQTT topic).
+//! Pushing each tenant's outbox to its destinations (AMQP exchange, MQTT topic, webhook).
 //!
 //! Delivery is at-least-once, in feed order per destination: a driver reads the events
 //! after the destination's confirmed position with the feed's gap-free reader, publishes
@@ -12,6 +12,7 @@ pub mod destination;
 pub mod event;
 pub mod mqtt;
 pub mod relay;
+pub mod webhook;
 
 use uuid::Uuid;
 
@@ -51,6 +52,9 @@ impl Sink {
             SinkConfig::Mqtt(c) => mqtt::MqttSink::connect(c, &format!("eventgate-{destination}"))
                 .await
                 .map(|sink| Sink::Mqtt(Box::new(sink))),
+            SinkConfig::Webhook(_) => Err(SinkError::Config(
+                "webhooks are delivered through their queue, not a bus sink".into(),
+            )),
         }
     }
 

@@ -18,6 +18,7 @@ use super::Sink;
 use super::backoff::Backoff;
 use super::destination::{Kind, SinkConfig, expand_types};
 use super::event::OutboundEvent;
+use super::webhook::{self, Progress, WebhookSettings, Worker};
 use crate::feed::notifier::Notifier;
 use crate::store;
 
@@ -28,11 +29,25 @@ const BATCH: i64 = 256;
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
 
 /// Runs until `shutdown` turns true.
-pub async fn run_supervisor(pool: PgPool, notifier: Notifier, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_supervisor(
+    pool: PgPool,
+    notifier: Notifier,
+    mut shutdown: watch::Receiver<bool>,
+    settings: WebhookSettings,
+) {
     let mut drivers: HashMap<Uuid, JoinHandle<()>> = HashMap::new();
     let mut locks: Option<PgConnection> = None;
     loop {
-        if let Err(err) = supervise(&pool, &notifier, &shutdown, &mut drivers, &mut locks).await {
+        if let Err(err) = supervise(
+            &pool,
+            &notifier,
+            &shutdown,
+            &settings,
+            &mut drivers,
+            &mut locks,
+        )
+        .await
+        {
             tracing::warn!(error = %err, "relay supervisor lost its lock connection; stopping all drivers");
             stop_all(&mut drivers);
             locks = None;
@@ -62,6 +77,7 @@ async fn supervise(
     pool: &PgPool,
     notifier: &Notifier,
     shutdown: &watch::Receiver<bool>,
+    settings: &WebhookSettings,
     drivers: &mut HashMap<Uuid, JoinHandle<()>>,
     locks: &mut Option<PgConnection>,
 ) -> Result<(), sqlx::Error> {
@@ -99,7 +115,13 @@ async fn supervise(
                 .await?;
         if locked {
             tracing::info!(destination = %id, "driving destination");
-            let driver = drive(pool.clone(), notifier.clone(), id, shutdown.clone());
+            let driver = drive(
+                pool.clone(),
+                notifier.clone(),
+                id,
+                shutdown.clone(),
+                settings.clone(),
+            );
             drivers.insert(id, tokio::spawn(driver));
         }
     }
@@ -107,9 +129,16 @@ async fn supervise(
 }
 
 /// Pushes one destination's events until it is disabled or deleted, or shutdown.
-async fn drive(pool: PgPool, notifier: Notifier, id: Uuid, mut shutdown: watch::Receiver<bool>) {
+async fn drive(
+    pool: PgPool,
+    notifier: Notifier,
+    id: Uuid,
+    mut shutdown: watch::Receiver<bool>,
+    settings: WebhookSettings,
+) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
     let mut sink: Option<(SinkConfig, Sink)> = None;
+    let mut worker: Option<Worker> = None;
     let mut wake: Option<(String, watch::Receiver<u64>)> = None;
     loop {
         if *shutdown.borrow() {
@@ -118,7 +147,16 @@ async fn drive(pool: PgPool, notifier: Notifier, id: Uuid, mut shutdown: watch::
         if let Some((_, wake)) = &mut wake {
             wake.mark_unchanged();
         }
-        let step = deliver_once(&pool, &notifier, id, &mut sink, &mut wake).await;
+        let step = deliver_once(
+            &pool,
+            &notifier,
+            id,
+            &mut sink,
+            &mut worker,
+            &settings,
+            &mut wake,
+        )
+        .await;
         let idle = matches!(step, Ok(Step::Idle));
         let pause = match step {
             Ok(Step::Stop) => return,
@@ -158,11 +196,14 @@ enum Step {
     Stop,
 }
 
+#[allow(clippy::too_many_arguments)] // the driver's state, passed as it is kept
 async fn deliver_once(
     pool: &PgPool,
     notifier: &Notifier,
     id: Uuid,
     sink: &mut Option<(SinkConfig, Sink)>,
+    worker: &mut Option<Worker>,
+    settings: &WebhookSettings,
     wake: &mut Option<(String, watch::Receiver<u64>)>,
 ) -> Result<Step, String> {
     let Some(destination) = store::destinations::get(pool, id, None)
@@ -171,9 +212,6 @@ async fn deliver_once(
     else {
         return Ok(Step::Stop);
     };
-    if !destination.enabled {
-        return Ok(Step::Stop);
-    }
     if wake
         .as_ref()
         .is_none_or(|(tenant, _)| *tenant != destination.tenant_id)
@@ -186,6 +224,23 @@ async fn deliver_once(
     let kind = Kind::parse(&destination.kind).ok_or("unknown destination kind")?;
     let config = SinkConfig::parse(kind, destination.config.clone()).map_err(|e| e.to_string())?;
     let types = expand_types(&destination.types).map_err(|e| e.to_string())?;
+    if let SinkConfig::Webhook(webhook_config) = &config {
+        let worker = match worker {
+            Some(worker) => worker,
+            None => worker.insert(Worker::new(settings).map_err(|e| e.to_string())?),
+        };
+        let progress = webhook::step(pool, &destination, webhook_config, &types, worker, settings)
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok(match progress {
+            Progress::Busy => Step::Delivered,
+            Progress::Idle => Step::Idle,
+            Progress::Stopped => Step::Stop,
+        });
+    }
+    if !destination.enabled {
+        return Ok(Step::Stop);
+    }
     let from = destination.delivered().map_err(|e| e.to_string())?;
 
     let read = store::feed::read(

@@ -14,16 +14,39 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::delivery::destination::{Kind, SinkConfig, expand_types};
+use crate::delivery::webhook;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::feed::cursor::Position;
+use crate::http::pagination;
 use crate::store::destinations::{self as store, DestinationRow, NewDestination};
-use crate::store::tenants;
+use crate::store::{tenants, webhooks};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/destinations", post(create).get(list))
         .route("/destinations/{id}", get(read).patch(update).delete(remove))
         .route("/destinations/{id}/replay", post(replay))
+        .route("/destinations/{id}/rotate-secret", post(rotate_secret))
+        .route("/destinations/{id}/attempts", get(attempts))
+        .route(
+            "/destinations/{id}/deliveries/{event_id}/retry",
+            post(retry_delivery),
+        )
+}
+
+/// Refuses webhook URLs that point into internal networks (unless the server allows it).
+async fn guard_webhook(state: &AppState, config: &SinkConfig) -> Result<(), ApiError> {
+    if let SinkConfig::Webhook(webhook) = config {
+        webhook::guard::check_url(&webhook.url, state.config.allow_private_destinations)
+            .await
+            .map_err(|err| {
+                ApiError::invalid(
+                    "url",
+                    format!("{err} (EVENTGATE_ALLOW_PRIVATE_DESTINATIONS=true allows it)"),
+                )
+            })?;
+    }
+    Ok(())
 }
 
 /// The tenant a client key is bound to; `None` (every tenant) for the platform.
@@ -82,17 +105,21 @@ async fn view(state: &AppState, row: DestinationRow) -> Result<Value, ApiError> 
     shown.insert("enabled".into(), json!(row.enabled));
     shown.insert("created".into(), json!(row.created));
     shown.insert("updated".into(), json!(row.updated));
-    shown.insert(
-        "status".into(),
-        json!({
-            "delivered_through": delivered.encode(),
-            "lag": lag,
-            "last_error": row.last_error,
-            "last_error_at": row.last_error_at,
-            "failing_since": row.failing_since,
-            "last_success_at": row.last_success_at,
-        }),
-    );
+    let mut status = json!({
+        "delivered_through": delivered.encode(),
+        "lag": lag,
+        "last_error": row.last_error,
+        "last_error_at": row.last_error_at,
+        "failing_since": row.failing_since,
+        "last_success_at": row.last_success_at,
+    });
+    if kind == Kind::Webhook {
+        let (pending, failed) = webhooks::counts(&state.pool, row.id).await?;
+        status["pending_deliveries"] = json!(pending);
+        status["failed_deliveries"] = json!(failed);
+        status["disabled_reason"] = json!(row.disabled_reason);
+    }
+    shown.insert("status".into(), status);
     Ok(Value::Object(shown))
 }
 
@@ -108,8 +135,13 @@ async fn create(
     let mut map = take_object(body)?;
     let kind = match map.remove("kind") {
         Some(Value::String(kind)) => Kind::parse(&kind)
-            .ok_or_else(|| ApiError::invalid("kind", "must be one of: amqp, mqtt"))?,
-        _ => return Err(ApiError::invalid("kind", "is required: amqp or mqtt")),
+            .ok_or_else(|| ApiError::invalid("kind", "must be one of: amqp, mqtt, webhook"))?,
+        _ => {
+            return Err(ApiError::invalid(
+                "kind",
+                "is required: amqp, mqtt or webhook",
+            ));
+        }
     };
     let named = match map.remove("tenant") {
         None => None,
@@ -141,18 +173,34 @@ async fn create(
     let types = take_types(&mut map)?.unwrap_or_default();
     let enabled = take_enabled(&mut map)?.unwrap_or(true);
     let config = SinkConfig::parse(kind, Value::Object(map))?;
+    guard_webhook(&state, &config).await?;
+    let secret = match &config {
+        SinkConfig::Webhook(_) => Some(webhook::signing::new_secret().map_err(ApiError::internal)?),
+        _ => None,
+    };
+    let mut tx = state.pool.begin().await?;
     let row = store::insert(
-        &state.pool,
+        &mut *tx,
         &NewDestination {
             tenant: &tenant,
             kind: kind.as_str(),
             config: &config.to_json(),
             types: &types,
             enabled,
+            secret: secret.as_deref(),
         },
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(view(&state, row).await?)))
+    if let (SinkConfig::Webhook(webhook_config), true) = (&config, enabled) {
+        webhook::queue_lifecycle(&mut tx, row.id, webhook_config, "Activated").await?;
+    }
+    tx.commit().await?;
+    let mut shown = view(&state, row).await?;
+    if let (Some(secret), Value::Object(map)) = (secret, &mut shown) {
+        // The only time the secret is shown, besides a rotation.
+        map.insert("secret".into(), Value::String(secret));
+    }
+    Ok((StatusCode::CREATED, Json(shown)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,12 +272,21 @@ async fn update(
     let mut config = take_object(row.config.clone())?;
     config.extend(patch);
     let config = SinkConfig::parse(kind, Value::Object(config))?;
-    let row = store::update_settings(&state.pool, id, &config.to_json(), &types, enabled)
+    guard_webhook(&state, &config).await?;
+    let mut tx = state.pool.begin().await?;
+    let updated = store::update_settings(&mut *tx, id, &config.to_json(), &types, enabled)
         .await?
         .ok_or(ApiError::NotFound {
             resource: "destination",
         })?;
-    Ok(Json(view(&state, row).await?))
+    if let SinkConfig::Webhook(webhook_config) = &config
+        && enabled != row.enabled
+    {
+        let event = if enabled { "Activated" } else { "Deactivated" };
+        webhook::queue_lifecycle(&mut tx, id, webhook_config, event).await?;
+    }
+    tx.commit().await?;
+    Ok(Json(view(&state, updated).await?))
 }
 
 async fn remove(
@@ -280,4 +337,86 @@ async fn replay(
     store::set_position(&state.pool, id, position).await?;
     let row = find(&state, &principal, id).await?;
     Ok(Json(view(&state, row).await?))
+}
+
+async fn rotate_secret(
+    principal: Principal,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<Value>, ApiError> {
+    let row = find(&state, &principal, id).await?;
+    if row.kind != Kind::Webhook.as_str() {
+        return Err(ApiError::UnprocessableBody {
+            detail: "only webhook destinations have a signing secret".into(),
+        });
+    }
+    let secret = webhook::signing::new_secret().map_err(ApiError::internal)?;
+    let previous_until = Utc::now() + chrono::Duration::hours(24);
+    let row = store::rotate_secret(&state.pool, id, &secret, previous_until)
+        .await?
+        .ok_or(ApiError::NotFound {
+            resource: "destination",
+        })?;
+    let mut shown = view(&state, row).await?;
+    if let Value::Object(map) = &mut shown {
+        map.insert("secret".into(), Value::String(secret));
+        map.insert("previous_secret_valid_until".into(), json!(previous_until));
+    }
+    Ok(Json(shown))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttemptParams {
+    after: Option<String>,
+    limit: Option<i64>,
+    status: Option<String>,
+}
+
+async fn attempts(
+    principal: Principal,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(params): ApiQuery<AttemptParams>,
+) -> Result<Json<Value>, ApiError> {
+    find(&state, &principal, id).await?;
+    let limit = pagination::limit(params.limit)?;
+    let after = params
+        .after
+        .as_deref()
+        .map(|cursor| {
+            pagination::decode_key_cursor(cursor)?
+                .parse::<i64>()
+                .map_err(|_| ApiError::bad_request("the cursor is not one this server issued"))
+        })
+        .transpose()?;
+    if let Some(status) = params.status.as_deref()
+        && !matches!(status, "succeeded" | "failed")
+    {
+        return Err(ApiError::bad_request("status must be succeeded or failed"));
+    }
+    let rows = webhooks::attempts(&state.pool, id, after, params.status.as_deref(), limit).await?;
+    let next_cursor = rows
+        .last()
+        .map(|r| pagination::encode_key_cursor(&r.id.to_string()))
+        .or(params.after);
+    Ok(Json(json!({ "data": rows, "next_cursor": next_cursor })))
+}
+
+async fn retry_delivery(
+    principal: Principal,
+    State(state): State<AppState>,
+    ApiPath((id, event_id)): ApiPath<(Uuid, Uuid)>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    find(&state, &principal, id).await?;
+    if webhooks::retry_now(&state.pool, id, event_id).await? {
+        Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"event_id": event_id, "status": "pending"})),
+        ))
+    } else {
+        Err(ApiError::NotFoundDetail {
+            detail: format!("no delivery of event {event_id} to this destination"),
+        })
+    }
 }

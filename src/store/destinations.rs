@@ -23,6 +23,10 @@ pub struct DestinationRow {
     pub last_success_at: Option<DateTime<Utc>>,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
+    pub secret: Option<String>,
+    pub previous_secret: Option<String>,
+    pub previous_secret_until: Option<DateTime<Utc>>,
+    pub disabled_reason: Option<String>,
 }
 
 impl DestinationRow {
@@ -40,7 +44,8 @@ impl DestinationRow {
 
 const COLUMNS: &str =
     "id, tenant_id, kind, config, types, enabled, delivered_tx::text AS delivered_tx,
-    delivered_seq, last_error, last_error_at, failing_since, last_success_at, created, updated";
+    delivered_seq, last_error, last_error_at, failing_since, last_success_at, created, updated,
+    secret, previous_secret, previous_secret_until, disabled_reason";
 
 pub struct NewDestination<'a> {
     pub tenant: &'a str,
@@ -48,6 +53,8 @@ pub struct NewDestination<'a> {
     pub config: &'a Value,
     pub types: &'a [String],
     pub enabled: bool,
+    /// Webhooks only: the signing secret.
+    pub secret: Option<&'a str>,
 }
 
 /// Inserts a destination that starts at the feed's current horizon: it delivers what
@@ -57,11 +64,13 @@ pub async fn insert(
     db: impl PgExecutor<'_>,
     d: &NewDestination<'_>,
 ) -> Result<DestinationRow, sqlx::Error> {
+    // The first heartbeat is due one interval after creation, not at once.
     sqlx::query_as(&format!(
-        "INSERT INTO destinations (id, tenant_id, kind, config, types, enabled, delivered_tx, delivered_seq)
+        "INSERT INTO destinations (id, tenant_id, kind, config, types, enabled, delivered_tx, delivered_seq,
+                                   secret, last_heartbeat_at)
          VALUES ($1, $2, $3, $4, $5, $6,
                  (pg_snapshot_xmin(pg_current_snapshot())::text::numeric - 1)::text::xid8,
-                 9223372036854775807)
+                 9223372036854775807, $7, now())
          RETURNING {COLUMNS}"
     ))
     .bind(Uuid::now_v7())
@@ -70,6 +79,7 @@ pub async fn insert(
     .bind(d.config)
     .bind(d.types)
     .bind(d.enabled)
+    .bind(d.secret)
     .fetch_one(db)
     .await
 }
@@ -104,12 +114,39 @@ pub async fn list(
     .await
 }
 
-/// Ids of enabled destinations, for the relay supervisor.
+/// Ids of destinations with work, for the relay supervisor: the enabled ones, and disabled
+/// webhooks that still have lifecycle messages (`Deactivated`) to send.
 #[tracing::instrument(skip_all)]
 pub async fn enabled_ids(db: impl PgExecutor<'_>) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("SELECT id FROM destinations WHERE enabled ORDER BY id")
-        .fetch_all(db)
-        .await
+    sqlx::query_scalar(
+        "SELECT id FROM destinations d
+         WHERE enabled OR EXISTS (SELECT 1 FROM webhook_deliveries w
+                                  WHERE w.destination_id = d.id AND w.status = 'pending'
+                                    AND w.event_id IS NULL)
+         ORDER BY id",
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Replaces the signing secret; the old one keeps signing until `previous_until`.
+#[tracing::instrument(skip_all)]
+pub async fn rotate_secret(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    secret: &str,
+    previous_until: DateTime<Utc>,
+) -> Result<Option<DestinationRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "UPDATE destinations SET previous_secret = secret, previous_secret_until = $3, secret = $2,
+                updated = now()
+         WHERE id = $1 AND kind = 'webhook' RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(secret)
+    .bind(previous_until)
+    .fetch_optional(db)
+    .await
 }
 
 #[tracing::instrument(skip_all)]
@@ -121,7 +158,9 @@ pub async fn update_settings(
     enabled: bool,
 ) -> Result<Option<DestinationRow>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "UPDATE destinations SET config = $2, types = $3, enabled = $4, updated = now()
+        "UPDATE destinations SET config = $2, types = $3, enabled = $4, updated = now(),
+                disabled_reason = CASE WHEN $4 THEN NULL ELSE disabled_reason END,
+                failing_since = CASE WHEN $4 AND NOT enabled THEN NULL ELSE failing_since END
          WHERE id = $1 RETURNING {COLUMNS}"
     ))
     .bind(id)

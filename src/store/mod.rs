@@ -9,6 +9,7 @@ pub mod keys;
 pub mod outbox;
 pub mod read_model;
 pub mod tenants;
+pub mod webhooks;
 
 /// True when the error means "the database cannot be reached right now" rather than
 /// "this statement is wrong": callers answer 503 and clients retry.

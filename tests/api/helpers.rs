@@ -47,6 +47,7 @@ impl TestServer {
         tokio::spawn(app::serve(listener, handle, async {
             let _ = rx.await;
         }));
+        eventgate::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()

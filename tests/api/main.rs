@@ -11,4 +11,6 @@ mod feed;
 mod foundation;
 mod helpers;
 mod proxy;
+mod receiver;
+mod webhooks;
 mod zero_config;

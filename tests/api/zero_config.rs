@@ -72,6 +72,7 @@ async fn zero_config_starts_from_empty_dir_and_reuses_it() {
     // When tests run as root the cluster belongs to `postgres`, which must enter the dir.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let data_dir = dir.path().join("data");
+    eventgate::tls::install_crypto_provider();
     let http = reqwest::Client::new();
 
     let port = free_port();

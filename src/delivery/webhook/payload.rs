@@ -1,0 +1,73 @@
+//! The entity-change wire format of the second seed:
+//! `{"event_id", "entity", "entity_id", "event", "updated_at", "url", "custom_config"}`.
+//! Ids are our string ids (the seed shows integers; ours are not numbers).
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Serialize)]
+struct EntityChange<'a> {
+    event_id: &'a str,
+    entity: &'a str,
+    entity_id: Value,
+    event: &'a str,
+    updated_at: String,
+    url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    custom_config: Option<&'a Value>,
+}
+
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// One catalogue event as an entity change.
+pub fn entity_change(
+    event_id: &str,
+    entity: &str,
+    entity_id: &str,
+    change: &str,
+    updated_at: DateTime<Utc>,
+    resource_url: Option<String>,
+    custom_config: Option<&Value>,
+) -> String {
+    serialize(&EntityChange {
+        event_id,
+        entity,
+        entity_id: Value::String(entity_id.to_owned()),
+        event: change,
+        updated_at: timestamp(updated_at),
+        url: resource_url,
+        custom_config,
+    })
+}
+
+/// A lifecycle message: `Activated`/`Deactivated` (entity `Plugin`) or `DailyHeartBeat`
+/// (entity `Overall`); entity_id 0 and url null, as the seed shows them.
+pub fn lifecycle(
+    message_id: &str,
+    event: &str,
+    at: DateTime<Utc>,
+    custom_config: Option<&Value>,
+) -> String {
+    let entity = if event == "DailyHeartBeat" {
+        "Overall"
+    } else {
+        "Plugin"
+    };
+    serialize(&EntityChange {
+        event_id: message_id,
+        entity,
+        entity_id: Value::from(0),
+        event,
+        updated_at: timestamp(at),
+        url: None,
+        custom_config,
+    })
+}
+
+fn serialize(change: &EntityChange<'_>) -> String {
+    // Plain strings, numbers and objects: serialization cannot fail.
+    serde_json::to_string(change).unwrap_or_default()
+}

@@ -1,0 +1,624 @@
+//! Webhooks to a real HTTP receiver on 127.0.0.1: signatures, retries, 410, Retry-After,
+//! redirects, private-address refusal, the entity format with coalescing, lifecycle
+//! messages and heartbeats, a hung endpoint, and a restart mid-delivery.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use sqlx::PgPool;
+
+use crate::helpers::{TestServer, assert_problem, config};
+use crate::receiver::{Receiver, Reply, Request};
+
+/// Verifies a delivery the way a receiver library would, written from the spec.
+fn verify(request: &Request, secret: &str) -> bool {
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let signed = format!(
+        "{}.{}.{}",
+        request.header("webhook-id"),
+        request.header("webhook-timestamp"),
+        request.body
+    );
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(signed.as_bytes());
+    let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    request
+        .header("webhook-signature")
+        .split(' ')
+        .any(|s| s == expected)
+}
+
+fn webhook_server_args(extra: &[&'static str]) -> Vec<&'static str> {
+    let mut args = vec![
+        "--allow-private-destinations",
+        "true",
+        "--webhook-retry-delays-secs",
+        "1,1",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+async fn create_webhook(server: &TestServer, key: &str, body: Value) -> Value {
+    let response = server.post("/destinations", key, &body).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json().await.unwrap()
+}
+
+async fn view(server: &TestServer, key: &str, id: &str) -> Value {
+    server
+        .get(&format!("/destinations/{id}"), key)
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn envelope_webhooks_are_signed_per_the_spec(pool: PgPool) {
+    let server = TestServer::start_with(pool, config(&webhook_server_args(&[]))).await;
+    let key = server.tenant_with_key("acme").await;
+    let receiver = Receiver::start(|_, _| Reply::status(204)).await;
+    let created = create_webhook(
+        &server,
+        &key,
+        json!({"kind": "webhook", "url": receiver.url("/hook")}),
+    )
+    .await;
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(
+        view(&server, &key, &id).await.get("secret").is_none(),
+        "shown once"
+    );
+
+    for p in ["P1", "P2", "P3"] {
+        server.create_portfolio("acme", p).await;
+    }
+    let requests = receiver.wait_until("3 deliveries", |r| r.len() >= 3).await;
+    let stored: Vec<(String, String)> =
+        sqlx::query_as("SELECT id::text, envelope FROM outbox ORDER BY tx_id, seq")
+            .fetch_all(&server.pool)
+            .await
+            .unwrap();
+    for request in &requests {
+        assert!(verify(request, &secret), "signature verifies independently");
+        assert_eq!(request.header("content-type"), "application/json");
+        let (_, envelope) = stored
+            .iter()
+            .find(|(id, _)| id == request.header("webhook-id"))
+            .expect("webhook-id is the event id");
+        assert_eq!(&request.body, envelope, "the envelope, byte for byte");
+    }
+    let attempts: Value = server
+        .get(&format!("/destinations/{id}/attempts"), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(attempts["data"].as_array().unwrap().len(), 3);
+    assert_eq!(attempts["data"][0]["status"], "succeeded");
+    assert_eq!(attempts["data"][0]["response_status"], 204);
+
+    // Rotation: both secrets sign for a while.
+    let rotated: Value = server
+        .post(
+            &format!("/destinations/{id}/rotate-secret"),
+            &key,
+            &json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let new_secret = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, secret);
+    server.create_portfolio("acme", "P4").await;
+    let requests = receiver
+        .wait_until("a delivery after rotation", |r| r.len() >= 4)
+        .await;
+    let last = requests.last().unwrap();
+    assert!(
+        verify(last, &new_secret) && verify(last, &secret),
+        "old and new secrets both sign"
+    );
+    assert_eq!(last.header("webhook-signature").split(' ').count(), 2);
+}
+
+#[sqlx::test]
+async fn retries_follow_the_schedule_and_keep_the_webhook_id(pool: PgPool) {
+    let server = TestServer::start_with(pool, config(&webhook_server_args(&[]))).await;
+    let key = server.tenant_with_key("acme").await;
+    let receiver = Receiver::start(|_, seen| Reply::status(if seen < 2 { 500 } else { 200 })).await;
+    let created = create_webhook(
+        &server,
+        &key,
+        json!({"kind": "webhook", "url": receiver.url("/hook")}),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    server.create_portfolio("acme", "P1").await;
+
+    let requests = receiver
+        .wait_until("three attempts", |r| r.len() >= 3)
+        .await;
+    let ids: Vec<&str> = requests.iter().map(|r| r.header("webhook-id")).collect();
+    assert!(
+        ids.iter().all(|i| *i == ids[0]),
+        "the webhook-id is stable across retries"
+    );
+    for pair in requests.windows(2) {
+        assert!(
+            pair[1].at - pair[0].at >= Duration::from_millis(850),
+            "retried after the configured delay"
+        );
+    }
+    let attempts: Value = server
+        .get(&format!("/destinations/{id}/attempts"), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let statuses: Vec<&str> = attempts["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["failed", "failed", "succeeded"]);
+    let failed: Value = server
+        .get(&format!("/destinations/{id}/attempts?status=failed"), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(failed["data"].as_array().unwrap().len(), 2);
+    assert_eq!(failed["data"][0]["response_status"], 500);
+}
+
+#[sqlx::test]
+async fn the_last_failure_is_kept_and_can_be_retried(pool: PgPool) {
+    let server = TestServer::start_with(pool, config(&webhook_server_args(&[]))).await;
+    let key = server.tenant_with_key("acme").await;
+    let receiver = Receiver::start(|_, _| Reply::status(500)).await;
+    let created = create_webhook(
+        &server,
+        &key,
+        json!({"kind": "webhook", "url": receiver.url("/hook")}),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    server.create_portfolio("acme", "P1").await;
+    receiver
+        .wait_until("every scheduled attempt", |r| r.len() >= 3)
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while view(&server, &key, &id).await["status"]["failed_deliveries"] != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delivery never failed for good"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = view(&server, &key, &id).await["status"].clone();
+    assert!(
+        status["last_error"].as_str().unwrap().contains("500"),
+        "{status}"
+    );
+
+    receiver.set(|_, _| Reply::status(200));
+    let event_id = receiver.requests()[0].header("webhook-id").to_owned();
+    let retry = server
+        .post(
+            &format!("/destinations/{id}/deliveries/{event_id}/retry"),
+            &key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(retry.status(), StatusCode::ACCEPTED);
+    receiver
+        .wait_until("the manual retry", |r| r.len() >= 4)
+        .await;
+    let missing = server
+        .post(
+            &format!(
+                "/destinations/{id}/deliveries/{}/retry",
+                uuid::Uuid::now_v7()
+            ),
+            &key,
+            &json!({}),
+        )
+        .await;
+    assert_problem(missing, StatusCode::NOT_FOUND).await;
+}
+
+#[sqlx::test]
+async fn gone_disables_and_retry_after_is_honoured(pool: PgPool) {
+    let server = TestServer::start_with(pool, config(&webhook_server_args(&[]))).await;
+    let key = server.tenant_with_key("acme").await;
+    let receiver = Receiver::start(|path, seen| match (path, seen) {
+        ("/gone", _) => Reply::status(410),
+        ("/busy", 0) => Reply {
+            status: 429,
+            retry_after: Some(3),
+            ..Reply::default()
+        },
+        _ => Reply::status(200),
+    })
+    .await;
+    let gone = create_webhook(
+        &server,
+        &key,
+        json!({"kind": "webhook", "url": receiver.url("/gone")}),
+    )
+    .await;
+    create_webhook(
+        &server,
+        &key,
+        json!({"kind": "webhook", "url": receiver.url("/busy")}),
+    )
+    .await;
+    server.create_portfolio("acme", "P1").await;
+
+    let requests = receiver
+        .wait_until("the busy endpoint's retry", |r| {
+            r.iter().filter(|x| x.path == "/busy").count() >= 2
+        })
+        .await;
+    let busy: Vec<&Request> = requests.iter().filter(|r| r.path == "/busy").collect();
+    assert!(
+        busy[1].at - busy[0].at >= Duration::from_millis(2900),
+        "waited for Retry-After (3 s), not the 1 s schedule"
+    );
+
+    let gone_id = gone["id"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let shown = view(&server, &key, gone_id).await;
+        if shown["enabled"] == false {
+            assert!(
+                shown["status"]["disabled_reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("410")
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "410 never disabled the destination"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[sqlx::test]
+async fn redirects_are_not_followed(pool: PgPool) {
+    let server = TestServer::start_with(pool, config(&webhook_server_args(&[]))).await;
+    let key = server.tenant_with_key("acme").await;
+    let receiver = Receiver::start(|path, _| match path {
+        "/moved" => Reply {
+            status: 302,
+            location: Some("/elsewhere".into()),
+            ..Reply::default()
+        },
+        _ => Reply::status(200),
+    })
+    .await;
+    let created = create_webhook(
+        &server,
+        &key,
+        json!({"kind": "webhook", "url": receiver.url("/moved")}),
+    )
+    .await;
+    server.create_portfolio("acme", "P1").await;
+    receiver
+        .wait_until("the redirecting attempt", |r| !r.is_empty())
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let attempts: Value = server
+            .get(&format!("/destinations/{id}/attempts"), &key)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if let Some(first) = attempts["data"].as_array().unwrap().first() {
+            assert_eq!(first["status"], "failed");
+            assert_eq!(first["response_status"], 302);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        receiver.requests().iter().all(|r| r.path != "/elsewhere"),
+        "the redirect was not followed"
+    );
+}
+
+#[sqlx::test]
+async fn private_and_non_http_urls_are_refused_by_default(pool: PgPool) {
+    let server = TestServer::start(pool).await;
+    let key = server.tenant_with_key("acme").await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.1/",
+        "http://localhost/",
+        "http://[::1]/",
+    ] {
+        let refused = server
+            .post(
+                "/destinations",
+                &key,
+                &json!({"kind": "webhook", "url": url}),
+            )
+            .await;
+        let problem = assert_problem(refused, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(problem["field"], "url", "{url}");
+    }
+    for url in ["ftp://example.com/", "file:///etc/passwd", "not a url"] {
+        let refused = server
+            .post(
+                "/destinations",
+                &key,
+                &json!({"kind": "webhook", "url": url}),
+            )
+            .await;
+        assert_problem(refused, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    assert_eq!(server.count("SELECT count(*) FROM destinations").await, 0);
+}
+
+#[sqlx::test]
+async fn entity_format_coalesces_updates_but_never_creations(pool: PgPool) {
+    let server = TestServer::start_with(
+        pool,
+        config(&webhook_server_args(&[
+            "--webhook-retry-delays-secs",
+            "1,1,1,1,1,1,1,1,1,1",
+            "--public-base-url",
+            "https://api.example.com",
+        ])),
+    )
+    .await;
+    let key = server.tenant_with_key("acme").await;
+    let receiver = Receiver::start(|_, _| Reply::status(503)).await;
+    create_webhook(
+        &server,
+        &key,
+        json!({"kind": "webhook", "url": receiver.url("/hook"), "format": "entity",
+        "custom_config": {"tenant_reference_id": "ref-123"}}),
+    )
+    .await;
+
+    server.create_portfolio("acme", "P1").await;
+    server.create_portfolio("acme", "P2").await;
+    let values = [
+        "WAITING_FOR_ACCOUNT",
+        "WAITING_FOR_POLICY",
+        "WAITING_FOR_FUNDS",
+        "ACTIVE",
+        "INACTIVE",
+    ];
+    for i in 0..10 {
+        let response = server
+            .publish(
+                "acme",
+                "portfolios.status-update",
+                json!({"id": "P1", "external_id": "e", "value": values[i % 5]}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    server.settle().await;
+    // Wait until every event is queued while the endpoint is down, then bring it up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox o JOIN destinations d ON (o.tx_id, o.seq) <= (d.delivered_tx, d.delivered_seq)")
+            .fetch_one(&server.pool)
+            .await
+            .unwrap();
+        if queued == 12 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events were never queued"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let last_update: String = sqlx::query_scalar(
+        "SELECT id::text FROM outbox WHERE event_type = 'portfolios.status-update' ORDER BY tx_id DESC, seq DESC LIMIT 1",
+    )
+    .fetch_one(&server.pool)
+    .await
+    .unwrap();
+    receiver.set(|_, _| Reply::status(200));
+
+    let accepted = |r: &[Request]| -> Vec<Value> {
+        // Only what the endpoint took: the last request of each webhook-id (earlier ones got 503).
+        let mut by_id: Vec<(String, Value)> = Vec::new();
+        for request in r {
+            by_id.retain(|(id, _)| id != request.header("webhook-id"));
+            by_id.push((request.header("webhook-id").to_owned(), request.json()));
+        }
+        by_id.into_iter().map(|(_, v)| v).collect()
+    };
+    let requests = receiver
+        .wait_until("creations, one update and Activated", |r| {
+            let bodies = accepted(r);
+            bodies.iter().any(|b| b["event"] == "Updated")
+                && bodies.iter().filter(|b| b["event"] == "Created").count() == 2
+                && bodies.iter().any(|b| b["event"] == "Activated")
+        })
+        .await;
+    // Let any stray retry land before counting.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let bodies = accepted(&receiver.requests());
+    let updates: Vec<&Value> = bodies.iter().filter(|b| b["event"] == "Updated").collect();
+    assert_eq!(
+        updates.len(),
+        1,
+        "ten rapid updates coalesced into one: {bodies:?}"
+    );
+    assert_eq!(
+        updates[0]["event_id"],
+        last_update.as_str(),
+        "the latest state"
+    );
+    assert_eq!(updates[0]["entity"], "Portfolio");
+    assert_eq!(updates[0]["entity_id"], "P1");
+    assert_eq!(updates[0]["url"], "https://api.example.com/portfolios/P1");
+    assert_eq!(
+        updates[0]["custom_config"],
+        json!({"tenant_reference_id": "ref-123"})
+    );
+    let created: Vec<&Value> = bodies.iter().filter(|b| b["event"] == "Created").collect();
+    assert_eq!(created.len(), 2, "creations are never coalesced");
+    let activated = bodies.iter().find(|b| b["event"] == "Activated").unwrap();
+    assert_eq!(activated["entity"], "Plugin");
+    assert_eq!(activated["entity_id"], 0);
+    assert_eq!(activated["url"], Value::Null);
+    assert!(!requests.is_empty());
+}
+
+#[sqlx::test]
+async fn lifecycle_messages_and_heartbeats(pool: PgPool) {
+    let server = TestServer::start_with(
+        pool,
+        config(&webhook_server_args(&["--webhook-heartbeat-secs", "1"])),
+    )
+    .await;
+    let key = server.tenant_with_key("acme").await;
+    let receiver = Receiver::start(|_, _| Reply::status(200)).await;
+    let created = create_webhook(
+        &server,
+        &key,
+        json!({"kind": "webhook", "url": receiver.url("/hook"), "format": "entity"}),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let events = |r: &[Request]| -> Vec<String> {
+        r.iter()
+            .map(|x| x.json()["event"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    receiver
+        .wait_until("Activated and a heartbeat", |r| {
+            let e = events(r);
+            e.contains(&"Activated".to_owned()) && e.contains(&"DailyHeartBeat".to_owned())
+        })
+        .await;
+    let heartbeat = receiver
+        .requests()
+        .into_iter()
+        .find(|r| r.json()["event"] == "DailyHeartBeat")
+        .unwrap()
+        .json();
+    assert_eq!(heartbeat["entity"], "Overall");
+    assert_eq!(heartbeat["entity_id"], 0);
+
+    let patched = server
+        .http
+        .patch(server.url(&format!("/destinations/{id}")))
+        .bearer_auth(&key)
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), StatusCode::OK);
+    receiver
+        .wait_until("Deactivated", |r| {
+            events(r).contains(&"Deactivated".to_owned())
+        })
+        .await;
+    let deactivated = receiver
+        .requests()
+        .into_iter()
+        .find(|r| r.json()["event"] == "Deactivated")
+        .unwrap()
+        .json();
+    assert_eq!(deactivated["entity"], "Plugin");
+}
+
+#[sqlx::test]
+async fn a_hung_request_does_not_hold_back_other_events(pool: PgPool) {
+    let server = TestServer::start_with(
+        pool,
+        config(&webhook_server_args(&["--webhook-timeout-secs", "20"])),
+    )
+    .await;
+    let key = server.tenant_with_key("acme").await;
+    let receiver = Receiver::start(|_, seen| {
+        if seen == 0 {
+            Reply {
+                status: 200,
+                delay: Some(Duration::from_secs(15)),
+                ..Reply::default()
+            }
+        } else {
+            Reply::status(200)
+        }
+    })
+    .await;
+    create_webhook(
+        &server,
+        &key,
+        json!({"kind": "webhook", "url": receiver.url("/hook")}),
+    )
+    .await;
+    server.create_portfolio("acme", "P1").await;
+    receiver
+        .wait_until("the first request to hang", |r| !r.is_empty())
+        .await;
+    let started = std::time::Instant::now();
+    server.create_portfolio("acme", "P2").await;
+    let requests = receiver
+        .wait_until("the second event", |r| r.len() >= 2)
+        .await;
+    assert_eq!(requests[1].json()["data"]["id"], "P2");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "delivered while the first was still hanging"
+    );
+}
+
+#[sqlx::test]
+async fn a_delivery_interrupted_by_a_restart_is_sent_afterwards(pool: PgPool) {
+    let args = webhook_server_args(&["--webhook-retry-delays-secs", "1,1,1,1,1"]);
+    let server = TestServer::start_with(pool.clone(), config(&args)).await;
+    let key = server.tenant_with_key("acme").await;
+    let receiver = Receiver::start(|_, _| Reply::status(503)).await;
+    create_webhook(
+        &server,
+        &key,
+        json!({"kind": "webhook", "url": receiver.url("/hook")}),
+    )
+    .await;
+    server.create_portfolio("acme", "P1").await;
+    receiver
+        .wait_until("a failed attempt", |r| !r.is_empty())
+        .await;
+    drop(server);
+
+    receiver.set(|_, _| Reply::status(200));
+    let _restarted = TestServer::start_with(pool, config(&args)).await;
+    let requests = receiver
+        .wait_until("the delivery after restart", |r| {
+            r.iter()
+                .any(|x| x.json()["data"]["id"] == "P1" && r.len() >= 2)
+        })
+        .await;
+    assert!(requests.len() >= 2);
+}
