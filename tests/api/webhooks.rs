@@ -622,3 +622,67 @@ async fn a_delivery_interrupted_by_a_restart_is_sent_afterwards(pool: PgPool) {
         .await;
     assert!(requests.len() >= 2);
 }
+
+#[sqlx::test]
+async fn continuous_failure_disables_the_destination(pool: PgPool) {
+    let args = webhook_server_args(&[
+        "--webhook-disable-after-secs",
+        "1",
+        "--webhook-retry-delays-secs",
+        "1,1,1,1,1,1,1,1",
+    ]);
+    let server = TestServer::start_with(pool, config(&args)).await;
+    let key = server.tenant_with_key("acme").await;
+    let receiver = Receiver::start(|_, _| Reply::status(500)).await;
+    let created = create_webhook(
+        &server,
+        &key,
+        json!({"kind": "webhook", "url": receiver.url("/hook")}),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    server.create_portfolio("acme", "P1").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let shown = view(&server, &key, &id).await;
+        if shown["enabled"] == false {
+            let reason = shown["status"]["disabled_reason"].as_str().unwrap();
+            assert!(reason.contains("failing continuously"), "{reason}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never disabled: {shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[sqlx::test]
+async fn webhooks_carry_only_their_tenants_events(pool: PgPool) {
+    let server = TestServer::start_with(pool, config(&webhook_server_args(&[]))).await;
+    let key = server.tenant_with_key("acme").await;
+    server.tenant_with_key("bank-b").await;
+    let receiver = Receiver::start(|_, _| Reply::status(200)).await;
+    create_webhook(
+        &server,
+        &key,
+        json!({"kind": "webhook", "url": receiver.url("/hook")}),
+    )
+    .await;
+    server.create_portfolio("bank-b", "PB1").await;
+    server.create_portfolio("acme", "PA1").await;
+    server.create_portfolio("bank-b", "PB2").await;
+    server.create_portfolio("acme", "PA2").await;
+    receiver
+        .wait_until("acme's two events", |r| r.len() >= 2)
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut ids: Vec<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| r.json()["data"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["PA1", "PA2"]);
+}
