@@ -10,6 +10,8 @@
 //!   relay-backlog kind=amqp|mqtt events=100000   relay rate from a backlog to a broker
 //!   relay-latency rate=1000 seconds=10       commit-to-receipt latency through RabbitMQ
 //!   amqp-ceiling events=100000               a bare lapin publisher with confirms
+//!   webhook-backlog events=50000             webhook deliveries/s from a backlog
+//!   webhook-latency rate=500 seconds=10      commit-to-receipt latency of webhooks
 //! Environment: EVENTGATE_URL, EVENTGATE_PLATFORM_KEY, DATABASE_URL (seed-feed only).
 
 use std::collections::HashMap;
@@ -635,6 +637,119 @@ async fn amqp_ceiling(ctx: Arc<Ctx>) {
     );
 }
 
+/// A fast webhook receiver on 127.0.0.1: answers 204, counts, and records each delivery's
+/// commit-to-receipt latency (from the envelope's `created`).
+async fn webhook_receiver() -> (
+    String,
+    Arc<AtomicU64>,
+    Arc<tokio::sync::Mutex<Vec<Duration>>>,
+) {
+    let count = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let (task_count, task_latencies) = (count.clone(), latencies.clone());
+    let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+        let (count, latencies) = (task_count.clone(), task_latencies.clone());
+        async move {
+            if let Ok(head) = serde_json::from_slice::<Head>(&body) {
+                let age = chrono::Utc::now() - head.created;
+                latencies
+                    .lock()
+                    .await
+                    .push(age.to_std().unwrap_or_default());
+            }
+            count.fetch_add(1, Ordering::Relaxed);
+            axum::http::StatusCode::NO_CONTENT
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, count, latencies)
+}
+
+async fn webhook_backlog(ctx: Arc<Ctx>) {
+    let events = ctx.arg("events", 50_000);
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let tenant = format!("wb{}", &run[20..]);
+    let key = ctx.tenant(&tenant).await;
+    let (url, count, _) = webhook_receiver().await;
+    let created: Value = ctx
+        .post(
+            "/destinations",
+            &key,
+            &json!({"kind": "webhook", "url": url, "enabled": false}),
+        )
+        .await
+        .json()
+        .await
+        .expect("destination");
+    let id = created["id"].as_str().expect("destination id").to_owned();
+    seed_events(&ctx, &tenant, events).await;
+    let started = Instant::now();
+    ctx.http
+        .patch(format!("{}/destinations/{id}", ctx.url))
+        .bearer_auth(&key)
+        .json(&json!({"enabled": true}))
+        .send()
+        .await
+        .expect("enable");
+    wait_count(&count, events, Duration::from_secs(900)).await;
+    let elapsed = started.elapsed();
+    println!(
+        "webhook-backlog: {events} deliveries in {:.1}s = {:.0} deliveries/s",
+        elapsed.as_secs_f64(),
+        events as f64 / elapsed.as_secs_f64()
+    );
+}
+
+async fn webhook_latency(ctx: Arc<Ctx>) {
+    let rate = ctx.arg("rate", 500);
+    let seconds = ctx.arg("seconds", 10);
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let tenant = format!("wl{}", &run[20..]);
+    let key = ctx.tenant(&tenant).await;
+    let (url, count, latencies) = webhook_receiver().await;
+    ctx.post(
+        "/destinations",
+        &key,
+        &json!({"kind": "webhook", "url": url}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let per_tick = (rate / 100).max(1);
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let mut sent = 0u64;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(seconds) {
+        tick.tick().await;
+        let events: Vec<Value> = (0..per_tick)
+            .map(|i| json!({"tenant": tenant, "subject": "portfolios", "action": "creation",
+                            "data": {"id": format!("P{sent}-{i}"), "external_id": "e", "owned_by_user_id": "U"}}))
+            .collect();
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            ctx.post(
+                "/platform/events/batch",
+                &ctx.platform_key,
+                &json!({"events": events}),
+            )
+            .await;
+        });
+        sent += per_tick;
+    }
+    wait_count(&count, sent, Duration::from_secs(120)).await;
+    let mut latencies = latencies.lock().await.clone();
+    latencies.sort();
+    println!(
+        "webhook-latency: {sent} events at {rate}/s for {seconds}s; commit-to-receipt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let mut argv = std::env::args().skip(1).filter(|a| a != "--bench");
@@ -661,6 +776,8 @@ async fn main() {
         "relay-backlog" => relay_backlog(ctx).await,
         "relay-latency" => relay_latency(ctx).await,
         "amqp-ceiling" => amqp_ceiling(ctx).await,
+        "webhook-backlog" => webhook_backlog(ctx).await,
+        "webhook-latency" => webhook_latency(ctx).await,
         _ => {
             eprintln!("scenarios: deposits replays seed-feed follow longpoll (see benches/load.rs)")
         }

@@ -2,7 +2,7 @@
 # Benchmarks (not tests): a release eventgate on a throwaway, durable PostgreSQL (default
 # settings, fsync on), driven over 127.0.0.1 by benches/load.rs, next to the ceilings
 # PostgreSQL itself reaches (pgbench running the same SQL, COPY of the same rows).
-# Usage: scripts/bench.sh [deposits|feed|relay|all]. Results go to stdout; docs/BENCHMARKS.md
+# Usage: scripts/bench.sh [deposits|feed|relay|webhooks|all]. Results go to stdout; docs/BENCHMARKS.md
 # records the latest figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,10 +20,10 @@ start_throwaway_pg
 export EVENTGATE_PLATFORM_KEY=bench-platform-key
 port=$(free_port)
 export EVENTGATE_URL="http://127.0.0.1:$port"
-EVENTGATE_LOG_FORMAT=json RUST_LOG=warn target/release/eventgate serve \
+EVENTGATE_ALLOW_PRIVATE_DESTINATIONS=true EVENTGATE_LOG_FORMAT=json RUST_LOG=warn target/release/eventgate serve \
   --listen "127.0.0.1:$port" --db-max-connections "${BENCH_DB_CONNECTIONS:-32}" &
 server_pid=$!
-trap 'kill $server_pid 2>/dev/null || true' EXIT INT TERM
+on_exit "kill $server_pid 2>/dev/null"
 for _ in $(seq 1 300); do
   curl -sf "$EVENTGATE_URL/readyz" >/dev/null 2>&1 && break
   sleep 0.1
@@ -60,4 +60,9 @@ if [ "$what" = relay ] || [ "$what" = all ]; then
   load relay-backlog kind=amqp events=100000
   load relay-backlog kind=mqtt events=100000
   load relay-latency rate=1000 seconds=10
+fi
+
+if [ "$what" = webhooks ] || [ "$what" = all ]; then
+  load webhook-backlog events=50000
+  load webhook-latency rate=500 seconds=10
 fi

@@ -3,6 +3,21 @@
 
 log() { printf '[eventgate] %s\n' "$*" >&2; }
 
+# Cleanup commands run once when the script ends, however it ends (a TERM or INT from
+# `timeout` or Ctrl-C included: without the TERM/INT traps bash would skip the EXIT trap).
+exit_commands=()
+run_exit_commands() {
+  local cmd
+  for cmd in "${exit_commands[@]}"; do eval "$cmd" || true; done
+  exit_commands=()
+}
+on_exit() {
+  exit_commands+=("$1")
+  trap run_exit_commands EXIT
+  trap 'exit 143' TERM
+  trap 'exit 130' INT
+}
+
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
@@ -63,8 +78,7 @@ start_throwaway_pg() {
   PG_DATA="$cluster/data"
   mkdir -p "$PG_DATA"
   [ "$(id -u)" = 0 ] && chown postgres: "$PG_DATA"
-  # shellcheck disable=SC2064
-  trap "pg_run '$PG_BINDIR/pg_ctl' -D '$PG_DATA' -m immediate -w stop >/dev/null 2>&1 || true; rm -rf '$cluster'" EXIT
+  on_exit "pg_run '$PG_BINDIR/pg_ctl' -D '$PG_DATA' -m immediate -w stop >/dev/null 2>&1; rm -rf '$cluster'"
   log "starting a throwaway PostgreSQL ($PG_BINDIR) in $PG_DATA"
   pg_run "$PG_BINDIR/initdb" -D "$PG_DATA" -U postgres -A trust -E UTF8 --no-instructions >/dev/null
   PG_PORT=$(free_port)

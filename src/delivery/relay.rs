@@ -158,13 +158,14 @@ async fn drive(
         )
         .await;
         let idle = matches!(step, Ok(Step::Idle));
+        let saturated = matches!(step, Ok(Step::Saturated));
         let pause = match step {
             Ok(Step::Stop) => return,
             Ok(Step::Delivered) => {
                 backoff.reset();
                 continue;
             }
-            Ok(Step::Idle) => IDLE_RECHECK,
+            Ok(Step::Idle | Step::Saturated) => IDLE_RECHECK,
             Err(message) => {
                 tracing::warn!(destination = %id, error = %message, "delivery failed; will retry");
                 sink = None;
@@ -182,9 +183,17 @@ async fn drive(
                 _ => std::future::pending::<()>().await,
             }
         };
+        let freed = worker.as_ref().map(|w| w.freed.clone());
+        let slot_freed = async {
+            match freed {
+                Some(freed) if saturated => freed.notified().await,
+                _ => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
             () = woken => {}
+            () = slot_freed => {}
             _ = shutdown.changed() => {}
         }
     }
@@ -192,6 +201,8 @@ async fn drive(
 
 enum Step {
     Delivered,
+    /// Webhooks: every send slot is busy; continue when one frees.
+    Saturated,
     Idle,
     Stop,
 }
@@ -234,6 +245,7 @@ async fn deliver_once(
             .map_err(|e| e.to_string())?;
         return Ok(match progress {
             Progress::Busy => Step::Delivered,
+            Progress::Saturated => Step::Saturated,
             Progress::Idle => Step::Idle,
             Progress::Stopped => Step::Stop,
         });

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sqlx::{PgConnection, PgPool};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use uuid::Uuid;
 
 use super::destination::{WebhookConfig, WebhookFormat};
@@ -75,6 +75,8 @@ pub struct Worker {
     client: reqwest::Client,
     slots: Arc<Semaphore>,
     in_flight: Arc<Mutex<HashSet<i64>>>,
+    /// Signalled whenever a send finishes, so a saturated driver refills the slot at once.
+    pub freed: Arc<Notify>,
 }
 
 impl Worker {
@@ -91,6 +93,7 @@ impl Worker {
             client,
             slots: Arc::new(Semaphore::new(settings.concurrency)),
             in_flight: Arc::default(),
+            freed: Arc::default(),
         })
     }
 }
@@ -132,6 +135,8 @@ pub async fn queue_lifecycle(
 /// What one step did.
 pub enum Progress {
     Busy,
+    /// Every send slot is taken: wait for [`Worker::freed`].
+    Saturated,
     Idle,
     Stopped,
 }
@@ -176,10 +181,12 @@ pub async fn step(
     )
     .await?
         > 0;
-    Ok(match (busy, destination.enabled) {
-        (true, _) => Progress::Busy,
-        (false, true) => Progress::Idle,
-        (false, false) => Progress::Stopped,
+    let saturated = worker.slots.available_permits() == 0;
+    Ok(match (busy, saturated, destination.enabled) {
+        (true, _, _) => Progress::Busy,
+        (false, true, _) => Progress::Saturated,
+        (false, false, true) => Progress::Idle,
+        (false, false, false) => Progress::Stopped,
     })
 }
 
@@ -285,10 +292,11 @@ async fn dispatch(
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(delivery.id);
-        let (pool, client, in_flight) = (
+        let (pool, client, in_flight, freed) = (
             pool.clone(),
             worker.client.clone(),
             worker.in_flight.clone(),
+            worker.freed.clone(),
         );
         let (url, secrets, settings) = (config.url.clone(), secrets.to_vec(), settings.clone());
         tokio::spawn(async move {
@@ -309,6 +317,7 @@ async fn dispatch(
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&delivery.id);
             drop(permit);
+            freed.notify_one();
         });
     }
     Ok(started)
