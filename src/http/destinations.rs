@@ -17,7 +17,6 @@ use crate::delivery::destination::{Kind, SinkConfig, expand_types};
 use crate::delivery::webhook;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::feed::cursor::Position;
-use crate::http::pagination;
 use crate::store::destinations::{self as store, DestinationRow, NewDestination};
 use crate::store::{tenants, webhooks};
 
@@ -26,12 +25,6 @@ pub fn router() -> Router<AppState> {
         .route("/destinations", post(create).get(list))
         .route("/destinations/{id}", get(read).patch(update).delete(remove))
         .route("/destinations/{id}/replay", post(replay))
-        .route("/destinations/{id}/rotate-secret", post(rotate_secret))
-        .route("/destinations/{id}/attempts", get(attempts))
-        .route(
-            "/destinations/{id}/deliveries/{event_id}/retry",
-            post(retry_delivery),
-        )
 }
 
 /// Refuses webhook URLs that point into internal networks (unless the server allows it).
@@ -90,7 +83,7 @@ fn take_enabled(map: &mut Map<String, Value>) -> Result<Option<bool>, ApiError> 
 }
 
 /// The client's view: settings (URL redacted) and delivery status.
-async fn view(state: &AppState, row: DestinationRow) -> Result<Value, ApiError> {
+pub(super) async fn view(state: &AppState, row: DestinationRow) -> Result<Value, ApiError> {
     let kind =
         Kind::parse(&row.kind).ok_or_else(|| ApiError::internal(UnknownKind(row.kind.clone())))?;
     let config = SinkConfig::parse(kind, row.config.clone())?;
@@ -228,7 +221,8 @@ async fn list(
     Ok(Json(json!({ "data": data })))
 }
 
-async fn find(
+/// The destination `id` if the caller may see it (404 otherwise).
+pub(super) async fn find(
     state: &AppState,
     principal: &Principal,
     id: Uuid,
@@ -337,86 +331,4 @@ async fn replay(
     store::set_position(&state.pool, id, position).await?;
     let row = find(&state, &principal, id).await?;
     Ok(Json(view(&state, row).await?))
-}
-
-async fn rotate_secret(
-    principal: Principal,
-    State(state): State<AppState>,
-    ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<Value>, ApiError> {
-    let row = find(&state, &principal, id).await?;
-    if row.kind != Kind::Webhook.as_str() {
-        return Err(ApiError::UnprocessableBody {
-            detail: "only webhook destinations have a signing secret".into(),
-        });
-    }
-    let secret = webhook::signing::new_secret().map_err(ApiError::internal)?;
-    let previous_until = Utc::now() + chrono::Duration::hours(24);
-    let row = store::rotate_secret(&state.pool, id, &secret, previous_until)
-        .await?
-        .ok_or(ApiError::NotFound {
-            resource: "destination",
-        })?;
-    let mut shown = view(&state, row).await?;
-    if let Value::Object(map) = &mut shown {
-        map.insert("secret".into(), Value::String(secret));
-        map.insert("previous_secret_valid_until".into(), json!(previous_until));
-    }
-    Ok(Json(shown))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AttemptParams {
-    after: Option<String>,
-    limit: Option<i64>,
-    status: Option<String>,
-}
-
-async fn attempts(
-    principal: Principal,
-    State(state): State<AppState>,
-    ApiPath(id): ApiPath<Uuid>,
-    ApiQuery(params): ApiQuery<AttemptParams>,
-) -> Result<Json<Value>, ApiError> {
-    find(&state, &principal, id).await?;
-    let limit = pagination::limit(params.limit)?;
-    let after = params
-        .after
-        .as_deref()
-        .map(|cursor| {
-            pagination::decode_key_cursor(cursor)?
-                .parse::<i64>()
-                .map_err(|_| ApiError::bad_request("the cursor is not one this server issued"))
-        })
-        .transpose()?;
-    if let Some(status) = params.status.as_deref()
-        && !matches!(status, "succeeded" | "failed")
-    {
-        return Err(ApiError::bad_request("status must be succeeded or failed"));
-    }
-    let rows = webhooks::attempts(&state.pool, id, after, params.status.as_deref(), limit).await?;
-    let next_cursor = rows
-        .last()
-        .map(|r| pagination::encode_key_cursor(&r.id.to_string()))
-        .or(params.after);
-    Ok(Json(json!({ "data": rows, "next_cursor": next_cursor })))
-}
-
-async fn retry_delivery(
-    principal: Principal,
-    State(state): State<AppState>,
-    ApiPath((id, event_id)): ApiPath<(Uuid, Uuid)>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    find(&state, &principal, id).await?;
-    if webhooks::retry_now(&state.pool, id, event_id).await? {
-        Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({"event_id": event_id, "status": "pending"})),
-        ))
-    } else {
-        Err(ApiError::NotFoundDetail {
-            detail: format!("no delivery of event {event_id} to this destination"),
-        })
-    }
 }

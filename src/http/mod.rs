@@ -18,6 +18,7 @@ mod pagination;
 mod platform_admin;
 mod platform_events;
 mod read_model;
+mod webhook_admin;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -29,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .merge(deposits::router())
         .merge(feed::router())
         .merge(destinations::router())
+        .merge(webhook_admin::router())
         .merge(contract::router())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
