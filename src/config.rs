@@ -120,7 +120,7 @@ pub struct ServerConfig {
     pub webhook_timeout_secs: u64,
 
     /// Webhook requests in flight at once per destination.
-    #[arg(long, env = "EVENTGATE_WEBHOOK_CONCURRENCY", default_value_t = 8,
+    #[arg(long, env = "EVENTGATE_WEBHOOK_CONCURRENCY", default_value_t = 32,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
     pub webhook_concurrency: usize,
 

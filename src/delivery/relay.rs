@@ -238,7 +238,7 @@ async fn deliver_once(
     if let SinkConfig::Webhook(webhook_config) = &config {
         let worker = match worker {
             Some(worker) => worker,
-            None => worker.insert(Worker::new(settings).map_err(|e| e.to_string())?),
+            None => worker.insert(Worker::new(pool, id, settings).map_err(|e| e.to_string())?),
         };
         let progress = webhook::step(pool, &destination, webhook_config, &types, worker, settings)
             .await

@@ -19,7 +19,7 @@ use crate::delivery::webhook;
 use crate::error::{ApiError, ApiPath, ApiQuery};
 use crate::http::pagination;
 use crate::store::destinations as store;
-use crate::store::webhooks;
+use crate::store::{webhook_attempts, webhooks};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -87,7 +87,8 @@ async fn attempts(
     {
         return Err(ApiError::bad_request("status must be succeeded or failed"));
     }
-    let rows = webhooks::attempts(&state.pool, id, after, params.status.as_deref(), limit).await?;
+    let rows =
+        webhook_attempts::attempts(&state.pool, id, after, params.status.as_deref(), limit).await?;
     let next_cursor = rows
         .last()
         .map(|r| pagination::encode_key_cursor(&r.id.to_string()))

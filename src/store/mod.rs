@@ -9,6 +9,7 @@ pub mod keys;
 pub mod outbox;
 pub mod read_model;
 pub mod tenants;
+pub mod webhook_attempts;
 pub mod webhooks;
 
 /// True when the error means "the database cannot be reached right now" rather than

@@ -86,38 +86,72 @@ pub struct NewDelivery<'a> {
 }
 
 /// Queues one message (a re-queued message starts over).
-#[tracing::instrument(skip_all)]
 pub async fn queue(
     conn: &mut PgConnection,
     destination: Uuid,
-    d: &NewDelivery<'_>,
+    delivery: &NewDelivery<'_>,
 ) -> Result<(), sqlx::Error> {
-    if d.coalesce {
+    queue_many(conn, destination, std::slice::from_ref(delivery)).await
+}
+
+/// Queues messages in two statements whatever their count. A coalescing message replaces
+/// the pending `Updated` of its entity, including an earlier one in `deliveries`.
+#[tracing::instrument(skip_all, fields(deliveries = deliveries.len()))]
+pub async fn queue_many(
+    conn: &mut PgConnection,
+    destination: Uuid,
+    deliveries: &[NewDelivery<'_>],
+) -> Result<(), sqlx::Error> {
+    let latest = |i: usize, d: &NewDelivery<'_>| {
+        !d.coalesce
+            || !deliveries[i + 1..].iter().any(|later| {
+                later.coalesce && later.entity == d.entity && later.entity_id == d.entity_id
+            })
+    };
+    let kept: Vec<&NewDelivery<'_>> = deliveries
+        .iter()
+        .enumerate()
+        .filter(|(i, d)| latest(*i, d))
+        .map(|(_, d)| d)
+        .collect();
+    let coalescing: Vec<&NewDelivery<'_>> = kept.iter().copied().filter(|d| d.coalesce).collect();
+    if !coalescing.is_empty() {
+        let entities: Vec<Option<&str>> = coalescing.iter().map(|d| d.entity).collect();
+        let entity_ids: Vec<Option<&str>> = coalescing.iter().map(|d| d.entity_id).collect();
         sqlx::query(
             "DELETE FROM webhook_deliveries
              WHERE destination_id = $1 AND status = 'pending' AND change = 'Updated'
-               AND entity = $2 AND entity_id = $3",
+               AND (entity, entity_id) IN (SELECT * FROM UNNEST($2::text[], $3::text[]))",
         )
         .bind(destination)
-        .bind(d.entity)
-        .bind(d.entity_id)
+        .bind(&entities)
+        .bind(&entity_ids)
         .execute(&mut *conn)
         .await?;
     }
+    if kept.is_empty() {
+        return Ok(());
+    }
+    let message_ids: Vec<&str> = kept.iter().map(|d| d.message_id).collect();
+    let event_ids: Vec<Option<Uuid>> = kept.iter().map(|d| d.event_id).collect();
+    let entities: Vec<Option<&str>> = kept.iter().map(|d| d.entity).collect();
+    let entity_ids: Vec<Option<&str>> = kept.iter().map(|d| d.entity_id).collect();
+    let changes: Vec<Option<&str>> = kept.iter().map(|d| d.change).collect();
+    let payloads: Vec<&str> = kept.iter().map(|d| d.payload).collect();
     sqlx::query(
         "INSERT INTO webhook_deliveries (destination_id, message_id, event_id, entity, entity_id, change, payload)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         SELECT $1, * FROM UNNEST($2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[])
          ON CONFLICT (destination_id, message_id) DO UPDATE
              SET status = 'pending', attempts = 0, next_attempt_at = now(),
                  payload = EXCLUDED.payload, updated = now()",
     )
     .bind(destination)
-    .bind(d.message_id)
-    .bind(d.event_id)
-    .bind(d.entity)
-    .bind(d.entity_id)
-    .bind(d.change)
-    .bind(d.payload)
+    .bind(&message_ids)
+    .bind(&event_ids)
+    .bind(&entities)
+    .bind(&entity_ids)
+    .bind(&changes)
+    .bind(&payloads)
     .execute(conn)
     .await?;
     Ok(())
@@ -176,74 +210,6 @@ pub async fn due(
     .await
 }
 
-/// The outcome of one attempt, to record.
-pub struct AttemptRecord<'a> {
-    pub destination: Uuid,
-    pub delivery: i64,
-    pub message_id: &'a str,
-    pub succeeded: bool,
-    pub response_status: Option<i32>,
-    pub duration_ms: i32,
-    pub error: Option<&'a str>,
-    pub excerpt: Option<&'a str>,
-    /// `None`: no further attempt (delivered, or failed for good).
-    pub next_attempt_at: Option<DateTime<Utc>>,
-}
-
-/// Records the attempt and moves the delivery on, in one transaction.
-#[tracing::instrument(skip_all)]
-pub async fn record_attempt(pool: &sqlx::PgPool, a: &AttemptRecord<'_>) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query(
-        "INSERT INTO webhook_attempts (destination_id, message_id, status, response_status, duration_ms, error, response_excerpt)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(a.destination)
-    .bind(a.message_id)
-    .bind(if a.succeeded { "succeeded" } else { "failed" })
-    .bind(a.response_status)
-    .bind(a.duration_ms)
-    .bind(a.error)
-    .bind(a.excerpt)
-    .execute(&mut *tx)
-    .await?;
-    let status = match (a.succeeded, a.next_attempt_at) {
-        (true, _) => "delivered",
-        (false, Some(_)) => "pending",
-        (false, None) => "failed",
-    };
-    sqlx::query(
-        "UPDATE webhook_deliveries
-         SET status = $2, attempts = attempts + 1, next_attempt_at = coalesce($3, next_attempt_at), updated = now()
-         WHERE id = $1",
-    )
-    .bind(a.delivery)
-    .bind(status)
-    .bind(a.next_attempt_at)
-    .execute(&mut *tx)
-    .await?;
-    if a.succeeded {
-        sqlx::query(
-            "UPDATE destinations SET last_success_at = now(), last_error = NULL, failing_since = NULL
-             WHERE id = $1",
-        )
-        .bind(a.destination)
-        .execute(&mut *tx)
-        .await?;
-    } else {
-        sqlx::query(
-            "UPDATE destinations SET last_error = $2, last_error_at = now(),
-                    failing_since = coalesce(failing_since, now())
-             WHERE id = $1",
-        )
-        .bind(a.destination)
-        .bind(a.error)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await
-}
-
 /// Disables a destination with the reason shown in its status.
 #[tracing::instrument(skip_all)]
 pub async fn disable(
@@ -294,40 +260,6 @@ pub async fn retry_now(
     .execute(db)
     .await?;
     Ok(result.rows_affected() > 0)
-}
-
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
-pub struct AttemptRow {
-    pub id: i64,
-    pub message_id: String,
-    pub attempted_at: DateTime<Utc>,
-    pub status: String,
-    pub response_status: Option<i32>,
-    pub duration_ms: i32,
-    pub error: Option<String>,
-    pub response_excerpt: Option<String>,
-}
-
-#[tracing::instrument(skip_all)]
-pub async fn attempts(
-    db: impl PgExecutor<'_>,
-    destination: Uuid,
-    after: Option<i64>,
-    status: Option<&str>,
-    limit: i64,
-) -> Result<Vec<AttemptRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, message_id, attempted_at, status, response_status, duration_ms, error, response_excerpt
-         FROM webhook_attempts
-         WHERE destination_id = $1 AND ($2::bigint IS NULL OR id > $2) AND ($3::text IS NULL OR status = $3)
-         ORDER BY id LIMIT $4",
-    )
-    .bind(destination)
-    .bind(after)
-    .bind(status)
-    .bind(limit)
-    .fetch_all(db)
-    .await
 }
 
 /// Pending and failed deliveries of a destination.

@@ -12,22 +12,23 @@
 
 pub mod guard;
 pub mod payload;
+mod recorder;
 pub mod send;
+mod sender;
 pub mod signing;
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError};
+pub use sender::Worker;
+
 use std::time::Duration;
 
 use chrono::Utc;
 use sqlx::{PgConnection, PgPool};
-use tokio::sync::{Notify, Semaphore};
 use uuid::Uuid;
 
 use super::destination::{WebhookConfig, WebhookFormat};
 use crate::config::ServerConfig;
 use crate::store::destinations::DestinationRow;
-use crate::store::webhooks::{self as store, AttemptRecord, NewDelivery};
+use crate::store::webhooks::{self as store, NewDelivery};
 
 /// Events moved from the feed into the queue per step.
 const BATCH: i64 = 256;
@@ -68,34 +69,6 @@ pub enum WebhookError {
     Database(#[from] sqlx::Error),
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
-}
-
-/// A destination's sending state, kept by its driver between steps.
-pub struct Worker {
-    client: reqwest::Client,
-    slots: Arc<Semaphore>,
-    in_flight: Arc<Mutex<HashSet<i64>>>,
-    /// Signalled whenever a send finishes, so a saturated driver refills the slot at once.
-    pub freed: Arc<Notify>,
-}
-
-impl Worker {
-    pub fn new(settings: &WebhookSettings) -> Result<Self, WebhookError> {
-        crate::tls::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(settings.timeout)
-            .dns_resolver(Arc::new(guard::GuardedResolver {
-                allow_internal: settings.allow_internal,
-            }))
-            .build()?;
-        Ok(Self {
-            client,
-            slots: Arc::new(Semaphore::new(settings.concurrency)),
-            in_flight: Arc::default(),
-            freed: Arc::default(),
-        })
-    }
 }
 
 /// Queues a lifecycle message (`Activated`, `Deactivated`, `DailyHeartBeat`) for an
@@ -170,18 +143,18 @@ pub async fn step(
         }
         busy |= queue_events(pool, destination, config, types, settings).await?;
     }
-    busy |= dispatch(
-        pool,
-        id,
-        &destination.signing_secrets(),
-        config,
-        worker,
-        settings,
-        !destination.enabled,
-    )
-    .await?
+    busy |= worker
+        .dispatch(
+            pool,
+            id,
+            &destination.signing_secrets(),
+            config,
+            settings,
+            !destination.enabled,
+        )
+        .await?
         > 0;
-    let saturated = worker.slots.available_permits() == 0;
+    let saturated = worker.saturated();
     Ok(match (busy, saturated, destination.enabled) {
         (true, _, _) => Progress::Busy,
         (false, true, _) => Progress::Saturated,
@@ -210,40 +183,44 @@ async fn queue_events(
     let Some(last) = events.last().map(|e| e.position) else {
         return Ok(false);
     };
+    let selected: Vec<&store::WebhookEvent> = events
+        .iter()
+        .filter(|e| config.entities.is_empty() || config.entities.contains(&e.entity))
+        .collect();
+    let bodies: Vec<(String, String)> = selected
+        .iter()
+        .map(|event| {
+            let message_id = event.id.to_string();
+            let body = match config.format {
+                WebhookFormat::Envelope => event.envelope.clone(),
+                WebhookFormat::Entity => payload::entity_change(
+                    &message_id,
+                    &event.entity,
+                    &event.entity_id,
+                    &event.change,
+                    event.created,
+                    resource_url(&settings.public_base_url, &event.entity, &event.entity_id),
+                    config.custom_config.as_ref(),
+                ),
+            };
+            (message_id, body)
+        })
+        .collect();
+    let deliveries: Vec<NewDelivery<'_>> = selected
+        .iter()
+        .zip(&bodies)
+        .map(|(event, (message_id, body))| NewDelivery {
+            message_id,
+            event_id: Some(event.id),
+            entity: Some(&event.entity),
+            entity_id: Some(&event.entity_id),
+            change: Some(&event.change),
+            payload: body,
+            coalesce: config.format == WebhookFormat::Entity && event.change == "Updated",
+        })
+        .collect();
     let mut tx = pool.begin().await?;
-    for event in &events {
-        if !config.entities.is_empty() && !config.entities.contains(&event.entity) {
-            continue;
-        }
-        let message_id = event.id.to_string();
-        let body = match config.format {
-            WebhookFormat::Envelope => event.envelope.clone(),
-            WebhookFormat::Entity => payload::entity_change(
-                &message_id,
-                &event.entity,
-                &event.entity_id,
-                &event.change,
-                event.created,
-                resource_url(&settings.public_base_url, &event.entity, &event.entity_id),
-                config.custom_config.as_ref(),
-            ),
-        };
-        let coalesce = config.format == WebhookFormat::Entity && event.change == "Updated";
-        store::queue(
-            &mut tx,
-            destination.id,
-            &NewDelivery {
-                message_id: &message_id,
-                event_id: Some(event.id),
-                entity: Some(&event.entity),
-                entity_id: Some(&event.entity_id),
-                change: Some(&event.change),
-                payload: &body,
-                coalesce,
-            },
-        )
-        .await?;
-    }
+    store::queue_many(&mut tx, destination.id, &deliveries).await?;
     // A replay moved the position meanwhile: drop this batch, the next step re-reads.
     if store::advance(&mut tx, destination.id, from, last).await? {
         tx.commit().await?;
@@ -258,112 +235,6 @@ fn resource_url(base: &str, entity: &str, id: &str) -> Option<String> {
         _ => return None,
     };
     Some(format!("{base}/{path}/{id}"))
-}
-
-/// Starts sending due deliveries in free slots; returns how many were started.
-async fn dispatch(
-    pool: &PgPool,
-    destination: Uuid,
-    secrets: &[String],
-    config: &WebhookConfig,
-    worker: &Worker,
-    settings: &WebhookSettings,
-    lifecycle_only: bool,
-) -> Result<usize, WebhookError> {
-    let free = worker.slots.available_permits();
-    if free == 0 {
-        return Ok(0);
-    }
-    let in_flight: Vec<i64> = worker
-        .in_flight
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-        .copied()
-        .collect();
-    let due = store::due(pool, destination, &in_flight, lifecycle_only, free as i64).await?;
-    let started = due.len();
-    for delivery in due {
-        let Ok(permit) = worker.slots.clone().try_acquire_owned() else {
-            break;
-        };
-        worker
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(delivery.id);
-        let (pool, client, in_flight, freed) = (
-            pool.clone(),
-            worker.client.clone(),
-            worker.in_flight.clone(),
-            worker.freed.clone(),
-        );
-        let (url, secrets, settings) = (config.url.clone(), secrets.to_vec(), settings.clone());
-        tokio::spawn(async move {
-            let outcome = send::attempt(
-                &client,
-                &url,
-                &secrets,
-                &delivery.message_id,
-                &delivery.payload,
-                settings.allow_internal,
-            )
-            .await;
-            if let Err(err) = record(&pool, destination, &delivery, &outcome, &settings).await {
-                tracing::warn!(destination = %destination, error = %err, "cannot record a webhook attempt");
-            }
-            in_flight
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&delivery.id);
-            drop(permit);
-            freed.notify_one();
-        });
-    }
-    Ok(started)
-}
-
-async fn record(
-    pool: &PgPool,
-    destination: Uuid,
-    delivery: &store::DueDelivery,
-    outcome: &send::Outcome,
-    settings: &WebhookSettings,
-) -> Result<(), sqlx::Error> {
-    let attempt_number = delivery.attempts as usize + 1;
-    let next_attempt_at = if outcome.succeeded() || outcome.gone() {
-        None
-    } else {
-        settings.retry_delays.get(attempt_number - 1).map(|delay| {
-            let delay = jittered(*delay).max(outcome.retry_after.unwrap_or_default());
-            Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX)
-        })
-    };
-    store::record_attempt(
-        pool,
-        &AttemptRecord {
-            destination,
-            delivery: delivery.id,
-            message_id: &delivery.message_id,
-            succeeded: outcome.succeeded(),
-            response_status: outcome.status.map(i32::from),
-            duration_ms: outcome.duration.as_millis().min(i32::MAX as u128) as i32,
-            error: outcome.error.as_deref(),
-            excerpt: outcome.excerpt.as_deref(),
-            next_attempt_at,
-        },
-    )
-    .await?;
-    if outcome.gone() {
-        store::disable(pool, destination, "the endpoint answered 410 Gone").await?;
-    }
-    Ok(())
-}
-
-/// Up to ±10% around `delay`, so retries of many messages do not arrive in lockstep.
-fn jittered(delay: Duration) -> Duration {
-    let random = getrandom::u32().unwrap_or(u32::MAX / 2) as f64 / u32::MAX as f64;
-    delay.mul_f64(0.9 + 0.2 * random)
 }
 
 impl DestinationRow {
