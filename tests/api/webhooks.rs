@@ -709,3 +709,71 @@ async fn webhooks_carry_only_their_tenants_events(pool: PgPool) {
     ids.sort();
     assert_eq!(ids, ["PA1", "PA2"]);
 }
+
+/// Many sends in flight, their outcomes committed in batches: every event arrives, exactly
+/// once per attempt, and every attempt is recorded against its own delivery.
+#[sqlx::test]
+async fn a_backlog_sent_concurrently_is_recorded_attempt_for_attempt(pool: PgPool) {
+    const EVENTS: usize = 200;
+    let server = TestServer::start_with(pool, config(&webhook_server_args(&[]))).await;
+    let key = server.tenant_with_key("acme").await;
+    // Two first attempts fail (the 6th and 12th requests); each retry lands later.
+    let receiver =
+        Receiver::start(|_, seen| Reply::status(if seen == 5 || seen == 11 { 500 } else { 204 }))
+            .await;
+    let id = create_webhook(
+        &server,
+        &key,
+        json!({"kind": "webhook", "url": receiver.url("/hook")}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for n in 0..EVENTS {
+        server.create_portfolio("acme", &format!("P{n}")).await;
+    }
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while server
+        .count("SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'")
+        .await
+        < EVENTS as i64
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backlog not delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let requests = receiver.requests();
+    let distinct: std::collections::HashSet<&str> =
+        requests.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(distinct.len(), EVENTS, "every event arrived");
+    assert_eq!(
+        requests.len(),
+        EVENTS + 2,
+        "one request per attempt, no duplicates"
+    );
+    assert_eq!(
+        server.count("SELECT count(*) FROM webhook_attempts").await,
+        EVENTS as i64 + 2
+    );
+    assert_eq!(
+        server
+            .count("SELECT count(*) FROM webhook_attempts WHERE status = 'failed'")
+            .await,
+        2
+    );
+    assert_eq!(
+        server
+            .count("SELECT count(*) FROM webhook_deliveries WHERE attempts = 2")
+            .await,
+        2,
+        "the two failed deliveries were retried once each"
+    );
+    let status = view(&server, &key, &id).await;
+    assert_eq!(status["status"]["failing_since"], Value::Null, "{status}");
+    assert_eq!(status["status"]["pending_deliveries"], 0, "{status}");
+    assert!(status["status"]["last_success_at"].is_string(), "{status}");
+}
