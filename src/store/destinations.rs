@@ -260,7 +260,7 @@ pub async fn position_before(
 ) -> Result<Option<Position>, sqlx::Error> {
     let row: Option<(String, i64)> = sqlx::query_as(
         "SELECT tx_id::text, seq FROM outbox WHERE tenant_id = $1 AND created >= $2
-         ORDER BY tx_id, seq LIMIT 1",
+         ORDER BY outbox.tx_id, outbox.seq LIMIT 1",
     )
     .bind(tenant)
     .bind(since)

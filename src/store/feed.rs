@@ -139,7 +139,7 @@ pub async fn retention_cutoff(
          )
          SELECT tx_id::text, seq FROM (SELECT * FROM aged UNION ALL SELECT * FROM undelivered) AS bounds
          WHERE EXISTS (SELECT 1 FROM aged)
-         ORDER BY tx_id, seq LIMIT 1",
+         ORDER BY bounds.tx_id, bounds.seq LIMIT 1",
     )
     .bind(cutoff)
     .fetch_optional(db)

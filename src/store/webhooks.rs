@@ -44,7 +44,7 @@ pub async fn read_events(
          WHERE tenant_id = $1 AND (tx_id, seq) > ($2::text::xid8, $3)
            AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
            AND ($4::text[] IS NULL OR event_type = ANY ($4))
-         ORDER BY tx_id, seq LIMIT $5",
+         ORDER BY outbox.tx_id, outbox.seq LIMIT $5",
     )
     .bind(tenant)
     .bind(after.tx_id.to_string())
