@@ -777,3 +777,56 @@ async fn a_backlog_sent_concurrently_is_recorded_attempt_for_attempt(pool: PgPoo
     assert_eq!(status["status"]["pending_deliveries"], 0, "{status}");
     assert!(status["status"]["last_success_at"].is_string(), "{status}");
 }
+
+/// Coalescing inside one queued batch and against what is already pending: only the latest
+/// `Updated` of an entity stays; creations and other entities are untouched.
+#[sqlx::test]
+async fn queueing_a_batch_keeps_only_the_latest_update_per_entity(pool: PgPool) {
+    use eventgate::store::webhooks::{NewDelivery, queue_many};
+    sqlx::query("INSERT INTO tenants (id, name) VALUES ('acme', 'acme')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let destination: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO destinations (id, tenant_id, kind, config, delivered_tx, delivered_seq)
+         VALUES (gen_random_uuid(), 'acme', 'webhook', '{}', '0', 0) RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let delivery =
+        |message_id: &'static str, entity_id: &'static str, change: &'static str| NewDelivery {
+            message_id,
+            event_id: None,
+            entity: Some("Portfolio"),
+            entity_id: Some(entity_id),
+            change: Some(change),
+            payload: message_id,
+            coalesce: change == "Updated",
+        };
+    let mut conn = pool.acquire().await.unwrap();
+    queue_many(&mut conn, destination, &[delivery("u0", "P1", "Updated")])
+        .await
+        .unwrap();
+    queue_many(
+        &mut conn,
+        destination,
+        &[
+            delivery("c1", "P1", "Created"),
+            delivery("u1", "P1", "Updated"),
+            delivery("u2", "P2", "Updated"),
+            delivery("u3", "P1", "Updated"),
+            delivery("c2", "P1", "Created"),
+        ],
+    )
+    .await
+    .unwrap();
+    let mut pending: Vec<String> = sqlx::query_scalar(
+        "SELECT payload FROM webhook_deliveries WHERE status = 'pending' ORDER BY payload",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pending.sort();
+    assert_eq!(pending, ["c1", "c2", "u2", "u3"]);
+}
