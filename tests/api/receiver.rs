@@ -16,6 +16,8 @@ pub struct Request {
     pub headers: HeaderMap,
     pub body: String,
     pub at: Instant,
+    /// The status this receiver answered with.
+    pub answered: u16,
 }
 
 impl Request {
@@ -28,6 +30,11 @@ impl Request {
 
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap()
+    }
+
+    /// Whether the receiver took it (answered 2xx).
+    pub fn accepted(&self) -> bool {
+        (200..300).contains(&self.answered)
     }
 }
 
@@ -80,19 +87,22 @@ impl Receiver {
     }
 
     async fn handle(&self, path: String, headers: HeaderMap, body: Bytes) -> Response {
-        let seen = {
+        // The reply is chosen while the request is recorded, so what a test reads always
+        // says what the sender was (or is about to be) answered.
+        let reply = {
             let mut requests = self.requests.lock().unwrap();
             let seen = requests.iter().filter(|r| r.path == path).count();
+            let script = self.script.lock().unwrap().clone();
+            let reply = script(&path, seen);
             requests.push(Request {
                 path: path.clone(),
                 headers,
                 body: String::from_utf8_lossy(&body).into_owned(),
                 at: Instant::now(),
+                answered: reply.status,
             });
-            seen
+            reply
         };
-        let script = self.script.lock().unwrap().clone();
-        let reply = script(&path, seen);
         if let Some(delay) = reply.delay {
             tokio::time::sleep(delay).await;
         }
