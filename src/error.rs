@@ -127,6 +127,8 @@ impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         if crate::store::is_unavailable(&err) {
             Self::DatabaseUnavailable(err)
+        } else if crate::store::is_unstorable_text(&err) {
+            Self::bad_request("text values must not contain NUL (\\u0000) characters")
         } else if crate::store::is_lock_timeout(&err) {
             Self::conflict(
                 "another request with the same Idempotency-Key or for the same entity is still in progress; retry",

@@ -42,6 +42,14 @@ pub fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
     }
 }
 
+/// PostgreSQL refused a text value it cannot store: a NUL character (`\u0000`, which
+/// JSON and percent-encoding can both carry) is not valid in `text`.
+pub fn is_unstorable_text(err: &sqlx::Error) -> bool {
+    // 22021: character_not_in_repertoire, 22P05: untranslatable_character
+    matches!(err, sqlx::Error::Database(db)
+        if matches!(db.code().as_deref(), Some("22021" | "22P05")))
+}
+
 /// True for "a lock wait ran out" (`lock_timeout`): another request holds what this one
 /// needs. Answered 409: retry later.
 pub fn is_lock_timeout(err: &sqlx::Error) -> bool {

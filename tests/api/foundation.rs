@@ -322,3 +322,27 @@ async fn database_outage_is_503_and_the_server_recovers_by_itself(
     }
     assert_eq!(server.get("/events/", &key).await.status(), StatusCode::OK);
 }
+
+/// PostgreSQL cannot store NUL in text; found by schemathesis as a 500 on
+/// `GET /destinations?tenant=%00`. Any text a client sends with one is a 400 and changes
+/// nothing.
+#[sqlx::test]
+async fn nul_characters_in_text_are_refused_not_a_500(pool: PgPool) {
+    let server = TestServer::start(pool).await;
+    let response = server.get("/destinations?tenant=a%00b", PLATFORM_KEY).await;
+    let problem = assert_problem(response, StatusCode::BAD_REQUEST).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("NUL"),
+        "{problem}"
+    );
+
+    let response = server
+        .post(
+            "/platform/tenants",
+            PLATFORM_KEY,
+            &json!({"id": "acme", "name": "Acme\u{0}Bank"}),
+        )
+        .await;
+    assert!(response.status().is_client_error(), "{}", response.status());
+    assert_eq!(server.count("SELECT count(*) FROM tenants").await, 0);
+}
