@@ -20,6 +20,9 @@ start_throwaway_pg
 export EVENTGATE_PLATFORM_KEY=bench-platform-key
 port=$(free_port)
 export EVENTGATE_URL="http://127.0.0.1:$port"
+# The per-tenant rate limit is off: the benchmarks measure the server's capacity, and the
+# load comes from one or a few tenants.
+EVENTGATE_RATE_LIMIT_PER_SEC=0 \
 EVENTGATE_ALLOW_PRIVATE_DESTINATIONS=true EVENTGATE_LOG_FORMAT=json RUST_LOG=warn target/release/eventgate serve \
   --listen "127.0.0.1:$port" --db-max-connections "${BENCH_DB_CONNECTIONS:-32}" &
 server_pid=$!

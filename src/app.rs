@@ -23,6 +23,9 @@ use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::feed::coalesce::Coalescer;
 use crate::feed::notifier::Notifier;
+use crate::limits::{self, RequestLimits};
+use crate::metrics::{self, Metrics};
+use crate::rate_limit::TenantRateLimit;
 use crate::{http, store, telemetry};
 
 /// What every handler can reach.
@@ -34,6 +37,8 @@ pub struct AppState {
     pub notifier: Notifier,
     /// Shares page reads among long-polls woken together.
     pub coalescer: Coalescer,
+    pub metrics: Metrics,
+    pub rate_limit: TenantRateLimit,
     /// Turns true when the server starts shutting down (long-polls return at once).
     pub shutdown: watch::Receiver<bool>,
     shutdown_trigger: Arc<watch::Sender<bool>>,
@@ -56,11 +61,14 @@ impl AppState {
             return Err(StartupError::PlatformKeyRevoked);
         }
         let (trigger, shutdown) = watch::channel(false);
+        let rate_limit = TenantRateLimit::new(&config);
         Ok(Self {
             pool,
             config: Arc::new(config),
             notifier: Notifier::default(),
             coalescer: Coalescer::default(),
+            metrics: Metrics::default(),
+            rate_limit,
             shutdown,
             shutdown_trigger: Arc::new(trigger),
         })
@@ -71,9 +79,18 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let timeout = state.config.request_timeout();
     let body_limit = state.config.body_limit_bytes;
+    let limits = RequestLimits {
+        max_uri_bytes: state.config.max_uri_bytes,
+        max_header_bytes: state.config.max_header_bytes,
+    };
     http::router()
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(timeout, deadline))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track_requests,
+        ))
+        .layer(middleware::from_fn_with_state(limits, limits::enforce))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

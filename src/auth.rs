@@ -2,7 +2,8 @@
 //!
 //! Keys are 256-bit random secrets shown once; only their SHA-256 is stored. A `client` key
 //! acts for exactly one tenant, a `platform` key for all. Extractors enforce the role a
-//! route needs: no key or an unknown/revoked one is 401, the wrong role 403.
+//! route needs: no key or an unknown/revoked one is 401, the wrong role 403. A tenant's
+//! keys share its rate limit (429 when exceeded).
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -94,9 +95,23 @@ impl FromRequestParts<AppState> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer_token(parts).ok_or(ApiError::Unauthorized)?;
-        store::keys::find_active(&state.pool, &hash_key(token))
+        let principal = store::keys::find_active(&state.pool, &hash_key(token))
             .await?
-            .ok_or(ApiError::Unauthorized)
+            .ok_or(ApiError::Unauthorized)?;
+        if let Some(tenant) = &principal.tenant {
+            state.rate_limit.check(tenant).map_err(|wait| {
+                state.metrics.rate_limited(tenant);
+                ApiError::TooManyRequests {
+                    detail: format!(
+                        "tenant '{tenant}' is over its limit of {} requests per second; retry later",
+                        state.config.rate_limit_per_sec
+                    ),
+                    // Whole seconds, rounded up: a client that waits this long gets a token.
+                    retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+                }
+            })?;
+        }
+        Ok(principal)
     }
 }
 

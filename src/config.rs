@@ -104,6 +104,26 @@ pub struct ServerConfig {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub max_long_polls_per_tenant: usize,
 
+    /// Requests per second each tenant's client keys may make, sustained (a token bucket
+    /// per tenant, per process); more are answered 429 with Retry-After. 0 disables it.
+    #[arg(long, env = "EVENTGATE_RATE_LIMIT_PER_SEC", default_value_t = 200)]
+    pub rate_limit_per_sec: u32,
+
+    /// Requests a tenant may make at once above the sustained rate (the bucket's size).
+    #[arg(long, env = "EVENTGATE_RATE_LIMIT_BURST", default_value_t = 400,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_burst: u32,
+
+    /// Largest request line target (path and query) accepted; longer ones are answered 414.
+    #[arg(long, env = "EVENTGATE_MAX_URI_BYTES", default_value_t = 4096,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(256..=65_536))]
+    pub max_uri_bytes: usize,
+
+    /// Largest total size of the request's header names and values; larger is answered 431.
+    #[arg(long, env = "EVENTGATE_MAX_HEADER_BYTES", default_value_t = 16 * 1024,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=65_536))]
+    pub max_header_bytes: usize,
+
     /// Delays in seconds between webhook attempts after each failure (the first attempt is
     /// immediate); after the last one the delivery is failed (kept, replayable).
     #[arg(

@@ -44,6 +44,10 @@ pub enum ApiError {
     },
     #[error("request body is larger than the limit")]
     PayloadTooLarge,
+    #[error("the request target (path and query) is longer than {limit} bytes")]
+    UriTooLong { limit: usize },
+    #[error("the request headers are larger than {limit} bytes in all")]
+    HeadersTooLarge { limit: usize },
     #[error("{detail}")]
     UnsupportedMediaType { detail: String },
     #[error("the request took longer than the server's limit")]
@@ -93,6 +97,8 @@ impl ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Gone { .. } => StatusCode::GONE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Timeout | Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -114,6 +120,8 @@ impl ApiError {
             Self::Conflict { .. } => "conflict",
             Self::Gone { .. } => "gone",
             Self::PayloadTooLarge => "payload-too-large",
+            Self::UriTooLong { .. } => "uri-too-long",
+            Self::HeadersTooLarge { .. } => "headers-too-large",
             Self::TooManyRequests { .. } => "too-many-requests",
             Self::UnsupportedMediaType { .. } => "unsupported-media-type",
             Self::Timeout => "timeout",

@@ -23,6 +23,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use crate::config::ServerConfig;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::store::idempotency as store;
 use crate::store::outbox;
 
@@ -214,7 +215,22 @@ pub struct Request<'a> {
 /// Opens the transaction of a write request: bounds its lock waits (a duplicate in flight
 /// or a busy entity is 409 after `idempotency_wait`), takes the entity locks before any
 /// write, then claims the key or finds the earlier answer.
+/// Conflicts (409 in flight, 422 key reused with another body) are counted in `metrics`.
 pub async fn open(
+    pool: &PgPool,
+    config: &ServerConfig,
+    metrics: &Metrics,
+    request: Request<'_>,
+) -> Result<Opened, ApiError> {
+    let endpoint = request.scope.endpoint;
+    let opened = open_transaction(pool, config, request).await;
+    if let Err(ApiError::Conflict { .. } | ApiError::UnprocessableBody { .. }) = &opened {
+        metrics.idempotency_conflict(endpoint);
+    }
+    opened
+}
+
+async fn open_transaction(
     pool: &PgPool,
     config: &ServerConfig,
     request: Request<'_>,

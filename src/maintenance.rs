@@ -1,6 +1,7 @@
 //! Background work: the LISTEN connection that wakes long-polls and relays, the relay
 //! supervisor that pushes events to destinations, purging expired
-//! idempotency keys, and purging feed events past their retention, both in small batches.
+//! idempotency keys, and purging feed events past their retention, both in small batches,
+//! and forgetting the rate-limit buckets of idle tenants.
 //! Tasks stop when the returned [`Background`] is dropped.
 
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::app::AppState;
+use crate::delivery::relay::{self, Relay};
 use crate::delivery::webhook::WebhookSettings;
 use crate::store;
 
@@ -47,14 +49,26 @@ pub fn spawn(state: &AppState) -> Background {
             }
         }
     });
+    let rate_limit = state.rate_limit.clone();
+    let buckets = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PURGE_EVERY);
+        loop {
+            tick.tick().await;
+            rate_limit.forget_idle();
+        }
+    });
     let listener = tokio::spawn(state.notifier.clone().run_listener(state.pool.clone()));
-    let mut tasks = vec![idempotency, feed, listener];
+    let mut tasks = vec![idempotency, feed, buckets, listener];
     if state.config.relay {
-        tasks.push(tokio::spawn(crate::delivery::relay::run_supervisor(
-            state.pool.clone(),
-            state.notifier.clone(),
+        let relay = Relay {
+            pool: state.pool.clone(),
+            notifier: state.notifier.clone(),
+            settings: WebhookSettings::from(state.config.as_ref()),
+            metrics: state.metrics.clone(),
+        };
+        tasks.push(tokio::spawn(relay::run_supervisor(
+            relay,
             state.shutdown.clone(),
-            WebhookSettings::from(state.config.as_ref()),
         )));
     }
     Background { tasks }

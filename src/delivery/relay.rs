@@ -20,6 +20,7 @@ use super::destination::{Kind, SinkConfig, expand_types};
 use super::event::OutboundEvent;
 use super::webhook::{self, Progress, WebhookSettings, Worker};
 use crate::feed::notifier::Notifier;
+use crate::metrics::{DeliveryOutcome, Metrics};
 use crate::store;
 
 const TICK: Duration = Duration::from_secs(1);
@@ -28,26 +29,22 @@ const BATCH: i64 = 256;
 /// How often an idle driver re-reads without a notification (lost NOTIFY cover).
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
 
+/// What every driver of this process shares.
+#[derive(Clone)]
+pub struct Relay {
+    pub pool: PgPool,
+    /// Wakes idle drivers when their tenant's outbox grows.
+    pub notifier: Notifier,
+    pub settings: WebhookSettings,
+    pub metrics: Metrics,
+}
+
 /// Runs until `shutdown` turns true.
-pub async fn run_supervisor(
-    pool: PgPool,
-    notifier: Notifier,
-    mut shutdown: watch::Receiver<bool>,
-    settings: WebhookSettings,
-) {
+pub async fn run_supervisor(relay: Relay, mut shutdown: watch::Receiver<bool>) {
     let mut drivers: HashMap<Uuid, JoinHandle<()>> = HashMap::new();
     let mut locks: Option<PgConnection> = None;
     loop {
-        if let Err(err) = supervise(
-            &pool,
-            &notifier,
-            &shutdown,
-            &settings,
-            &mut drivers,
-            &mut locks,
-        )
-        .await
-        {
+        if let Err(err) = supervise(&relay, &shutdown, &mut drivers, &mut locks).await {
             tracing::warn!(error = %err, "relay supervisor lost its lock connection; stopping all drivers");
             stop_all(&mut drivers);
             locks = None;
@@ -74,13 +71,12 @@ fn lock_key(id: Uuid) -> String {
 }
 
 async fn supervise(
-    pool: &PgPool,
-    notifier: &Notifier,
+    relay: &Relay,
     shutdown: &watch::Receiver<bool>,
-    settings: &WebhookSettings,
     drivers: &mut HashMap<Uuid, JoinHandle<()>>,
     locks: &mut Option<PgConnection>,
 ) -> Result<(), sqlx::Error> {
+    let pool = &relay.pool;
     let conn = match locks {
         Some(conn) => conn,
         // Detached: the locks live exactly as long as this connection, outside the pool.
@@ -115,13 +111,7 @@ async fn supervise(
                 .await?;
         if locked {
             tracing::info!(destination = %id, "driving destination");
-            let driver = drive(
-                pool.clone(),
-                notifier.clone(),
-                id,
-                shutdown.clone(),
-                settings.clone(),
-            );
+            let driver = drive(relay.clone(), id, shutdown.clone());
             drivers.insert(id, tokio::spawn(driver));
         }
     }
@@ -129,13 +119,8 @@ async fn supervise(
 }
 
 /// Pushes one destination's events until it is disabled or deleted, or shutdown.
-async fn drive(
-    pool: PgPool,
-    notifier: Notifier,
-    id: Uuid,
-    mut shutdown: watch::Receiver<bool>,
-    settings: WebhookSettings,
-) {
+async fn drive(relay: Relay, id: Uuid, mut shutdown: watch::Receiver<bool>) {
+    let pool = &relay.pool;
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
     let mut sink: Option<(SinkConfig, Sink)> = None;
     let mut worker: Option<Worker> = None;
@@ -147,16 +132,7 @@ async fn drive(
         if let Some((_, wake)) = &mut wake {
             wake.mark_unchanged();
         }
-        let step = deliver_once(
-            &pool,
-            &notifier,
-            id,
-            &mut sink,
-            &mut worker,
-            &settings,
-            &mut wake,
-        )
-        .await;
+        let step = deliver_once(&relay, id, &mut sink, &mut worker, &mut wake).await;
         let idle = matches!(step, Ok(Step::Idle));
         let saturated = matches!(step, Ok(Step::Saturated));
         let pause = match step {
@@ -169,7 +145,7 @@ async fn drive(
             Err(message) => {
                 tracing::warn!(destination = %id, error = %message, "delivery failed; will retry");
                 sink = None;
-                if let Err(err) = store::destinations::record_error(&pool, id, &message).await {
+                if let Err(err) = store::destinations::record_error(pool, id, &message).await {
                     tracing::warn!(destination = %id, error = %err, "cannot record the delivery error");
                 }
                 backoff.next_delay()
@@ -207,16 +183,14 @@ enum Step {
     Stop,
 }
 
-#[allow(clippy::too_many_arguments)] // the driver's state, passed as it is kept
 async fn deliver_once(
-    pool: &PgPool,
-    notifier: &Notifier,
+    relay: &Relay,
     id: Uuid,
     sink: &mut Option<(SinkConfig, Sink)>,
     worker: &mut Option<Worker>,
-    settings: &WebhookSettings,
     wake: &mut Option<(String, watch::Receiver<u64>)>,
 ) -> Result<Step, String> {
+    let (pool, settings) = (&relay.pool, &relay.settings);
     let Some(destination) = store::destinations::get(pool, id, None)
         .await
         .map_err(|e| e.to_string())?
@@ -229,7 +203,7 @@ async fn deliver_once(
     {
         *wake = Some((
             destination.tenant_id.clone(),
-            notifier.subscribe(&destination.tenant_id),
+            relay.notifier.subscribe(&destination.tenant_id),
         ));
     }
     let kind = Kind::parse(&destination.kind).ok_or("unknown destination kind")?;
@@ -238,7 +212,10 @@ async fn deliver_once(
     if let SinkConfig::Webhook(webhook_config) = &config {
         let worker = match worker {
             Some(worker) => worker,
-            None => worker.insert(Worker::new(pool, id, settings).map_err(|e| e.to_string())?),
+            None => worker.insert(
+                Worker::new(pool, id, settings, relay.metrics.clone())
+                    .map_err(|e| e.to_string())?,
+            ),
         };
         let progress = webhook::step(pool, &destination, webhook_config, &types, worker, settings)
             .await
@@ -288,10 +265,15 @@ async fn deliver_once(
             &mut sink.insert((config, connected)).1
         }
     };
-    connected
-        .publish(&events)
-        .await
-        .map_err(|e| e.to_string())?;
+    let published = connected.publish(&events).await;
+    let outcome = match published {
+        Ok(()) => DeliveryOutcome::Delivered,
+        Err(_) => DeliveryOutcome::Failed,
+    };
+    relay
+        .metrics
+        .delivery_attempt(id, kind.as_str(), outcome, events.len() as u64);
+    published.map_err(|e| e.to_string())?;
     let to = events.last().map(|e| e.position).unwrap_or(from);
     // `false` means a replay moved the position meanwhile: the next round reads it.
     store::destinations::advance(pool, id, from, to)

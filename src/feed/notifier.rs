@@ -35,6 +35,12 @@ impl Notifier {
         tenants.get(tenant).map_or(0, watch::Sender::receiver_count)
     }
 
+    /// How many subscribers wait across all tenants: long-polls plus idle relay drivers.
+    pub fn waiting_total(&self) -> usize {
+        let tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
+        tenants.values().map(watch::Sender::receiver_count).sum()
+    }
+
     pub fn notify(&self, tenant: &str) {
         let mut tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(sender) = tenants.get(tenant) {

@@ -107,10 +107,16 @@ async fn create_deposit(
         },
         fingerprint,
     };
-    let (mut tx, claim) = match idempotency::open(&state.pool, &state.config, request).await? {
-        Opened::Replay(response) => return Ok(response),
-        Opened::Proceed(tx, claim) => (tx, claim),
-    };
+    let (mut tx, claim) =
+        match idempotency::open(&state.pool, &state.config, &state.metrics, request).await? {
+            Opened::Replay(response) => {
+                if response.status().is_success() {
+                    state.metrics.deposit_replayed();
+                }
+                return Ok(response);
+            }
+            Opened::Proceed(tx, claim) => (tx, claim),
+        };
 
     let portfolio = deposit.portfolio.as_str();
     match read_model::portfolio_status(&mut *tx, &tenant, portfolio).await? {
@@ -156,6 +162,7 @@ async fn create_deposit(
         .with_location(format!("/deposits/{}", view.id));
     let response = idempotency::finish(&mut tx, claim, response).await?;
     tx.commit().await?;
+    state.metrics.deposit_created();
     Ok(response)
 }
 

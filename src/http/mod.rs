@@ -14,6 +14,7 @@ mod deposits;
 mod destinations;
 mod feed;
 mod health;
+mod metrics;
 mod pagination;
 mod platform_admin;
 mod platform_events;
@@ -23,6 +24,7 @@ mod webhook_admin;
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(health::router())
+        .merge(metrics::router())
         .merge(platform_admin::router())
         .merge(platform_events::router())
         .merge(catalogue::router())

@@ -122,10 +122,11 @@ async fn publish_one(
         },
         fingerprint,
     };
-    let (mut tx, claim) = match idempotency::open(&state.pool, &state.config, request).await? {
-        Opened::Replay(response) => return Ok(response),
-        Opened::Proceed(tx, claim) => (tx, claim),
-    };
+    let (mut tx, claim) =
+        match idempotency::open(&state.pool, &state.config, &state.metrics, request).await? {
+            Opened::Replay(response) => return Ok(response),
+            Opened::Proceed(tx, claim) => (tx, claim),
+        };
     require_tenant(&mut tx, &event.tenant).await?;
     let published = publish(&mut tx, &event.tenant, event.ty, &event.data).await?;
     let body = RawValue::from_string(published.envelope).map_err(ApiError::internal)?;
@@ -169,10 +170,11 @@ async fn publish_batch(
         },
         fingerprint,
     };
-    let (mut tx, claim) = match idempotency::open(&state.pool, &state.config, request).await? {
-        Opened::Replay(response) => return Ok(response),
-        Opened::Proceed(tx, claim) => (tx, claim),
-    };
+    let (mut tx, claim) =
+        match idempotency::open(&state.pool, &state.config, &state.metrics, request).await? {
+            Opened::Replay(response) => return Ok(response),
+            Opened::Proceed(tx, claim) => (tx, claim),
+        };
     let mut published = Vec::with_capacity(events.len());
     for (i, event) in events.iter().enumerate() {
         let result = async {

@@ -1,6 +1,7 @@
-//! Appending to the outbox. Reading it in feed order lives in `store::feed`.
+//! Appending to the outbox, and its size for monitoring. Reading it in feed order lives in
+//! `store::feed`.
 
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgExecutor};
 
 use crate::catalogue::{Change, Entity, Envelope, EventType};
 
@@ -49,4 +50,24 @@ pub async fn lock_entities(conn: &mut PgConnection, keys: &[String]) -> Result<(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// How much the outbox holds, for monitoring.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Summary {
+    pub events: i64,
+    /// Seconds since the oldest held event was created; `None` when the outbox is empty.
+    pub oldest_age_secs: Option<f64>,
+}
+
+/// Counts the outbox (a scan: meant for a scrape every few seconds, not per request).
+#[tracing::instrument(skip_all)]
+pub async fn summary(db: impl PgExecutor<'_>) -> Result<Summary, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM outbox) AS events,
+                (SELECT extract(epoch FROM now() - created)::float8
+                   FROM outbox ORDER BY tx_id, seq LIMIT 1) AS oldest_age_secs",
+    )
+    .fetch_one(db)
+    .await
 }

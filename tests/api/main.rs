@@ -10,6 +10,7 @@ mod faults;
 mod feed;
 mod foundation;
 mod helpers;
+mod operations;
 mod positions;
 mod proxy;
 mod receiver;

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::recorder::{self, Finished};
 use super::{WebhookError, WebhookSettings, guard, send};
 use crate::delivery::destination::WebhookConfig;
+use crate::metrics::{DeliveryOutcome, Metrics};
 use crate::store::webhook_attempts::AttemptRecord;
 use crate::store::webhooks::{self as store, DueDelivery};
 
@@ -29,6 +30,7 @@ pub struct Worker {
     /// Signalled whenever a slot frees or outcomes are committed, so a saturated driver
     /// refills at once.
     pub freed: Arc<Notify>,
+    metrics: Metrics,
 }
 
 impl Worker {
@@ -36,6 +38,7 @@ impl Worker {
         pool: &PgPool,
         destination: Uuid,
         settings: &WebhookSettings,
+        metrics: Metrics,
     ) -> Result<Self, WebhookError> {
         crate::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
@@ -61,6 +64,7 @@ impl Worker {
             in_flight,
             recorder,
             freed,
+            metrics,
         })
     }
 
@@ -101,10 +105,11 @@ impl Worker {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(delivery.id);
-            let (client, recorder, freed) = (
+            let (client, recorder, freed, metrics) = (
                 self.client.clone(),
                 self.recorder.clone(),
                 self.freed.clone(),
+                self.metrics.clone(),
             );
             let (url, secrets, settings) = (config.url.clone(), secrets.to_vec(), settings.clone());
             tokio::spawn(async move {
@@ -118,6 +123,12 @@ impl Worker {
                 )
                 .await;
                 let finished = finished(&delivery, &outcome, &settings);
+                let counted = if outcome.succeeded() {
+                    DeliveryOutcome::Delivered
+                } else {
+                    DeliveryOutcome::Failed
+                };
+                metrics.delivery_attempt(destination, "webhook", counted, 1);
                 drop(permit);
                 freed.notify_one();
                 // Fails only when the driver is gone: the delivery stays pending.
