@@ -121,3 +121,19 @@ ensure_mosquitto() {
   if [ -f "$conf" ]; then mosquitto -d -c "$conf"; else mosquitto -d -p 1883; fi
   wait_port 1883 Mosquitto
 }
+
+# Node.js and npm (for the AsyncAPI parser), installed if absent.
+ensure_node() {
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 && return 0
+  apt_install nodejs npm
+}
+
+# A Python virtualenv in ./.venv (Debian splits venv into python3-venv).
+ensure_python_venv() {
+  [ -x .venv/bin/python ] && return 0
+  if ! python3 -m venv .venv 2>/dev/null; then
+    rm -rf .venv
+    apt_install python3-venv
+    python3 -m venv .venv
+  fi
+}

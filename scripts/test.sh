@@ -2,8 +2,9 @@
 # Runs the whole test suite: installs what is missing (Debian), starts RabbitMQ and
 # Mosquitto if they are not running, starts a throwaway PostgreSQL cluster for the tests
 # (fsync off: durability is not under test there), runs every test against them (each test
-# gets its own fresh database), and removes the cluster.
-# Extra arguments go to the test runner.
+# gets its own fresh database), then scripts/contract.sh (schemathesis against openapi.yaml,
+# the AsyncAPI check), and removes the cluster. Extra arguments go to the test runner and
+# select tests; the contract run is then left out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -13,8 +14,18 @@ ensure_rabbitmq
 ensure_mosquitto
 start_throwaway_pg -c fsync=off -c synchronous_commit=off -c full_page_writes=off
 
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --no-fail-fast "$@"
+  cargo nextest run --no-fail-fast "$@" || status=$?
 else
-  cargo test --no-fail-fast "$@"
+  cargo test --no-fail-fast "$@" || status=$?
 fi
+
+# The whole suite also proves the contracts against a running release build; a filtered
+# run (arguments given) is for iterating on some tests and leaves that out.
+if [ $# -eq 0 ]; then
+  scripts/contract.sh || status=$?
+else
+  log "arguments given: not running scripts/contract.sh (run it alone, or test.sh without arguments)"
+fi
+exit "$status"

@@ -107,3 +107,24 @@ async fn the_contract_is_served(pool: PgPool) {
     assert_eq!(response.headers()["content-type"], "application/yaml");
     assert!(response.text().await.unwrap().starts_with("openapi: 3.1.0"));
 }
+
+/// asyncapi.yaml documents every catalogue type as a message of both bus channels (the
+/// schemas themselves are compared with the served catalogue by scripts/contract.sh).
+#[test]
+fn every_catalogue_type_is_in_asyncapi() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/asyncapi.yaml");
+    let asyncapi = std::fs::read_to_string(path).unwrap();
+    for ty in eventgate::catalogue::EventType::all() {
+        let name = ty.name();
+        assert!(
+            asyncapi.contains(&format!("\n    {name}:\n      name: {name}\n")),
+            "asyncapi.yaml has no message {name}"
+        );
+        for channel in ["tenantExchange", "tenantTopic"] {
+            assert!(
+                asyncapi.contains(&format!("'#/channels/{channel}/messages/{name}'")),
+                "the {channel} operation does not send {name}"
+            );
+        }
+    }
+}
