@@ -11,25 +11,16 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-use crate::helpers::{TestServer, config, database_url};
+use crate::helpers::{FaultSetup, free_port, spawn_eventgate};
 
 const CLIENTS: usize = 8;
 const DEPOSITS_PER_CLIENT: usize = 25;
 const KILLS: usize = 5;
 
 fn spawn(url: &str, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_eventgate"))
-        .arg("serve")
-        .env("DATABASE_URL", url)
-        .env("EVENTGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("EVENTGATE_RELAY", "false")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("eventgate starts")
+    spawn_eventgate(url, port, &[("EVENTGATE_RELAY", "false")])
 }
 
 #[sqlx::test]
@@ -37,21 +28,14 @@ async fn deposits_survive_repeated_sigkill_exactly_once(
     options: PgPoolOptions,
     connect: PgConnectOptions,
 ) {
-    let url = database_url(&connect);
-    let pool = options
-        .max_connections(10)
-        .connect_with(connect)
-        .await
-        .unwrap();
-    let setup = TestServer::start_with(pool.clone(), config(&["--relay", "false"])).await;
-    let key = Arc::new(setup.tenant_with_key("acme").await);
-    setup.create_portfolio("acme", "P1").await;
+    let FaultSetup {
+        url,
+        pool,
+        server: _setup,
+        key,
+    } = FaultSetup::start(options, connect).await;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let base = Arc::new(format!("http://127.0.0.1:{port}"));
     let mut server = spawn(&url, port);
     let failures = Arc::new(AtomicU64::new(0));
@@ -70,7 +54,8 @@ async fn deposits_survive_repeated_sigkill_exactly_once(
                 while n < DEPOSITS_PER_CLIENT || !done.load(Ordering::Relaxed) {
                     n += 1;
                     let idempotency_key = format!("client{client}-deposit{n}");
-                    let body = json!({"data": {"amount": format!("{}.{:02}", client + 1, n), "currency": "EUR", "portfolio": "P1"}});
+                    // Valid for any n (a cents field from n would overflow past 99 deposits).
+                    let body = json!({"data": {"amount": format!("{n}.{:02}", client + 1), "currency": "EUR", "portfolio": "P1"}});
                     loop {
                         assert!(Instant::now() < deadline, "deposit {idempotency_key} never acknowledged");
                         let sent = http

@@ -212,3 +212,82 @@ pub fn database_url(connect: &sqlx::postgres::PgConnectOptions) -> String {
         connect.get_database().unwrap_or("postgres")
     )
 }
+
+/// Starts the real `eventgate serve` binary on `port` against `database_url`, with `env`
+/// on top (the platform key is the tests' own). Killed when dropped.
+pub fn spawn_eventgate(
+    database_url: &str,
+    port: u16,
+    env: &[(&str, &str)],
+) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_eventgate"))
+        .arg("serve")
+        .env("DATABASE_URL", database_url)
+        .env("EVENTGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("EVENTGATE_PLATFORM_KEY", PLATFORM_KEY)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("eventgate starts")
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// Waits (bounded) until `base` answers `/readyz` with 200.
+pub async fn wait_ready(http: &reqwest::Client, base: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == StatusCode::OK)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{base} never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What a fault test against real processes starts from: the test database's URL and a
+/// pool on it, and an in-process server (relay off) that made tenant `acme` with client
+/// key `key` and portfolio `P1`.
+pub struct FaultSetup {
+    pub url: String,
+    pub pool: PgPool,
+    pub server: TestServer,
+    pub key: std::sync::Arc<String>,
+}
+
+impl FaultSetup {
+    pub async fn start(
+        options: sqlx::postgres::PgPoolOptions,
+        connect: sqlx::postgres::PgConnectOptions,
+    ) -> Self {
+        let url = database_url(&connect);
+        let pool = options
+            .max_connections(10)
+            .connect_with(connect)
+            .await
+            .expect("test pool");
+        let server = TestServer::start_with(pool.clone(), config(&["--relay", "false"])).await;
+        let key = std::sync::Arc::new(server.tenant_with_key("acme").await);
+        server.create_portfolio("acme", "P1").await;
+        Self {
+            url,
+            pool,
+            server,
+            key,
+        }
+    }
+}

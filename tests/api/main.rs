@@ -14,5 +14,7 @@ mod operations;
 mod positions;
 mod proxy;
 mod receiver;
+mod scale_out;
+mod slow_consumers;
 mod webhooks;
 mod zero_config;
