@@ -121,19 +121,36 @@ impl EmbeddedPostgres {
             .database("postgres")
     }
 
+    /// The port the cluster listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Stops the cluster if this process started it.
     pub async fn stop(self) -> Result<(), EmbeddedPgError> {
         if !self.owned {
             return Ok(());
         }
+        self.stop_server().await?;
+        tracing::info!("stopped the private PostgreSQL cluster");
+        Ok(())
+    }
+
+    /// Stops the server ("fast": sessions are ended, as on a service restart) but keeps
+    /// this handle, so [`EmbeddedPostgres::start_server`] can bring it back on the same port.
+    /// The fault tests restart PostgreSQL under a running eventgate this way.
+    pub async fn stop_server(&self) -> Result<(), EmbeddedPgError> {
         let pg_ctl = self.bin.join("pg_ctl");
         let pgdata = self.pgdata.to_string_lossy().into_owned();
         let output = self
             .run(&pg_ctl, &["-D", &pgdata, "-m", "fast", "-w", "stop"])
             .await?;
-        check("pg_ctl stop", output)?;
-        tracing::info!("stopped the private PostgreSQL cluster");
-        Ok(())
+        check("pg_ctl stop", output)
+    }
+
+    /// Starts a server stopped with [`EmbeddedPostgres::stop_server`] on the same port.
+    pub async fn start_server(&self) -> Result<(), EmbeddedPgError> {
+        self.pg_ctl_start().await
     }
 
     async fn running_port(&self) -> Result<Option<u16>, EmbeddedPgError> {

@@ -4,6 +4,7 @@
 mod brokers;
 mod catalogue;
 mod contract;
+mod database_restart;
 mod delivery;
 mod deposits;
 mod faults;
