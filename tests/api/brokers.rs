@@ -36,7 +36,31 @@ pub struct Received {
 impl AmqpQueue {
     /// Declares `exchange` (topic) and an exclusive queue bound to all of it.
     pub async fn bind_new(exchange: &str) -> Self {
-        let connection = Connection::connect(AMQP_URL, ConnectionProperties::default())
+        Self::declare(AMQP_URL, exchange, false).await
+    }
+
+    /// Declares a durable `exchange` (topic) and a durable queue of the same name bound to
+    /// all of it: both, and the persistent messages in the queue, survive a broker restart.
+    /// Read it after a restart with [`AmqpQueue::reopen`].
+    pub async fn bind_durable(url: &str, exchange: &str) -> Self {
+        Self::declare(url, exchange, true).await
+    }
+
+    /// A new connection to the durable queue `bind_durable` made for `exchange`.
+    pub async fn reopen(url: &str, exchange: &str) -> Self {
+        let connection = Connection::connect(url, ConnectionProperties::default())
+            .await
+            .expect("the broker accepts connections");
+        let channel = connection.create_channel().await.unwrap();
+        Self {
+            _connection: connection,
+            channel,
+            queue: exchange.to_owned(),
+        }
+    }
+
+    async fn declare(url: &str, exchange: &str, durable: bool) -> Self {
+        let connection = Connection::connect(url, ConnectionProperties::default())
             .await
             .expect("RabbitMQ on 127.0.0.1:5672 (scripts/test.sh starts it)");
         let channel = connection.create_channel().await.unwrap();
@@ -45,22 +69,29 @@ impl AmqpQueue {
                 ShortString::from(exchange),
                 ExchangeKind::Topic,
                 ExchangeDeclareOptions {
-                    auto_delete: true,
+                    durable,
+                    auto_delete: !durable,
                     ..Default::default()
                 },
                 FieldTable::default(),
             )
             .await
             .unwrap();
+        let (name, options) = if durable {
+            let options = QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            };
+            (exchange, options)
+        } else {
+            let options = QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            };
+            ("", options)
+        };
         let queue = channel
-            .queue_declare(
-                ShortString::from(""),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+            .queue_declare(ShortString::from(name), options, FieldTable::default())
             .await
             .unwrap();
         let queue = queue.name().to_string();

@@ -2,6 +2,7 @@
 //! `#[sqlx::test]` (DATABASE_URL names the server) and a real eventgate on a free port.
 
 mod brokers;
+mod broker_restart;
 mod catalogue;
 mod contract;
 mod database_restart;
@@ -13,6 +14,7 @@ mod foundation;
 mod helpers;
 mod operations;
 mod positions;
+mod private_rabbit;
 mod proxy;
 mod receiver;
 mod scale_out;
