@@ -1,9 +1,10 @@
-//! Crash safety of deposits: the real binary is SIGKILLed again and again while clients
-//! deposit, retrying with the same Idempotency-Key as a real client would. Afterwards
-//! PostgreSQL must hold every acknowledged deposit exactly once, with its funding event.
-//! (Part of the fault suite of issue 9; bounded: 5 kills, about 2 seconds of load.)
+//! Crash safety: the real binary is SIGKILLed again and again while clients deposit and
+//! publish platform events, retrying with the same Idempotency-Key as a real client would.
+//! Afterwards PostgreSQL must hold every acknowledged deposit and event exactly once (one
+//! funding event per deposit), and the AMQP queue every event at least once.
+//! (Part of the fault suite of issue 9; bounded: 5 kills, a few seconds of load.)
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -13,18 +14,19 @@ use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::process::Child;
 
-use crate::helpers::{FaultSetup, free_port, spawn_eventgate};
+use crate::brokers::{AMQP_URL, AmqpQueue, Received, unique};
+use crate::helpers::{FaultSetup, PLATFORM_KEY, free_port, spawn_eventgate, wait_ready};
 
 const CLIENTS: usize = 8;
 const DEPOSITS_PER_CLIENT: usize = 25;
 const KILLS: usize = 5;
 
 fn spawn(url: &str, port: u16) -> Child {
-    spawn_eventgate(url, port, &[("EVENTGATE_RELAY", "false")])
+    spawn_eventgate(url, port, &[("EVENTGATE_RATE_LIMIT_PER_SEC", "0")])
 }
 
 #[sqlx::test]
-async fn deposits_survive_repeated_sigkill_exactly_once(
+async fn repeated_sigkill_loses_and_doubles_nothing(
     options: PgPoolOptions,
     connect: PgConnectOptions,
 ) {
@@ -42,47 +44,63 @@ async fn deposits_survive_repeated_sigkill_exactly_once(
     let done = Arc::new(AtomicBool::new(false));
     let deadline = Instant::now() + Duration::from_secs(120);
 
-    // Clients keep depositing until every kill has happened (and at least
-    // DEPOSITS_PER_CLIENT each), so every kill lands in the middle of the load.
+    // The AMQP destination is driven by whichever server process is alive.
+    let exchange = unique("acme");
+    let queue = AmqpQueue::bind_new(&exchange).await;
+    let http = reqwest::Client::new();
+    wait_ready(&http, &base).await;
+    let created = http
+        .post(format!("{base}/destinations"))
+        .bearer_auth(key.as_str())
+        .json(&json!({"kind": "amqp", "url": AMQP_URL, "exchange": exchange}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let earlier: HashSet<String> =
+        sqlx::query_scalar("SELECT id::text FROM outbox WHERE tenant_id = 'acme'")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+
+    // Clients keep depositing and publishing until every kill has happened (and at least
+    // DEPOSITS_PER_CLIENT rounds each), so every kill lands in the middle of the load.
     let clients: Vec<_> = (0..CLIENTS)
         .map(|client| {
             let (key, base, failures, done) = (key.clone(), base.clone(), failures.clone(), done.clone());
             tokio::spawn(async move {
                 let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
                 let mut acknowledged = HashMap::new();
+                let mut batches = 0;
                 let mut n = 0;
                 while n < DEPOSITS_PER_CLIENT || !done.load(Ordering::Relaxed) {
                     n += 1;
                     let idempotency_key = format!("client{client}-deposit{n}");
                     // Valid for any n (a cents field from n would overflow past 99 deposits).
                     let body = json!({"data": {"amount": format!("{n}.{:02}", client + 1), "currency": "EUR", "portfolio": "P1"}});
-                    loop {
-                        assert!(Instant::now() < deadline, "deposit {idempotency_key} never acknowledged");
-                        let sent = http
-                            .post(format!("{base}/events/deposit/"))
+                    let deposit = until_created(&failures, deadline, || {
+                        http.post(format!("{base}/events/deposit/"))
                             .bearer_auth(key.as_str())
                             .header("idempotency-key", &idempotency_key)
                             .json(&body)
-                            .send()
-                            .await;
-                        match sent {
-                            Ok(response) if response.status() == StatusCode::CREATED => {
-                                let deposit: Value = response.json().await.unwrap();
-                                acknowledged.insert(idempotency_key, deposit["id"].as_str().unwrap().to_owned());
-                                break;
-                            }
-                            Ok(response) => assert!(
-                                response.status().is_server_error() || response.status() == StatusCode::CONFLICT,
-                                "only retryable answers while crashing, got {}",
-                                response.status()
-                            ),
-                            Err(_) => {}
-                        }
-                        failures.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
+                    })
+                    .await;
+                    acknowledged.insert(idempotency_key, deposit["id"].as_str().unwrap().to_owned());
+
+                    let batch = json!({"events": [{"tenant": "acme", "subject": "portfolios", "action": "creation",
+                        "data": {"id": format!("C{client}-{n}"), "external_id": "e", "owned_by_user_id": "U"}}]});
+                    until_created(&failures, deadline, || {
+                        http.post(format!("{base}/platform/events/batch"))
+                            .bearer_auth(PLATFORM_KEY)
+                            .header("idempotency-key", format!("client{client}-batch{n}"))
+                            .json(&batch)
+                    })
+                    .await;
+                    batches += 1;
                 }
-                acknowledged
+                (acknowledged, batches)
             })
         })
         .collect();
@@ -102,8 +120,11 @@ async fn deposits_survive_repeated_sigkill_exactly_once(
 
     let _server = killer.await.unwrap();
     let mut acknowledged = HashMap::new();
+    let mut batches = 0;
     for client in clients {
-        acknowledged.extend(client.await.unwrap());
+        let (deposits, published) = client.await.unwrap();
+        acknowledged.extend(deposits);
+        batches += published;
     }
 
     assert!(
@@ -125,10 +146,10 @@ async fn deposits_survive_repeated_sigkill_exactly_once(
         }
     };
     let expected = acknowledged.len() as i64;
-    eprintln!(
-        "faults: {KILLS} SIGKILLs, {} deposits acknowledged, {} failed attempts retried",
-        acknowledged.len(),
-        failures.load(Ordering::Relaxed)
+    assert_eq!(
+        count("SELECT count(*) FROM outbox WHERE event_type = 'portfolios.creation'").await,
+        1 + batches as i64,
+        "each acknowledged platform event stored once (plus the setup's P1)"
     );
     assert_eq!(
         count("SELECT count(*) FROM deposits").await,
@@ -159,4 +180,65 @@ async fn deposits_survive_repeated_sigkill_exactly_once(
             "the acknowledged deposit of {idempotency_key} is stored"
         );
     }
+
+    // The bus received every event at least once, whichever process relayed it.
+    let expected: HashSet<String> =
+        sqlx::query_scalar("SELECT id::text FROM outbox WHERE tenant_id = 'acme'")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|id| !earlier.contains(id))
+            .collect();
+    assert_eq!(expected.len(), acknowledged.len() + batches);
+    let received = queue
+        .take_until(|messages| {
+            let ids: HashSet<String> = messages.iter().map(event_id).collect();
+            expected.iter().all(|id| ids.contains(id))
+        })
+        .await;
+    let distinct: HashSet<String> = received.iter().map(event_id).collect();
+    eprintln!(
+        "faults: {KILLS} SIGKILLs; {} deposits and {batches} platform events acknowledged; \
+         {} failed attempts retried; {} events checked, {} AMQP messages ({} duplicates); \
+         0 lost, 0 doubled",
+        acknowledged.len(),
+        failures.load(Ordering::Relaxed),
+        expected.len(),
+        received.len(),
+        received.len() - distinct.len(),
+    );
+}
+
+/// Sends one request until it is answered 201, with the same body and key each time,
+/// counting failed attempts. While the server is being killed only a failed connection,
+/// a 5xx or a 409 (the same key still in flight) are acceptable.
+async fn until_created(
+    failures: &AtomicU64,
+    deadline: Instant,
+    request: impl Fn() -> reqwest::RequestBuilder,
+) -> Value {
+    loop {
+        assert!(Instant::now() < deadline, "never acknowledged");
+        match request().send().await {
+            Ok(response) if response.status() == StatusCode::CREATED => {
+                return response.json().await.unwrap();
+            }
+            Ok(response) => assert!(
+                response.status().is_server_error() || response.status() == StatusCode::CONFLICT,
+                "only retryable answers while crashing, got {}",
+                response.status()
+            ),
+            Err(_) => {}
+        }
+        failures.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn event_id(message: &Received) -> String {
+    serde_json::from_str::<Value>(&message.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
