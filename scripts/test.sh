@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs what is missing (Debian), starts RabbitMQ and
 # Mosquitto if they are not running, starts a throwaway PostgreSQL cluster for the tests
-# (fsync off: durability is not under test there), runs every test against them (each test
-# gets its own fresh database), then scripts/contract.sh (schemathesis against openapi.yaml,
+# (fsync off: durability is not under test there), builds the release binary (the fault
+# tests run it as real processes), runs every test against them (each test gets its own
+# fresh database; the database- and broker-restart tests start private instances), then scripts/contract.sh (schemathesis against openapi.yaml,
 # the AsyncAPI check), and removes the cluster. Extra arguments go to the test runner and
 # select tests; the contract run is then left out.
 set -euo pipefail
@@ -13,6 +14,14 @@ ensure_rust
 ensure_rabbitmq
 ensure_mosquitto
 start_throwaway_pg -c fsync=off -c synchronous_commit=off -c full_page_writes=off
+
+# Tests that run eventgate as a real process (fault suite, zero-config) use the release
+# build, as it ships; set EVENTGATE_BIN yourself to run another build.
+if [ -z "${EVENTGATE_BIN:-}" ]; then
+  log "building the release binary for the tests that run eventgate as a process"
+  cargo build --release --locked --bin eventgate
+  export EVENTGATE_BIN="$PWD/target/release/eventgate"
+fi
 
 status=0
 if cargo nextest --version >/dev/null 2>&1; then

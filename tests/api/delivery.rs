@@ -496,7 +496,7 @@ async fn killed_relay_process_resumes_without_loss(
             .local_addr()
             .unwrap()
             .port();
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_eventgate"))
+        tokio::process::Command::new(crate::helpers::eventgate_binary())
             .arg("serve")
             .env("DATABASE_URL", &url)
             .env("EVENTGATE_LISTEN", format!("127.0.0.1:{port}"))

@@ -213,6 +213,15 @@ pub fn database_url(connect: &sqlx::postgres::PgConnectOptions) -> String {
     )
 }
 
+/// The `eventgate` binary the fault tests run as a real process: `EVENTGATE_BIN` when set
+/// (`scripts/test.sh` sets it to the release build, as it ships), else the debug build cargo
+/// made for these tests.
+pub fn eventgate_binary() -> std::path::PathBuf {
+    std::env::var_os("EVENTGATE_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_eventgate").into())
+}
+
 /// Starts the real `eventgate serve` binary on `port` against `database_url`, with `env`
 /// on top (the platform key is the tests' own). Killed when dropped.
 pub fn spawn_eventgate(
@@ -220,7 +229,7 @@ pub fn spawn_eventgate(
     port: u16,
     env: &[(&str, &str)],
 ) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_eventgate"))
+    tokio::process::Command::new(eventgate_binary())
         .arg("serve")
         .env("DATABASE_URL", database_url)
         .env("EVENTGATE_LISTEN", format!("127.0.0.1:{port}"))

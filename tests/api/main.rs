@@ -1,8 +1,8 @@
 //! Integration tests against a real PostgreSQL: each test gets a fresh database from
 //! `#[sqlx::test]` (DATABASE_URL names the server) and a real eventgate on a free port.
 
-mod brokers;
 mod broker_restart;
+mod brokers;
 mod catalogue;
 mod contract;
 mod database_restart;

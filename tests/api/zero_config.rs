@@ -21,7 +21,7 @@ fn free_port() -> u16 {
 }
 
 fn spawn_server(data_dir: &Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_eventgate"))
+    Command::new(crate::helpers::eventgate_binary())
         .arg("serve")
         .env_remove("DATABASE_URL")
         .env("EVENTGATE_DATA_DIR", data_dir)
@@ -126,7 +126,7 @@ async fn keys_create_prints_a_working_key_once(
     let server = crate::helpers::TestServer::start(pool).await;
     server.tenant_with_key("acme").await;
     let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_eventgate"))
+        std::process::Command::new(crate::helpers::eventgate_binary())
             .args(args)
             .env("DATABASE_URL", &url)
             .output()
