@@ -3,9 +3,10 @@
 # Mosquitto if they are not running, starts a throwaway PostgreSQL cluster for the tests
 # (fsync off: durability is not under test there), builds the release binary (the fault
 # tests run it as real processes), runs every test against them (each test gets its own
-# fresh database; the database- and broker-restart tests start private instances), then scripts/contract.sh (schemathesis against openapi.yaml,
-# the AsyncAPI check), and removes the cluster. Extra arguments go to the test runner and
-# select tests; the contract run is then left out.
+# fresh database; the database- and broker-restart tests start private instances), then
+# scripts/contract.sh (schemathesis against openapi.yaml, the AsyncAPI check), and removes
+# the cluster. Extra arguments go to the test runner and select tests; the contract run is
+# then left out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
