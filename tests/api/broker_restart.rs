@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::brokers::{AmqpQueue, unique};
+use crate::brokers::{AmqpQueue, Received, unique};
 use crate::helpers::{FaultSetup, PLATFORM_KEY, free_port, spawn_eventgate, wait_ready};
 use crate::private_rabbit::PrivateRabbit;
 
@@ -198,11 +198,11 @@ async fn rabbitmq_stopped_for_thirty_seconds_delivers_every_event_after(
     let expected_set: HashSet<&str> = expected.iter().map(String::as_str).collect();
     let received = queue
         .take_until(|messages| {
-            let ids: HashSet<String> = messages.iter().map(event_id).collect();
+            let ids: HashSet<String> = messages.iter().map(Received::event_id).collect();
             expected_set.iter().all(|id| ids.contains(*id))
         })
         .await;
-    let received_ids: Vec<String> = received.iter().map(event_id).collect();
+    let received_ids: Vec<String> = received.iter().map(Received::event_id).collect();
     let distinct: HashSet<&str> = received_ids.iter().map(String::as_str).collect();
     assert!(
         distinct.iter().all(|id| expected_set.contains(id)),
@@ -221,11 +221,4 @@ async fn rabbitmq_stopped_for_thirty_seconds_delivers_every_event_after(
         received_ids.len(),
         received_ids.len() - distinct.len(),
     );
-}
-
-fn event_id(message: &crate::brokers::Received) -> String {
-    serde_json::from_str::<Value>(&message.body).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }

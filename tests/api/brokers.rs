@@ -33,6 +33,16 @@ pub struct Received {
     pub properties: BasicProperties,
 }
 
+impl Received {
+    /// The `id` of the envelope in the body.
+    pub fn event_id(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.body).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
 impl AmqpQueue {
     /// Declares `exchange` (topic) and an exclusive queue bound to all of it.
     pub async fn bind_new(exchange: &str) -> Self {

@@ -297,11 +297,11 @@ async fn postgresql_restart_is_503_then_recovers_with_every_invariant() {
             .collect();
     let received = queue
         .take_until(|messages| {
-            let ids: HashSet<String> = messages.iter().map(event_id).collect();
+            let ids: HashSet<String> = messages.iter().map(Received::event_id).collect();
             expected.iter().all(|id| ids.contains(id))
         })
         .await;
-    let received_ids: Vec<String> = received.iter().map(event_id).collect();
+    let received_ids: Vec<String> = received.iter().map(Received::event_id).collect();
     let distinct: HashSet<&String> = received_ids.iter().collect();
 
     eprintln!(
@@ -328,11 +328,4 @@ async fn postgresql_restart_is_503_then_recovers_with_every_invariant() {
     );
     drop(eventgate);
     cluster.stop().await.expect("PostgreSQL stops at the end");
-}
-
-fn event_id(message: &Received) -> String {
-    serde_json::from_str::<Value>(&message.body).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }

@@ -53,12 +53,7 @@ fn ids_in_order(messages: &[Received]) -> Vec<String> {
     let mut seen = HashSet::new();
     messages
         .iter()
-        .map(|m| {
-            serde_json::from_str::<Value>(&m.body).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
+        .map(Received::event_id)
         .filter(|id| seen.insert(id.clone()))
         .collect()
 }

@@ -193,11 +193,11 @@ async fn repeated_sigkill_loses_and_doubles_nothing(
     assert_eq!(expected.len(), acknowledged.len() + batches);
     let received = queue
         .take_until(|messages| {
-            let ids: HashSet<String> = messages.iter().map(event_id).collect();
+            let ids: HashSet<String> = messages.iter().map(Received::event_id).collect();
             expected.iter().all(|id| ids.contains(id))
         })
         .await;
-    let distinct: HashSet<String> = received.iter().map(event_id).collect();
+    let distinct: HashSet<String> = received.iter().map(Received::event_id).collect();
     eprintln!(
         "faults: {KILLS} SIGKILLs; {} deposits and {batches} platform events acknowledged; \
          {} failed attempts retried; {} events checked, {} AMQP messages ({} duplicates); \
@@ -234,11 +234,4 @@ async fn until_created(
         failures.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn event_id(message: &Received) -> String {
-    serde_json::from_str::<Value>(&message.body).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
