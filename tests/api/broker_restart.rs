@@ -14,7 +14,10 @@ use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::brokers::{AmqpQueue, Received, unique};
-use crate::helpers::{FaultSetup, PLATFORM_KEY, free_port, spawn_eventgate, wait_ready};
+use crate::helpers::{
+    FaultSetup, PLATFORM_KEY, acme_event_ids, create_amqp_destination, free_port, spawn_eventgate,
+    wait_ready,
+};
 use crate::private_rabbit::PrivateRabbit;
 
 const OUTAGE: Duration = Duration::from_secs(30);
@@ -127,27 +130,9 @@ async fn rabbitmq_stopped_for_thirty_seconds_delivers_every_event_after(
         .build()
         .unwrap();
     wait_ready(&http, &base).await;
-    let created = http
-        .post(format!("{base}/destinations"))
-        .bearer_auth(key.as_str())
-        .json(&json!({"kind": "amqp", "url": rabbit.url(), "exchange": exchange}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
-    let id = created.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-
+    let id = create_amqp_destination(&http, &base, &key, &rabbit.url(), &exchange).await;
     // A new destination starts at the end of the feed: what was there is not sent.
-    let earlier: HashSet<String> =
-        sqlx::query_scalar("SELECT id::text FROM outbox WHERE tenant_id = 'acme'")
-            .fetch_all(&pool)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect();
+    let earlier: HashSet<String> = acme_event_ids(&pool).await.into_iter().collect();
     let stop = Arc::new(AtomicBool::new(false));
     let load = tokio::spawn(steady_load(base.clone(), key.clone(), stop.clone()));
     wait_for_status(&http, &base, &key, &id, "first delivery", |v| {
@@ -183,29 +168,19 @@ async fn rabbitmq_stopped_for_thirty_seconds_delivers_every_event_after(
     let recovered_after = restarted_at.elapsed();
     assert!(after["status"]["failing_since"].is_null(), "{after}");
 
-    let expected: Vec<String> = sqlx::query_scalar(
-        "SELECT id::text FROM outbox WHERE tenant_id = 'acme' ORDER BY tx_id, seq",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap()
-    .into_iter()
-    .filter(|id| !earlier.contains(id))
-    .collect();
+    let expected: HashSet<String> = acme_event_ids(&pool)
+        .await
+        .into_iter()
+        .filter(|id| !earlier.contains(id))
+        .collect();
     // The load's events and one funding event per deposit.
     assert_eq!(expected.len(), sent.platform_events + sent.deposits);
     let queue = AmqpQueue::reopen(&rabbit.url(), &exchange).await;
-    let expected_set: HashSet<&str> = expected.iter().map(String::as_str).collect();
-    let received = queue
-        .take_until(|messages| {
-            let ids: HashSet<String> = messages.iter().map(Received::event_id).collect();
-            expected_set.iter().all(|id| ids.contains(*id))
-        })
-        .await;
+    let received = queue.take_every(&expected).await;
     let received_ids: Vec<String> = received.iter().map(Received::event_id).collect();
     let distinct: HashSet<&str> = received_ids.iter().map(String::as_str).collect();
     assert!(
-        distinct.iter().all(|id| expected_set.contains(id)),
+        distinct.iter().all(|id| expected.contains(*id)),
         "only this tenant's events"
     );
     eprintln!(

@@ -1,6 +1,7 @@
 //! Real broker peers for delivery tests: an AMQP queue bound to a fresh exchange and an
 //! MQTT subscriber.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use lapin::options::{
@@ -153,6 +154,15 @@ impl AmqpQueue {
             }
         }
         received
+    }
+
+    /// Takes messages until every id in `expected` has arrived at least once.
+    pub async fn take_every(&self, expected: &HashSet<String>) -> Vec<Received> {
+        self.take_until(|messages| {
+            let ids: HashSet<String> = messages.iter().map(Received::event_id).collect();
+            expected.iter().all(|id| ids.contains(id))
+        })
+        .await
     }
 
     pub async fn take(&self, n: usize) -> Vec<Received> {

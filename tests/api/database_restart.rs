@@ -16,8 +16,11 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 
-use crate::brokers::{AmqpQueue, Received, unique};
-use crate::helpers::{FaultSetup, PLATFORM_KEY, free_port, spawn_eventgate, wait_ready};
+use crate::brokers::{AMQP_URL, AmqpQueue, Received, unique};
+use crate::helpers::{
+    FaultSetup, PLATFORM_KEY, acme_event_ids, create_amqp_destination, free_port, spawn_eventgate,
+    wait_ready,
+};
 
 const CLIENTS: usize = 4;
 const DOWN_FOR: Duration = Duration::from_secs(5);
@@ -171,22 +174,9 @@ async fn postgresql_restart_is_503_then_recovers_with_every_invariant() {
     } = FaultSetup::start(PgPoolOptions::new(), cluster.connect_options()).await;
     let exchange = unique("acme");
     let queue = AmqpQueue::bind_new(&exchange).await;
-    let created = http
-        .post(format!("{base}/destinations"))
-        .bearer_auth(key.as_str())
-        .json(&json!({"kind": "amqp", "url": crate::brokers::AMQP_URL, "exchange": exchange}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
+    create_amqp_destination(&http, &base, &key, AMQP_URL, &exchange).await;
     // A new destination starts at the end of the feed: what was there is not sent.
-    let earlier: HashSet<String> =
-        sqlx::query_scalar("SELECT id::text FROM outbox WHERE tenant_id = 'acme'")
-            .fetch_all(&pool)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect();
+    let earlier: HashSet<String> = acme_event_ids(&pool).await.into_iter().collect();
 
     let done = Arc::new(AtomicBool::new(false));
     let readiness = tokio::spawn(watch_readiness(base.clone(), done.clone()));
@@ -287,20 +277,12 @@ async fn postgresql_restart_is_503_then_recovers_with_every_invariant() {
     }
 
     // The bus got every event at least once.
-    let expected: HashSet<String> =
-        sqlx::query_scalar("SELECT id::text FROM outbox WHERE tenant_id = 'acme'")
-            .fetch_all(&pool)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|id| !earlier.contains(id))
-            .collect();
-    let received = queue
-        .take_until(|messages| {
-            let ids: HashSet<String> = messages.iter().map(Received::event_id).collect();
-            expected.iter().all(|id| ids.contains(id))
-        })
-        .await;
+    let expected: HashSet<String> = acme_event_ids(&pool)
+        .await
+        .into_iter()
+        .filter(|id| !earlier.contains(id))
+        .collect();
+    let received = queue.take_every(&expected).await;
     let received_ids: Vec<String> = received.iter().map(Received::event_id).collect();
     let distinct: HashSet<&String> = received_ids.iter().collect();
 

@@ -15,7 +15,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::process::Child;
 
 use crate::brokers::{AMQP_URL, AmqpQueue, Received, unique};
-use crate::helpers::{FaultSetup, PLATFORM_KEY, free_port, spawn_eventgate, wait_ready};
+use crate::helpers::{
+    FaultSetup, PLATFORM_KEY, acme_event_ids, create_amqp_destination, free_port, spawn_eventgate,
+    wait_ready,
+};
 
 const CLIENTS: usize = 8;
 const DEPOSITS_PER_CLIENT: usize = 25;
@@ -49,21 +52,9 @@ async fn repeated_sigkill_loses_and_doubles_nothing(
     let queue = AmqpQueue::bind_new(&exchange).await;
     let http = reqwest::Client::new();
     wait_ready(&http, &base).await;
-    let created = http
-        .post(format!("{base}/destinations"))
-        .bearer_auth(key.as_str())
-        .json(&json!({"kind": "amqp", "url": AMQP_URL, "exchange": exchange}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
-    let earlier: HashSet<String> =
-        sqlx::query_scalar("SELECT id::text FROM outbox WHERE tenant_id = 'acme'")
-            .fetch_all(&pool)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect();
+    create_amqp_destination(&http, &base, &key, AMQP_URL, &exchange).await;
+    // A new destination starts at the end of the feed: what was there is not sent.
+    let earlier: HashSet<String> = acme_event_ids(&pool).await.into_iter().collect();
 
     // Clients keep depositing and publishing until every kill has happened (and at least
     // DEPOSITS_PER_CLIENT rounds each), so every kill lands in the middle of the load.
@@ -182,21 +173,13 @@ async fn repeated_sigkill_loses_and_doubles_nothing(
     }
 
     // The bus received every event at least once, whichever process relayed it.
-    let expected: HashSet<String> =
-        sqlx::query_scalar("SELECT id::text FROM outbox WHERE tenant_id = 'acme'")
-            .fetch_all(&pool)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|id| !earlier.contains(id))
-            .collect();
+    let expected: HashSet<String> = acme_event_ids(&pool)
+        .await
+        .into_iter()
+        .filter(|id| !earlier.contains(id))
+        .collect();
     assert_eq!(expected.len(), acknowledged.len() + batches);
-    let received = queue
-        .take_until(|messages| {
-            let ids: HashSet<String> = messages.iter().map(Received::event_id).collect();
-            expected.iter().all(|id| ids.contains(id))
-        })
-        .await;
+    let received = queue.take_every(&expected).await;
     let distinct: HashSet<String> = received.iter().map(Received::event_id).collect();
     eprintln!(
         "faults: {KILLS} SIGKILLs; {} deposits and {batches} platform events acknowledged; \

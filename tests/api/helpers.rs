@@ -300,3 +300,34 @@ impl FaultSetup {
         }
     }
 }
+
+/// Makes an AMQP destination for `acme` through the server at `base` (client key `key`) and
+/// returns its id.
+pub async fn create_amqp_destination(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    amqp_url: &str,
+    exchange: &str,
+) -> String {
+    let created = http
+        .post(format!("{base}/destinations"))
+        .bearer_auth(key)
+        .json(&json!({"kind": "amqp", "url": amqp_url, "exchange": exchange}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    created.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The ids of `acme`'s events in the outbox, in feed order.
+pub async fn acme_event_ids(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT id::text FROM outbox WHERE tenant_id = 'acme' ORDER BY tx_id, seq")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
