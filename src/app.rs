@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
@@ -16,12 +16,14 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
+use tracing::{Instrument, Level};
 
-use crate::auth::hash_key;
+use crate::auth::{AuthState, hash_key};
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::feed::coalesce::Coalescer;
+use crate::feed::horizon::HorizonWatch;
+use crate::feed::long_polls::LongPolls;
 use crate::feed::notifier::Notifier;
 use crate::limits::{self, RequestLimits};
 use crate::metrics::{self, Metrics};
@@ -37,6 +39,10 @@ pub struct AppState {
     pub notifier: Notifier,
     /// Shares page reads among long-polls woken together.
     pub coalescer: Coalescer,
+    /// Caps waiting long-polls per tenant.
+    pub long_polls: LongPolls,
+    /// Says when and by whom the feed's horizon is held back.
+    pub horizon: HorizonWatch,
     pub metrics: Metrics,
     pub rate_limit: TenantRateLimit,
     /// Turns true when the server starts shutting down (long-polls return at once).
@@ -50,28 +56,76 @@ pub enum StartupError {
     Database(#[from] sqlx::Error),
     #[error("EVENTGATE_PLATFORM_KEY names a key that was revoked; choose a new secret")]
     PlatformKeyRevoked,
+    #[error(
+        "this database's transaction ids are behind the feed positions stored in it (stored up \
+         to {}, next {}): it was probably restored from a logical dump into a new cluster. \
+         Serving now would stall every feed and destination. Stop PostgreSQL and advance its \
+         transaction ids past the stored ones with `pg_resetwal -e {} -x {} <data directory>`, \
+         then start again (docs/OPERATIONS.md, \"Restoring from a logical dump\")",
+        .0.stored, .0.next, resetwal_epoch(.0.stored), resetwal_xid(.0.stored)
+    )]
+    TransactionIdsRewound(store::feed::Rewound),
+}
+
+/// CLOG pages are created when the first transaction id of one is assigned, so the new
+/// next id starts a segment (1,048,576 ids): past `stored`, rounded up.
+fn resetwal_target(stored: u64) -> u64 {
+    const SEGMENT: u64 = 1 << 20;
+    let target = (stored / SEGMENT + 1) * SEGMENT;
+    // Ids 0-2 of an epoch are special, never assigned.
+    if target & 0xffff_ffff == 0 {
+        target + SEGMENT
+    } else {
+        target
+    }
+}
+
+fn resetwal_epoch(stored: u64) -> u64 {
+    resetwal_target(stored) >> 32
+}
+
+fn resetwal_xid(stored: u64) -> u64 {
+    resetwal_target(stored) & 0xffff_ffff
 }
 
 impl AppState {
     /// Prepares what the server needs from the (migrated) database and returns the state.
     pub async fn start(pool: PgPool, config: ServerConfig) -> Result<Self, StartupError> {
+        if let Some(rewound) = store::feed::rewound(&pool).await? {
+            return Err(StartupError::TransactionIdsRewound(rewound));
+        }
         if let Some(secret) = &config.platform_key
-            && !store::keys::ensure_platform(&pool, &hash_key(secret.expose())).await?
+            && !store::keys::install_configured_platform_key(&pool, &hash_key(secret.expose()))
+                .await?
         {
             return Err(StartupError::PlatformKeyRevoked);
         }
         let (trigger, shutdown) = watch::channel(false);
         let rate_limit = TenantRateLimit::new(&config);
+        let long_polls = LongPolls::new(config.max_long_polls_per_tenant);
+        let horizon = HorizonWatch::new(Duration::from_secs(config.horizon_stall_secs));
         Ok(Self {
             pool,
             config: Arc::new(config),
             notifier: Notifier::default(),
             coalescer: Coalescer::default(),
+            long_polls,
+            horizon,
             metrics: Metrics::default(),
             rate_limit,
             shutdown,
             shutdown_trigger: Arc::new(trigger),
         })
+    }
+}
+
+impl FromRef<AppState> for AuthState {
+    fn from_ref(state: &AppState) -> Self {
+        AuthState {
+            pool: state.pool.clone(),
+            rate_limit: state.rate_limit.clone(),
+            metrics: state.metrics.clone(),
+        }
     }
 }
 
@@ -84,6 +138,7 @@ pub fn router(state: AppState) -> Router {
         max_header_bytes: state.config.max_header_bytes,
     };
     http::router()
+        .layer(middleware::from_fn(run_writes_to_completion))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(timeout, deadline))
         .layer(middleware::from_fn_with_state(
@@ -105,6 +160,24 @@ pub fn router(state: AppState) -> Router {
                 })),
         )
         .with_state(state)
+}
+
+/// Runs requests that may write (every method but GET, HEAD and OPTIONS) on a task of
+/// their own, so a client that disconnects, or the request deadline, cannot drop the
+/// handler halfway through a transaction: sqlx 0.8's `begin()` is not cancel-safe, and a
+/// `BEGIN` cancelled at the wrong moment leaves a pooled session idle in a transaction,
+/// which holds back the feed's horizon for the whole cluster. A write that started
+/// finishes and commits; only its answer may find nobody to read it.
+async fn run_writes_to_completion(request: Request, next: Next) -> Response {
+    if request.method().is_safe() {
+        return next.run(request).await;
+    }
+    let span = tracing::Span::current();
+    match tokio::spawn(next.run(request).instrument(span)).await {
+        Ok(response) => response,
+        // A panic in the handler, as CatchPanicLayer would see it inline.
+        Err(err) => ApiError::internal(err).into_response(),
+    }
 }
 
 /// Answers 503 problem when a request outlives the configured timeout.

@@ -5,7 +5,7 @@
 //! route needs: no key or an unknown/revoked one is 401, the wrong role 403. A tenant's
 //! keys share its rate limit (429 when exceeded).
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use base64::Engine;
@@ -14,9 +14,19 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::rate_limit::TenantRateLimit;
 use crate::store;
+
+/// What authentication needs of the server's state (taken from it with `FromRef`, so this
+/// module does not depend on the application's state type).
+#[derive(Clone)]
+pub struct AuthState {
+    pub pool: sqlx::PgPool,
+    pub rate_limit: TenantRateLimit,
+    pub metrics: Metrics,
+}
 
 const KEY_PREFIX: &str = "egk_";
 
@@ -90,10 +100,15 @@ fn bearer_token(parts: &Parts) -> Option<&str> {
         .then_some(token)
 }
 
-impl FromRequestParts<AppState> for Principal {
+impl<S> FromRequestParts<S> for Principal
+where
+    S: Send + Sync,
+    AuthState: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let state = AuthState::from_ref(state);
         let token = bearer_token(parts).ok_or(ApiError::Unauthorized)?;
         let principal = store::keys::find_active(&state.pool, &hash_key(token))
             .await?
@@ -104,7 +119,7 @@ impl FromRequestParts<AppState> for Principal {
                 ApiError::TooManyRequests {
                     detail: format!(
                         "tenant '{tenant}' is over its limit of {} requests per second; retry later",
-                        state.config.rate_limit_per_sec
+                        state.rate_limit.per_second()
                     ),
                     // Whole seconds, rounded up: a client that waits this long gets a token.
                     retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
@@ -119,10 +134,14 @@ impl FromRequestParts<AppState> for Principal {
 #[derive(Debug, Clone)]
 pub struct ClientTenant(pub String);
 
-impl FromRequestParts<AppState> for ClientTenant {
+impl<S> FromRequestParts<S> for ClientTenant
+where
+    S: Send + Sync,
+    AuthState: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let principal = Principal::from_request_parts(parts, state).await?;
         match (principal.role, principal.tenant) {
             (Role::Client, Some(tenant)) => Ok(Self(tenant)),
@@ -137,10 +156,14 @@ impl FromRequestParts<AppState> for ClientTenant {
 #[derive(Debug, Clone)]
 pub struct Platform;
 
-impl FromRequestParts<AppState> for Platform {
+impl<S> FromRequestParts<S> for Platform
+where
+    S: Send + Sync,
+    AuthState: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let principal = Principal::from_request_parts(parts, state).await?;
         match principal.role {
             Role::Platform => Ok(Self),

@@ -1,5 +1,7 @@
 //! What each CLI subcommand does, as library functions the thin binary calls.
 
+use std::time::Duration;
+
 use tokio::net::TcpListener;
 
 use crate::app::{self, AppState};
@@ -62,18 +64,25 @@ async fn serve(database: DatabaseArgs, server: ServerConfig) -> Result<(), Comma
     result
 }
 
+/// How long shutdown waits for background work (deliveries under way, purges) to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
 async fn serve_on(database: &Database, server: ServerConfig) -> Result<(), CommandError> {
     let state = AppState::start(database.pool.clone(), server).await?;
-    let _background = maintenance::spawn(&state);
+    let background = maintenance::spawn(&state);
     let addr = state.config.listen;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| CommandError::Listen { addr, source })?;
     let local = listener.local_addr().map_err(CommandError::Serve)?;
     tracing::info!(address = %local, "eventgate listening on http://{local}");
-    app::serve(listener, state, app::shutdown_signal())
+    let served = app::serve(listener, state, app::shutdown_signal())
         .await
-        .map_err(CommandError::Serve)
+        .map_err(CommandError::Serve);
+    if !background.shutdown(SHUTDOWN_GRACE).await {
+        tracing::warn!("background work did not finish within {SHUTDOWN_GRACE:?}; stopping anyway");
+    }
+    served
 }
 
 async fn create_key(

@@ -53,6 +53,27 @@ pub struct DatabaseArgs {
     #[arg(long, env = "EVENTGATE_DB_MAX_CONNECTIONS", default_value_t = 20,
           value_parser = clap::value_parser!(u32).range(2..=1000))]
     pub db_max_connections: u32,
+
+    /// A statement of eventgate's running longer than this is cancelled (0: no limit).
+    /// Its statements are short; this bounds one that is not, before it holds the feed's
+    /// horizon back.
+    #[arg(
+        long,
+        env = "EVENTGATE_DB_STATEMENT_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
+    pub db_statement_timeout_secs: u64,
+
+    /// A session of eventgate's left idle inside a transaction for longer than this is
+    /// ended by PostgreSQL (0: never). eventgate never waits on anything else inside a
+    /// transaction, so such a session is a leak, and every open transaction holds back the
+    /// feed of every tenant.
+    #[arg(
+        long,
+        env = "EVENTGATE_DB_IDLE_IN_TRANSACTION_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    pub db_idle_in_transaction_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -82,8 +103,10 @@ pub struct ServerConfig {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=16 * 1024 * 1024))]
     pub body_limit_bytes: usize,
 
-    /// Require an Idempotency-Key header on POST /events/deposit/ (400 without).
-    #[arg(long, env = "EVENTGATE_REQUIRE_IDEMPOTENCY_KEY", default_value_t = false, action = ArgAction::Set)]
+    /// Require an Idempotency-Key header on POST /events/deposit/ (400 without): a client
+    /// that retries a timed-out deposit without one would deposit twice. `false` accepts
+    /// deposits without a key.
+    #[arg(long, env = "EVENTGATE_REQUIRE_IDEMPOTENCY_KEY", default_value_t = true, action = ArgAction::Set)]
     pub require_idempotency_key: bool,
 
     /// How long an idempotency key is remembered.
@@ -98,6 +121,16 @@ pub struct ServerConfig {
     /// How long outbound events are kept in the feed; older cursors get 410 Gone.
     #[arg(long, env = "EVENTGATE_FEED_RETENTION_SECS", default_value_t = 30 * 24 * 3600)]
     pub feed_retention_secs: u64,
+
+    /// How long finished webhook deliveries (with their payloads) and attempts are kept;
+    /// defaults to the feed's retention. Pending deliveries are never purged.
+    #[arg(long, env = "EVENTGATE_WEBHOOK_HISTORY_RETENTION_SECS")]
+    pub webhook_history_retention_secs: Option<u64>,
+
+    /// Most destinations one tenant may have; more are answered 409.
+    #[arg(long, env = "EVENTGATE_MAX_DESTINATIONS_PER_TENANT", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_destinations_per_tenant: u32,
 
     /// Most long-polls one tenant may have waiting at once; more are answered 429.
     #[arg(long, env = "EVENTGATE_MAX_LONG_POLLS_PER_TENANT", default_value_t = 100,
@@ -125,12 +158,14 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
 
     /// Delays in seconds between webhook attempts after each failure (the first attempt is
-    /// immediate); after the last one the delivery is failed (kept, replayable).
+    /// immediate); after the last one the delivery is failed (kept, replayable). Each at
+    /// most 30 days; the longest also caps what an endpoint's Retry-After may ask for.
     #[arg(
         long,
         env = "EVENTGATE_WEBHOOK_RETRY_DELAYS_SECS",
         default_value = "5,300,1800,7200,18000,36000,50400,72000,86400",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = clap::value_parser!(u64).range(0..=30 * 24 * 3600)
     )]
     pub webhook_retry_delays_secs: Vec<u64>,
 
@@ -166,6 +201,13 @@ pub struct ServerConfig {
     )]
     pub public_base_url: String,
 
+    /// When the feed's horizon has not moved for this long while events wait behind it, the
+    /// open transaction holding it is named in destination statuses, /readyz, the metrics
+    /// and the feed's `Eventgate-Held-Back` header.
+    #[arg(long, env = "EVENTGATE_HORIZON_STALL_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub horizon_stall_secs: u64,
+
     /// Push events to destinations from this process (false: an API-only replica).
     #[arg(long, env = "EVENTGATE_RELAY", default_value_t = true, action = ArgAction::Set)]
     pub relay: bool,
@@ -186,6 +228,11 @@ impl ServerConfig {
 
     pub fn feed_retention(&self) -> Duration {
         Duration::from_secs(self.feed_retention_secs)
+    }
+
+    pub fn webhook_history_retention(&self) -> Duration {
+        self.webhook_history_retention_secs
+            .map_or_else(|| self.feed_retention(), Duration::from_secs)
     }
 
     pub fn idempotency_wait(&self) -> Duration {

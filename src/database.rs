@@ -4,9 +4,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::config::DatabaseArgs;
 use crate::pg_embedded::{EmbeddedPgError, EmbeddedPostgres};
@@ -45,7 +45,7 @@ impl Database {
             }
         };
         let pool = match pool_options(args.db_max_connections)
-            .connect_with(options)
+            .connect_with(session_options(options.clone(), args))
             .await
         {
             Ok(pool) => pool,
@@ -57,9 +57,20 @@ impl Database {
             }
         };
         let database = Self { pool, embedded };
-        if let Err(err) = MIGRATOR.run(&database.pool).await {
+        // On a connection of their own, without the pool's statement timeout: an index
+        // build on a large table may take longer than any request should.
+        let migrated =
+            match PgConnection::connect_with(&options.application_name(APPLICATION_NAME)).await {
+                Ok(mut conn) => {
+                    let migrated = MIGRATOR.run(&mut conn).await;
+                    let _ = conn.close().await;
+                    migrated.map_err(DatabaseError::from)
+                }
+                Err(err) => Err(DatabaseError::Connect(err)),
+            };
+        if let Err(err) = migrated {
             database.close().await;
-            return Err(err.into());
+            return Err(err);
         }
         Ok(database)
     }
@@ -73,6 +84,22 @@ impl Database {
             tracing::warn!(error = %err, "could not stop the private PostgreSQL cluster");
         }
     }
+}
+
+/// The `application_name` of eventgate's sessions, as `pg_stat_activity` shows them.
+pub const APPLICATION_NAME: &str = "eventgate";
+
+/// eventgate's settings for each of its sessions: its name, and the statement and
+/// idle-in-transaction timeouts of `args`.
+pub fn session_options(options: PgConnectOptions, args: &DatabaseArgs) -> PgConnectOptions {
+    let seconds = |secs: u64| format!("{secs}s");
+    options.application_name(APPLICATION_NAME).options([
+        ("statement_timeout", seconds(args.db_statement_timeout_secs)),
+        (
+            "idle_in_transaction_session_timeout",
+            seconds(args.db_idle_in_transaction_timeout_secs),
+        ),
+    ])
 }
 
 pub fn pool_options(max_connections: u32) -> PgPoolOptions {

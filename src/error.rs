@@ -54,6 +54,8 @@ pub enum ApiError {
     Timeout,
     #[error("the database is unavailable; retry later")]
     DatabaseUnavailable(#[source] sqlx::Error),
+    #[error("the request collided with concurrent work on the same data; retry")]
+    Contention(#[source] sqlx::Error),
     #[error("internal server error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -101,7 +103,9 @@ impl ApiError {
             Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Timeout | Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout | Self::DatabaseUnavailable(_) | Self::Contention(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -126,6 +130,7 @@ impl ApiError {
             Self::UnsupportedMediaType { .. } => "unsupported-media-type",
             Self::Timeout => "timeout",
             Self::DatabaseUnavailable(_) => "unavailable",
+            Self::Contention(_) => "contention",
             Self::Internal(_) => "internal",
         }
     }
@@ -137,6 +142,8 @@ impl From<sqlx::Error> for ApiError {
             Self::DatabaseUnavailable(err)
         } else if crate::store::is_unstorable_text(&err) {
             Self::bad_request("text values must not contain NUL (\\u0000) characters")
+        } else if crate::store::is_transient_conflict(&err) {
+            Self::Contention(err)
         } else if crate::store::is_lock_timeout(&err) {
             Self::conflict(
                 "another request with the same Idempotency-Key or for the same entity is still in progress; retry",
@@ -183,13 +190,17 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if let Self::TooManyRequests {
-            retry_after_secs, ..
-        } = &self
-        {
+        let retry_after = match &self {
+            Self::TooManyRequests {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            Self::Contention(_) => Some(1),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if matches!(self, Self::Unauthorized) {
             response

@@ -24,7 +24,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::store::idempotency as store;
+use crate::store::idempotency::{self as store, KeyScope, SavedResponse};
 use crate::store::outbox;
 
 pub const HEADER: &str = "idempotency-key";
@@ -146,6 +146,15 @@ pub struct Scope {
     pub endpoint: &'static str,
 }
 
+impl Scope {
+    fn stored(&self) -> KeyScope<'_> {
+        KeyScope {
+            owner: &self.owner,
+            endpoint: self.endpoint,
+        }
+    }
+}
+
 /// The owner of platform-key requests' keys (not a valid tenant id, so never a collision).
 pub const PLATFORM_OWNER: &str = "@platform";
 
@@ -204,6 +213,7 @@ pub enum Opened {
 }
 
 /// What a write request's transaction needs before its first write.
+#[derive(Clone)]
 pub struct Request<'a> {
     /// Entity locks (`store::outbox::lock_entities`) the work will need.
     pub lock_keys: &'a [String],
@@ -268,10 +278,10 @@ async fn begin(
     let Some(key) = key else {
         return Ok(Begun::Proceed(None));
     };
-    if store::claim(conn, &scope, key.as_str(), &fingerprint, ttl).await? {
+    if store::claim(conn, scope.stored(), key.as_str(), &fingerprint, ttl).await? {
         return Ok(Begun::Proceed(Some(Claim { scope, key })));
     }
-    let earlier = store::find(conn, &scope, key.as_str())
+    let earlier = store::find(conn, scope.stored(), key.as_str())
         .await?
         .ok_or_else(|| {
             ApiError::conflict("the Idempotency-Key is being reused concurrently; retry")
@@ -300,7 +310,12 @@ pub async fn finish(
     response: StoredResponse,
 ) -> Result<Response, ApiError> {
     if let Some(claim) = claim {
-        store::save_response(conn, &claim.scope, claim.key.as_str(), &response).await?;
+        let saved = SavedResponse {
+            status: response.status.as_u16(),
+            body: &response.body,
+            location: response.location.as_deref(),
+        };
+        store::save_response(conn, claim.scope.stored(), claim.key.as_str(), saved).await?;
     }
     Ok(response.into_response(false))
 }

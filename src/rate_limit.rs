@@ -18,6 +18,7 @@ use crate::config::ServerConfig;
 pub struct TenantRateLimit {
     limiter: Option<Arc<DefaultKeyedRateLimiter<String>>>,
     clock: DefaultClock,
+    per_second: u32,
 }
 
 impl TenantRateLimit {
@@ -32,7 +33,13 @@ impl TenantRateLimit {
         Self {
             limiter,
             clock: DefaultClock::default(),
+            per_second: config.rate_limit_per_sec,
         }
+    }
+
+    /// The sustained rate each tenant may use (0: unlimited).
+    pub fn per_second(&self) -> u32 {
+        self.per_second
     }
 
     /// Takes one token from `tenant`'s bucket, or says how long until one is available.

@@ -1,6 +1,11 @@
 //! AMQP 0-9-1 sink (lapin): persistent JSON messages on the destination's exchange, with
 //! publisher confirms. A batch is published in order on one channel and counts as
 //! delivered only when the broker has confirmed every message of it.
+//!
+//! Messages are published `mandatory`: a message no queue is bound to receive is returned
+//! by the broker (and then acknowledged). Without it the broker would acknowledge and drop
+//! it, and the position would move past an event nobody got. A return fails the batch, so
+//! the destination's status says why and the events are sent again once a queue is bound.
 
 use std::time::Duration;
 
@@ -84,7 +89,10 @@ impl AmqpSink {
                 .basic_publish(
                     ShortString::from(self.config.exchange.as_str()),
                     ShortString::from(self.config.routing_key.as_str()),
-                    BasicPublishOptions::default(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
                     event.envelope.as_bytes(),
                     self.properties(event),
                 )
@@ -93,7 +101,16 @@ impl AmqpSink {
         }
         for confirm in confirms {
             match confirm.await? {
-                Confirmation::Ack(_) | Confirmation::NotRequested => {}
+                Confirmation::Ack(None) | Confirmation::NotRequested => {}
+                Confirmation::Ack(Some(returned)) => {
+                    return Err(SinkError::Refused(format!(
+                        "the broker returned a message as unroutable ({} {}): no queue is bound to exchange '{}' with routing key '{}'",
+                        returned.reply_code,
+                        returned.reply_text,
+                        self.config.exchange,
+                        self.config.routing_key
+                    )));
+                }
                 Confirmation::Nack(_) => {
                     return Err(SinkError::Refused("the broker nacked a message".into()));
                 }

@@ -1,10 +1,9 @@
 //! An outbox event on its way to a sink: the stored envelope plus the fields sinks put in
 //! message properties.
 
+use crate::store::feed::OutboxRow;
+use crate::store::position::Position;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-
-use crate::feed::cursor::Position;
 
 #[derive(Debug, Clone)]
 pub struct OutboundEvent {
@@ -18,30 +17,17 @@ pub struct OutboundEvent {
     pub envelope: String,
 }
 
-#[derive(Deserialize)]
-struct Head {
-    id: String,
-    created: DateTime<Utc>,
-    subject: String,
-    action: String,
-}
-
 impl OutboundEvent {
-    /// Reads the properties from the stored envelope (whose `data` is skipped unparsed).
-    pub fn from_stored(
-        tenant: &str,
-        position: Position,
-        envelope: String,
-    ) -> Result<Self, serde_json::Error> {
-        let head: Head = serde_json::from_str(&envelope)?;
-        Ok(Self {
-            position,
-            id: head.id,
-            event_type: format!("{}.{}", head.subject, head.action),
-            created: head.created,
+    /// The event as read from the outbox (the envelope is sent as stored, unparsed).
+    pub fn from_row(tenant: &str, row: OutboxRow) -> Self {
+        Self {
+            position: row.position,
+            id: row.id.to_string(),
+            event_type: row.event_type,
+            created: row.created,
             tenant: tenant.to_owned(),
-            envelope,
-        })
+            envelope: row.envelope,
+        }
     }
 
     /// CloudEvents 1.0 context attributes for binary mode (the envelope is the data).

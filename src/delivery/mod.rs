@@ -8,6 +8,7 @@
 
 pub mod amqp;
 pub mod backoff;
+pub mod batch;
 pub mod destination;
 pub mod event;
 pub mod mqtt;
@@ -18,6 +19,33 @@ use uuid::Uuid;
 
 use destination::SinkConfig;
 use event::OutboundEvent;
+
+use crate::error::ApiError;
+use crate::store::position::Position;
+use webhook::WebhookError;
+
+/// Why a driver's step failed; shown to the client as the destination's `last_error`, so
+/// it never carries URLs or credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("stored destination has unknown kind '{0}'")]
+    UnknownKind(String),
+    #[error("stored settings are invalid: {0}")]
+    Settings(#[source] ApiError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
+    #[error(
+        "events after cursor {} through cursor {} were purged before this destination received them; \
+         replay from the oldest kept event (POST /destinations/{{id}}/replay {{\"from\": \"oldest\"}}) \
+         or from a cursor or time",
+        .after.encode(), .through.encode()
+    )]
+    Gap { after: Position, through: Position },
+}
 
 /// Why a batch was not delivered. Messages never contain broker URLs or credentials.
 #[derive(Debug, thiserror::Error)]

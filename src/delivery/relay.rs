@@ -5,6 +5,10 @@
 //! on one dedicated connection. If the process dies, the connection closes, the locks
 //! vanish and another process takes the destinations over at its next tick (1 s). If the
 //! lock connection fails, every driver is stopped before anything else is tried.
+//!
+//! Drivers are never aborted: they are told to stop and stop between steps, so no
+//! transaction or broker confirm is cut in half. Every task the relay starts runs on its
+//! [`TaskTracker`], which shutdown waits for.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,13 +16,16 @@ use std::time::Duration;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use super::Sink;
 use super::backoff::Backoff;
+use super::batch::next_batch;
 use super::destination::{Kind, SinkConfig, expand_types};
 use super::event::OutboundEvent;
 use super::webhook::{self, Progress, WebhookSettings, Worker};
+use super::{RelayError, Sink};
 use crate::feed::notifier::Notifier;
 use crate::metrics::{DeliveryOutcome, Metrics};
 use crate::store;
@@ -37,32 +44,44 @@ pub struct Relay {
     pub notifier: Notifier,
     pub settings: WebhookSettings,
     pub metrics: Metrics,
+    /// Drivers, webhook sends and recorders run here; shutdown waits for them.
+    pub tasks: TaskTracker,
 }
 
-/// Runs until `shutdown` turns true.
-pub async fn run_supervisor(relay: Relay, mut shutdown: watch::Receiver<bool>) {
-    let mut drivers: HashMap<Uuid, JoinHandle<()>> = HashMap::new();
+/// A running driver and how to stop it.
+struct Driver {
+    stop: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+/// Runs until `stop` is cancelled, then stops every driver and waits for them.
+pub async fn run_supervisor(relay: Relay, stop: CancellationToken) {
+    let mut drivers: HashMap<Uuid, Driver> = HashMap::new();
     let mut locks: Option<PgConnection> = None;
     loop {
-        if let Err(err) = supervise(&relay, &shutdown, &mut drivers, &mut locks).await {
+        if let Err(err) = supervise(&relay, &stop, &mut drivers, &mut locks).await {
             tracing::warn!(error = %err, "relay supervisor lost its lock connection; stopping all drivers");
-            stop_all(&mut drivers);
+            stop_all(&mut drivers).await;
             locks = None;
         }
         tokio::select! {
             () = tokio::time::sleep(TICK) => {}
-            _ = shutdown.changed() => {}
+            () = stop.cancelled() => {}
         }
-        if *shutdown.borrow() {
-            stop_all(&mut drivers);
+        if stop.is_cancelled() {
+            stop_all(&mut drivers).await;
             return;
         }
     }
 }
 
-fn stop_all(drivers: &mut HashMap<Uuid, JoinHandle<()>>) {
+/// Tells every driver to stop and waits until they have (each finishes its step).
+async fn stop_all(drivers: &mut HashMap<Uuid, Driver>) {
+    for driver in drivers.values() {
+        driver.stop.cancel();
+    }
     for (_, driver) in drivers.drain() {
-        driver.abort();
+        let _ = driver.handle.await;
     }
 }
 
@@ -72,8 +91,8 @@ fn lock_key(id: Uuid) -> String {
 
 async fn supervise(
     relay: &Relay,
-    shutdown: &watch::Receiver<bool>,
-    drivers: &mut HashMap<Uuid, JoinHandle<()>>,
+    stop: &CancellationToken,
+    drivers: &mut HashMap<Uuid, Driver>,
     locks: &mut Option<PgConnection>,
 ) -> Result<(), sqlx::Error> {
     let pool = &relay.pool;
@@ -86,15 +105,20 @@ async fn supervise(
     sqlx::query("SELECT 1").execute(&mut *conn).await?;
     let enabled = store::destinations::enabled_ids(pool).await?;
 
+    // A driver whose destination has no more work is told to stop; its lock is released
+    // only once it has stopped, so a new driver never overlaps an old one's last step.
+    for (id, driver) in drivers.iter() {
+        if enabled.binary_search(id).is_err() {
+            driver.stop.cancel();
+        }
+    }
     let finished: Vec<Uuid> = drivers
         .iter()
-        .filter(|(id, driver)| driver.is_finished() || enabled.binary_search(id).is_err())
+        .filter(|(_, driver)| driver.handle.is_finished())
         .map(|(id, _)| *id)
         .collect();
     for id in finished {
-        if let Some(driver) = drivers.remove(&id) {
-            driver.abort();
-        }
+        drivers.remove(&id);
         sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
             .bind(lock_key(id))
             .execute(&mut *conn)
@@ -111,28 +135,40 @@ async fn supervise(
                 .await?;
         if locked {
             tracing::info!(destination = %id, "driving destination");
-            let driver = drive(relay.clone(), id, shutdown.clone());
-            drivers.insert(id, tokio::spawn(driver));
+            let driver_stop = stop.child_token();
+            let handle = relay
+                .tasks
+                .spawn(drive(relay.clone(), id, driver_stop.clone()));
+            drivers.insert(
+                id,
+                Driver {
+                    stop: driver_stop,
+                    handle,
+                },
+            );
         }
     }
     Ok(())
 }
 
-/// Pushes one destination's events until it is disabled or deleted, or shutdown.
-async fn drive(relay: Relay, id: Uuid, mut shutdown: watch::Receiver<bool>) {
+/// What a driver keeps between steps.
+#[derive(Default)]
+struct DriverState {
+    sink: Option<(SinkConfig, Sink)>,
+    worker: Option<Worker>,
+    wake: Option<(String, watch::Receiver<u64>)>,
+}
+
+/// Pushes one destination's events until it is disabled or deleted, or `stop`.
+async fn drive(relay: Relay, id: Uuid, stop: CancellationToken) {
     let pool = &relay.pool;
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
-    let mut sink: Option<(SinkConfig, Sink)> = None;
-    let mut worker: Option<Worker> = None;
-    let mut wake: Option<(String, watch::Receiver<u64>)> = None;
-    loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        if let Some((_, wake)) = &mut wake {
+    let mut state = DriverState::default();
+    while !stop.is_cancelled() {
+        if let Some((_, wake)) = &mut state.wake {
             wake.mark_unchanged();
         }
-        let step = deliver_once(&relay, id, &mut sink, &mut worker, &mut wake).await;
+        let step = deliver_once(&relay, id, &mut state).await;
         let idle = matches!(step, Ok(Step::Idle));
         let saturated = matches!(step, Ok(Step::Saturated));
         let pause = match step {
@@ -142,24 +178,26 @@ async fn drive(relay: Relay, id: Uuid, mut shutdown: watch::Receiver<bool>) {
                 continue;
             }
             Ok(Step::Idle | Step::Saturated) => IDLE_RECHECK,
-            Err(message) => {
-                tracing::warn!(destination = %id, error = %message, "delivery failed; will retry");
-                sink = None;
-                if let Err(err) = store::destinations::record_error(pool, id, &message).await {
+            Err(err) => {
+                tracing::warn!(destination = %id, error = %err, "delivery failed; will retry");
+                state.sink = None;
+                if let Err(err) =
+                    store::destinations::record_error(pool, id, &err.to_string()).await
+                {
                     tracing::warn!(destination = %id, error = %err, "cannot record the delivery error");
                 }
                 backoff.next_delay()
             }
         };
         let woken = async {
-            match &mut wake {
+            match &mut state.wake {
                 Some((_, wake)) if idle => {
                     let _ = wake.changed().await;
                 }
                 _ => std::future::pending::<()>().await,
             }
         };
-        let freed = worker.as_ref().map(|w| w.freed.clone());
+        let freed = state.worker.as_ref().map(|w| w.freed.clone());
         let slot_freed = async {
             match freed {
                 Some(freed) if saturated => freed.notified().await,
@@ -170,7 +208,7 @@ async fn drive(relay: Relay, id: Uuid, mut shutdown: watch::Receiver<bool>) {
             () = tokio::time::sleep(pause) => {}
             () = woken => {}
             () = slot_freed => {}
-            _ = shutdown.changed() => {}
+            () = stop.cancelled() => {}
         }
     }
 }
@@ -186,40 +224,40 @@ enum Step {
 async fn deliver_once(
     relay: &Relay,
     id: Uuid,
-    sink: &mut Option<(SinkConfig, Sink)>,
-    worker: &mut Option<Worker>,
-    wake: &mut Option<(String, watch::Receiver<u64>)>,
-) -> Result<Step, String> {
+    state: &mut DriverState,
+) -> Result<Step, RelayError> {
     let (pool, settings) = (&relay.pool, &relay.settings);
-    let Some(destination) = store::destinations::get(pool, id, None)
-        .await
-        .map_err(|e| e.to_string())?
-    else {
+    let Some(destination) = store::destinations::get(pool, id, None).await? else {
         return Ok(Step::Stop);
     };
-    if wake
+    if state
+        .wake
         .as_ref()
         .is_none_or(|(tenant, _)| *tenant != destination.tenant_id)
     {
-        *wake = Some((
+        state.wake = Some((
             destination.tenant_id.clone(),
             relay.notifier.subscribe(&destination.tenant_id),
         ));
     }
-    let kind = Kind::parse(&destination.kind).ok_or("unknown destination kind")?;
-    let config = SinkConfig::parse(kind, destination.config.clone()).map_err(|e| e.to_string())?;
-    let types = expand_types(&destination.types).map_err(|e| e.to_string())?;
+    let kind = Kind::parse(&destination.kind)
+        .ok_or_else(|| RelayError::UnknownKind(destination.kind.clone()))?;
+    let config =
+        SinkConfig::parse(kind, destination.config.clone()).map_err(RelayError::Settings)?;
+    let types = expand_types(&destination.types).map_err(RelayError::Settings)?;
     if let SinkConfig::Webhook(webhook_config) = &config {
-        let worker = match worker {
+        let worker = match &mut state.worker {
             Some(worker) => worker,
-            None => worker.insert(
-                Worker::new(pool, id, settings, relay.metrics.clone())
-                    .map_err(|e| e.to_string())?,
-            ),
+            None => state.worker.insert(Worker::new(
+                pool,
+                id,
+                settings,
+                relay.metrics.clone(),
+                &relay.tasks,
+            )?),
         };
-        let progress = webhook::step(pool, &destination, webhook_config, &types, worker, settings)
-            .await
-            .map_err(|e| e.to_string())?;
+        let progress =
+            webhook::step(pool, &destination, webhook_config, &types, worker, settings).await?;
         return Ok(match progress {
             Progress::Busy => Step::Delivered,
             Progress::Saturated => Step::Saturated,
@@ -230,39 +268,32 @@ async fn deliver_once(
     if !destination.enabled {
         return Ok(Step::Stop);
     }
-    let from = destination.delivered().map_err(|e| e.to_string())?;
-
-    let read = store::feed::read(
-        pool,
-        &destination.tenant_id,
-        from,
-        (!types.is_empty()).then_some(types.as_slice()),
-        BATCH,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    if read.rows.is_empty() {
+    let batch = next_batch(pool, &destination, &types, BATCH).await?;
+    if batch.rows.is_empty() {
+        if !batch.is_idle() {
+            // Nothing of its types: it keeps up with its tenant's feed all the same.
+            store::destinations::advance(pool, id, batch.from, batch.through, false).await?;
+        }
         return Ok(Step::Idle);
     }
-    let events = read
+    let events: Vec<OutboundEvent> = batch
         .rows
         .into_iter()
-        .map(|(position, envelope)| {
-            OutboundEvent::from_stored(&destination.tenant_id, position, envelope)
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("stored envelope unreadable: {e}"))?;
+        .map(|row| OutboundEvent::from_row(&destination.tenant_id, row))
+        .collect();
 
-    if sink.as_ref().is_some_and(|(current, _)| *current != config) {
-        *sink = None;
+    if state
+        .sink
+        .as_ref()
+        .is_some_and(|(current, _)| *current != config)
+    {
+        state.sink = None;
     }
-    let connected = match sink {
+    let connected = match &mut state.sink {
         Some((_, connected)) => connected,
         None => {
-            let connected = Sink::connect(&config, id)
-                .await
-                .map_err(|e| e.to_string())?;
-            &mut sink.insert((config, connected)).1
+            let connected = Sink::connect(&config, id).await?;
+            &mut state.sink.insert((config, connected)).1
         }
     };
     let published = connected.publish(&events).await;
@@ -273,11 +304,8 @@ async fn deliver_once(
     relay
         .metrics
         .delivery_attempt(id, kind.as_str(), outcome, events.len() as u64);
-    published.map_err(|e| e.to_string())?;
-    let to = events.last().map(|e| e.position).unwrap_or(from);
+    published?;
     // `false` means a replay moved the position meanwhile: the next round reads it.
-    store::destinations::advance(pool, id, from, to)
-        .await
-        .map_err(|e| e.to_string())?;
+    store::destinations::advance(pool, id, batch.from, batch.through, true).await?;
     Ok(Step::Delivered)
 }

@@ -13,26 +13,9 @@ const VERSION: u8 = 1;
 const CHECKSUM_LEN: usize = 4;
 const ENCODED_LEN: usize = 1 + 8 + 8 + CHECKSUM_LEN;
 
-/// A point in feed order; "after this position" is what a cursor asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Position {
-    pub tx_id: u64,
-    pub seq: i64,
-}
+pub use crate::store::position::Position;
 
 impl Position {
-    /// Before every event.
-    pub const START: Position = Position { tx_id: 0, seq: 0 };
-
-    /// After every event of transactions older than `horizon` and before any other: the
-    /// cursor that follows an empty feed without skipping what is still to commit.
-    pub fn horizon(xmin: u64) -> Position {
-        Position {
-            tx_id: xmin.saturating_sub(1),
-            seq: i64::MAX,
-        }
-    }
-
     pub fn encode(self) -> String {
         let mut bytes = Vec::with_capacity(ENCODED_LEN);
         bytes.push(VERSION);
@@ -83,13 +66,5 @@ mod tests {
         for bad in ["", "abc", "12345", &cursor[..cursor.len() - 1], "!!!!"] {
             assert_eq!(Position::decode(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn positions_order_by_transaction_then_sequence() {
-        let a = Position { tx_id: 10, seq: 99 };
-        let b = Position { tx_id: 11, seq: 1 };
-        assert!(a < b);
-        assert!(Position::horizon(11) > a && Position::horizon(11) < b);
     }
 }

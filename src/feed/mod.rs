@@ -29,6 +29,8 @@
 
 pub mod coalesce;
 pub mod cursor;
+pub mod horizon;
+pub mod long_polls;
 pub mod notifier;
 
 use std::time::Duration;
@@ -74,6 +76,9 @@ pub struct Page {
     pub count: usize,
     pub next: Position,
     pub has_more: bool,
+    /// The tenant has committed events after this page that an older open transaction
+    /// (anywhere in the cluster) holds back: "not yet", not "nothing new".
+    pub held_back: bool,
 }
 
 /// Reads one page (never waits).
@@ -87,26 +92,28 @@ pub async fn read_page(pool: &PgPool, request: &PageRequest) -> Result<Page, Fee
         request.limit + 1,
     )
     .await?;
-    if let (Some(cursor), Some(purged)) = (request.after, read.purged_through)
-        && cursor < purged
+    if let Some(cursor) = request.after
+        && read.is_gap(cursor)
     {
         return Err(FeedError::Gone);
     }
     let has_more = read.rows.len() as i64 > request.limit;
+    let (held_back, xmin) = (read.held_back, read.xmin);
     let mut rows = read.rows;
     rows.truncate(request.limit as usize);
     let next = match (rows.last(), request.after) {
-        (Some((position, _)), _) => *position,
+        (Some(row), _) => row.position,
         (None, Some(cursor)) => cursor,
-        (None, None) => Position::horizon(read.xmin),
+        (None, None) => Position::horizon(xmin),
     };
-    let mut data = String::with_capacity(2 + rows.iter().map(|(_, e)| e.len() + 1).sum::<usize>());
+    let mut data =
+        String::with_capacity(2 + rows.iter().map(|r| r.envelope.len() + 1).sum::<usize>());
     data.push('[');
-    for (i, (_, envelope)) in rows.iter().enumerate() {
+    for (i, row) in rows.iter().enumerate() {
         if i > 0 {
             data.push(',');
         }
-        data.push_str(envelope);
+        data.push_str(&row.envelope);
     }
     data.push(']');
     Ok(Page {
@@ -114,6 +121,7 @@ pub async fn read_page(pool: &PgPool, request: &PageRequest) -> Result<Page, Fee
         count: rows.len(),
         next,
         has_more,
+        held_back: held_back && !has_more,
     })
 }
 
@@ -141,8 +149,7 @@ pub async fn wait_for_page(
         if page.count > 0 || Instant::now() >= deadline || *shutdown.borrow() {
             return Ok(page);
         }
-        let pending = store::has_pending(pool, &request.tenant, page.next).await?;
-        let recheck = if pending {
+        let recheck = if page.held_back {
             PENDING_RECHECK
         } else {
             FALLBACK_RECHECK

@@ -29,16 +29,11 @@ impl Notifier {
             .subscribe()
     }
 
-    /// How many long-polls of `tenant` are waiting right now.
-    pub fn waiting(&self, tenant: &str) -> usize {
+    /// How many wake-up receivers of `tenant` exist (waiting long-polls and idle relay
+    /// drivers alike); for diagnostics and tests, not for limits.
+    pub fn subscribers(&self, tenant: &str) -> usize {
         let tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
         tenants.get(tenant).map_or(0, watch::Sender::receiver_count)
-    }
-
-    /// How many subscribers wait across all tenants: long-polls plus idle relay drivers.
-    pub fn waiting_total(&self) -> usize {
-        let tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
-        tenants.values().map(watch::Sender::receiver_count).sum()
     }
 
     pub fn notify(&self, tenant: &str) {

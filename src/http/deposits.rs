@@ -19,6 +19,7 @@ use crate::catalogue::money::{Amount, Currency};
 use crate::catalogue::payloads::{PortfolioFunding, PortfolioStatus, portfolio_lock_key};
 use crate::catalogue::{EventData, EventType};
 use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::http::retry;
 use crate::idempotency::{self, IdempotencyKeyHeader, Opened, Scope, StoredResponse};
 use crate::publish::publish;
 use crate::store::{deposits, read_model};
@@ -98,8 +99,9 @@ async fn create_deposit(
     let fingerprint = idempotency::fingerprint(&body);
     let deposit = parse_deposit(body)?;
 
+    let lock_keys = [portfolio_lock_key(&tenant, &deposit.portfolio)];
     let request = idempotency::Request {
-        lock_keys: &[portfolio_lock_key(&tenant, &deposit.portfolio)],
+        lock_keys: &lock_keys,
         key,
         scope: Scope {
             owner: tenant.clone(),
@@ -107,6 +109,17 @@ async fn create_deposit(
         },
         fingerprint,
     };
+    retry::on_contention(|| record(&state, &tenant, &deposit, request.clone())).await
+}
+
+/// The deposit's transaction: claim the key (or replay), check the portfolio, publish the
+/// funding event, store the deposit and the answer.
+async fn record(
+    state: &AppState,
+    tenant: &str,
+    deposit: &DepositData,
+    request: idempotency::Request<'_>,
+) -> Result<Response, ApiError> {
     let (mut tx, claim) =
         match idempotency::open(&state.pool, &state.config, &state.metrics, request).await? {
             Opened::Replay(response) => {
@@ -119,7 +132,7 @@ async fn create_deposit(
         };
 
     let portfolio = deposit.portfolio.as_str();
-    match read_model::portfolio_status(&mut *tx, &tenant, portfolio).await? {
+    match read_model::portfolio_status(&mut *tx, tenant, portfolio).await? {
         None => {
             return Err(ApiError::NotFound {
                 resource: "portfolio",
@@ -137,7 +150,7 @@ async fn create_deposit(
         value: deposit.amount,
         currency: deposit.currency,
     });
-    let published = publish(&mut tx, &tenant, EventType::PortfoliosFunding, &funding).await?;
+    let published = publish(&mut tx, tenant, EventType::PortfoliosFunding, &funding).await?;
     let view = DepositView {
         id: Uuid::now_v7(),
         portfolio: portfolio.to_owned(),
@@ -149,7 +162,7 @@ async fn create_deposit(
         &mut tx,
         &deposits::NewDeposit {
             id: view.id,
-            tenant: &tenant,
+            tenant,
             portfolio,
             amount: deposit.amount.0,
             currency: deposit.currency.code(),

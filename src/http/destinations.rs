@@ -6,11 +6,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+use super::destination_view::{kind_of, take_object, view, views};
 use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::delivery::destination::{Kind, SinkConfig, expand_types};
@@ -18,13 +18,12 @@ use crate::delivery::webhook;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::feed::cursor::Position;
 use crate::store::destinations::{self as store, DestinationRow, NewDestination};
-use crate::store::{tenants, webhooks};
+use crate::store::{feed, tenants};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/destinations", post(create).get(list))
         .route("/destinations/{id}", get(read).patch(update).delete(remove))
-        .route("/destinations/{id}/replay", post(replay))
 }
 
 /// Refuses webhook URLs that point into internal networks (unless the server allows it).
@@ -50,15 +49,6 @@ fn scope(principal: &Principal) -> Option<&str> {
     }
 }
 
-fn take_object(body: Value) -> Result<Map<String, Value>, ApiError> {
-    match body {
-        Value::Object(map) => Ok(map),
-        _ => Err(ApiError::UnprocessableBody {
-            detail: "the body must be a JSON object".into(),
-        }),
-    }
-}
-
 fn take_types(map: &mut Map<String, Value>) -> Result<Option<Vec<String>>, ApiError> {
     match map.remove("types") {
         None => Ok(None),
@@ -81,44 +71,6 @@ fn take_enabled(map: &mut Map<String, Value>) -> Result<Option<bool>, ApiError> 
         Some(_) => Err(ApiError::invalid("enabled", "must be true or false")),
     }
 }
-
-/// The client's view: settings (URL redacted) and delivery status.
-pub(super) async fn view(state: &AppState, row: DestinationRow) -> Result<Value, ApiError> {
-    let kind =
-        Kind::parse(&row.kind).ok_or_else(|| ApiError::internal(UnknownKind(row.kind.clone())))?;
-    let config = SinkConfig::parse(kind, row.config.clone())?;
-    let delivered = row.delivered()?;
-    let types = expand_types(&row.types)?;
-    let lag = store::lag(&state.pool, &row.tenant_id, delivered, &types).await?;
-    let mut shown = take_object(config.redacted())?;
-    shown.insert("id".into(), json!(row.id));
-    shown.insert("tenant".into(), json!(row.tenant_id));
-    shown.insert("kind".into(), json!(row.kind));
-    shown.insert("types".into(), json!(row.types));
-    shown.insert("enabled".into(), json!(row.enabled));
-    shown.insert("created".into(), json!(row.created));
-    shown.insert("updated".into(), json!(row.updated));
-    let mut status = json!({
-        "delivered_through": delivered.encode(),
-        "lag": lag,
-        "last_error": row.last_error,
-        "last_error_at": row.last_error_at,
-        "failing_since": row.failing_since,
-        "last_success_at": row.last_success_at,
-    });
-    if kind == Kind::Webhook {
-        let (pending, failed) = webhooks::counts(&state.pool, row.id).await?;
-        status["pending_deliveries"] = json!(pending);
-        status["failed_deliveries"] = json!(failed);
-        status["disabled_reason"] = json!(row.disabled_reason);
-    }
-    shown.insert("status".into(), status);
-    Ok(Value::Object(shown))
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("stored destination has unknown kind '{0}'")]
-struct UnknownKind(String);
 
 async fn create(
     principal: Principal,
@@ -158,11 +110,6 @@ async fn create(
             ));
         }
     };
-    if !tenants::exists(&state.pool, &tenant).await? {
-        return Err(ApiError::NotFoundDetail {
-            detail: format!("no tenant '{tenant}'"),
-        });
-    }
     let types = take_types(&mut map)?.unwrap_or_default();
     let enabled = take_enabled(&mut map)?.unwrap_or(true);
     let config = SinkConfig::parse(kind, Value::Object(map))?;
@@ -172,6 +119,20 @@ async fn create(
         _ => None,
     };
     let mut tx = state.pool.begin().await?;
+    // Locking the tenant serializes its creates, so concurrent ones cannot pass the cap.
+    if !tenants::lock(&mut *tx, &tenant).await? {
+        return Err(ApiError::NotFoundDetail {
+            detail: format!("no tenant '{tenant}'"),
+        });
+    }
+    let limit = state.config.max_destinations_per_tenant;
+    if store::count_for_tenant(&mut *tx, &tenant).await? >= i64::from(limit) {
+        return Err(ApiError::conflict(format!(
+            "tenant '{tenant}' already has the maximum of {limit} destinations; delete one first"
+        )));
+    }
+    // It delivers what commits from now on (replay reaches further back).
+    let start = Position::horizon(feed::horizon(&mut *tx).await?.xmin);
     let row = store::insert(
         &mut *tx,
         &NewDestination {
@@ -180,6 +141,7 @@ async fn create(
             config: &config.to_json(),
             types: &types,
             enabled,
+            start,
             secret: secret.as_deref(),
         },
     )
@@ -214,10 +176,7 @@ async fn list(
         (Some(own), _) => Some(own),
         (None, named) => named,
     };
-    let mut data = Vec::new();
-    for row in store::list(&state.pool, tenant).await? {
-        data.push(view(&state, row).await?);
-    }
+    let data = views(&state, store::list(&state.pool, tenant).await?).await?;
     Ok(Json(json!({ "data": data })))
 }
 
@@ -261,8 +220,7 @@ async fn update(
     }
     let types = take_types(&mut patch)?.unwrap_or(row.types.clone());
     let enabled = take_enabled(&mut patch)?.unwrap_or(row.enabled);
-    let kind =
-        Kind::parse(&row.kind).ok_or_else(|| ApiError::internal(UnknownKind(row.kind.clone())))?;
+    let kind = kind_of(&row)?;
     let mut config = take_object(row.config.clone())?;
     config.extend(patch);
     let config = SinkConfig::parse(kind, Value::Object(config))?;
@@ -295,40 +253,4 @@ async fn remove(
             resource: "destination",
         })
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReplayRequest {
-    after: Option<String>,
-    since: Option<DateTime<Utc>>,
-}
-
-async fn replay(
-    principal: Principal,
-    State(state): State<AppState>,
-    ApiPath(id): ApiPath<Uuid>,
-    ApiJson(body): ApiJson<ReplayRequest>,
-) -> Result<Json<Value>, ApiError> {
-    let row = find(&state, &principal, id).await?;
-    let position = match (body.after, body.since) {
-        (Some(cursor), None) => Position::decode(&cursor)
-            .ok_or_else(|| ApiError::invalid("after", "not a cursor this server issued"))?,
-        (None, Some(since)) => {
-            match store::position_before(&state.pool, &row.tenant_id, since).await? {
-                Some(position) => position,
-                // Nothing that recent: everything already delivered stays delivered.
-                None => row.delivered()?,
-            }
-        }
-        _ => {
-            return Err(ApiError::UnprocessableBody {
-                detail: "send exactly one of `after` (a feed cursor) or `since` (an RFC 3339 time)"
-                    .into(),
-            });
-        }
-    };
-    store::set_position(&state.pool, id, position).await?;
-    let row = find(&state, &principal, id).await?;
-    Ok(Json(view(&state, row).await?))
 }

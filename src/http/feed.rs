@@ -21,6 +21,9 @@ use crate::http::pagination;
 use crate::store;
 
 pub const MAX_WAIT_SECS: u64 = 30;
+/// Present when the tenant has committed events after this page that an open transaction
+/// in the cluster holds back; its value is how long the horizon has not moved, in seconds.
+pub const HELD_BACK_HEADER: &str = "eventgate-held-back";
 const MAX_TYPE_FILTERS: usize = 20;
 
 pub fn router() -> Router<AppState> {
@@ -131,20 +134,19 @@ async fn list_events(
         types: (!params.types.is_empty()).then(|| params.types.clone()),
         limit: params.limit,
     };
-    if params.wait > 0
-        && state.notifier.waiting(&request.tenant) >= state.config.max_long_polls_per_tenant
-    {
-        return Err(ApiError::TooManyRequests {
-            detail: format!(
-                "this tenant already has {} long-polls waiting; poll with wait=0 or retry later",
-                state.config.max_long_polls_per_tenant
-            ),
-            retry_after_secs: 1,
-        });
-    }
     let page = if params.wait == 0 {
         Arc::new(feed::read_page(&state.pool, &request).await?)
     } else {
+        // Held until the answer: the place is this request's while it waits.
+        let _place = state.long_polls.try_start(&request.tenant).ok_or_else(|| {
+            ApiError::TooManyRequests {
+                detail: format!(
+                    "this tenant already has {} long-polls waiting; poll with wait=0 or retry later",
+                    state.long_polls.per_tenant()
+                ),
+                retry_after_secs: 1,
+            }
+        })?;
         feed::wait_for_page(
             &state.pool,
             &state.notifier,
@@ -179,6 +181,13 @@ async fn list_events(
         .into_response();
     if let Some(link) = link {
         response.headers_mut().insert(header::LINK, link);
+    }
+    if page.held_back {
+        // "Not yet", not "nothing new": committed events wait behind an open transaction.
+        let seconds = state.horizon.held_seconds().floor() as u64;
+        response
+            .headers_mut()
+            .insert(HELD_BACK_HEADER, HeaderValue::from(seconds));
     }
     Ok(response)
 }

@@ -18,7 +18,13 @@ pub fn router() -> Router<AppState> {
 async fn scrape(_: Platform, State(state): State<AppState>) -> Response {
     let text = state
         .metrics
-        .render(&state.pool, state.notifier.waiting_total())
+        .render(
+            &state.pool,
+            metrics::ProcessGauges {
+                feed_waiters: state.long_polls.waiting_total(),
+                horizon_held_secs: state.horizon.held_seconds(),
+            },
+        )
         .await;
     let mut response = text.into_response();
     response.headers_mut().insert(

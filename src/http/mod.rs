@@ -11,6 +11,8 @@ use crate::error::ApiError;
 mod catalogue;
 mod contract;
 mod deposits;
+mod destination_replay;
+mod destination_view;
 mod destinations;
 mod feed;
 mod health;
@@ -19,6 +21,7 @@ mod pagination;
 mod platform_admin;
 mod platform_events;
 mod read_model;
+mod retry;
 mod webhook_admin;
 
 pub fn router() -> Router<AppState> {
@@ -32,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .merge(deposits::router())
         .merge(feed::router())
         .merge(destinations::router())
+        .merge(destination_replay::router())
         .merge(webhook_admin::router())
         .merge(contract::router())
         .fallback(no_route)

@@ -15,6 +15,7 @@ use crate::app::AppState;
 use crate::auth::Platform;
 use crate::catalogue::{EventData, EventType};
 use crate::error::{ApiError, ApiJson};
+use crate::http::retry;
 use crate::idempotency::{
     self, IdempotencyKeyHeader, Opened, PLATFORM_OWNER, Scope, StoredResponse,
 };
@@ -122,6 +123,14 @@ async fn publish_one(
         },
         fingerprint,
     };
+    retry::on_contention(|| publish_in_transaction(&state, &event, request.clone())).await
+}
+
+async fn publish_in_transaction(
+    state: &AppState,
+    event: &Checked,
+    request: idempotency::Request<'_>,
+) -> Result<Response, ApiError> {
     let (mut tx, claim) =
         match idempotency::open(&state.pool, &state.config, &state.metrics, request).await? {
             Opened::Replay(response) => return Ok(response),
@@ -170,6 +179,14 @@ async fn publish_batch(
         },
         fingerprint,
     };
+    retry::on_contention(|| publish_batch_in_transaction(&state, &events, request.clone())).await
+}
+
+async fn publish_batch_in_transaction(
+    state: &AppState,
+    events: &[Checked],
+    request: idempotency::Request<'_>,
+) -> Result<Response, ApiError> {
     let (mut tx, claim) =
         match idempotency::open(&state.pool, &state.config, &state.metrics, request).await? {
             Opened::Replay(response) => return Ok(response),

@@ -11,7 +11,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::destinations::{find, view};
+use super::destination_view::view;
+use super::destinations::find;
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::delivery::destination::Kind;

@@ -98,6 +98,15 @@ impl DeliveryOutcome {
     }
 }
 
+/// Gauges the process keeps elsewhere, set at each scrape.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessGauges {
+    /// Long-polls waiting.
+    pub feed_waiters: usize,
+    /// How long the feed's horizon has not moved while events wait.
+    pub horizon_held_secs: f64,
+}
+
 /// Every metric family of one server; cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -119,6 +128,8 @@ struct Inner {
     pool_connections: Family<PoolLabels, Gauge>,
     pool_max: Gauge,
     feed_waiters: Gauge,
+    horizon_held: SecondsGauge,
+    oldest_transaction_age: SecondsGauge,
     /// One scrape at a time: a scrape rewrites the database gauges before encoding.
     scrape: tokio::sync::Mutex<()>,
 }
@@ -205,8 +216,20 @@ impl Default for Metrics {
         let feed_waiters = Gauge::default();
         registry.register(
             "feed_waiters",
-            "Waiting for new events in this process: long-polls plus idle relay drivers",
+            "Long-polls of this process waiting for new events",
             feed_waiters.clone(),
+        );
+        let horizon_held = SecondsGauge::default();
+        registry.register(
+            "xmin_horizon_age_seconds",
+            "How long the feed's horizon has not moved while committed events wait behind it (0 when none wait)",
+            horizon_held.clone(),
+        );
+        let oldest_transaction_age = SecondsGauge::default();
+        registry.register(
+            "oldest_transaction_age_seconds",
+            "Age of the oldest open transaction in the PostgreSQL cluster that holds a transaction id (0 when none)",
+            oldest_transaction_age.clone(),
         );
         Self {
             inner: Arc::new(Inner {
@@ -224,6 +247,8 @@ impl Default for Metrics {
                 pool_connections,
                 pool_max,
                 feed_waiters,
+                horizon_held,
+                oldest_transaction_age,
                 scrape: tokio::sync::Mutex::new(()),
             }),
         }
@@ -302,13 +327,14 @@ impl Metrics {
 
     /// The text exposition of every family, the database gauges read from `pool` first.
     /// If the database cannot be read, the process's own counters are still served and
-    /// the database gauges keep their last values. `feed_waiters` is the notifier's count.
-    pub async fn render(&self, pool: &sqlx::PgPool, feed_waiters: usize) -> String {
+    /// the database gauges keep their last values.
+    pub async fn render(&self, pool: &sqlx::PgPool, process: ProcessGauges) -> String {
         let _one_at_a_time = self.inner.scrape.lock().await;
         self.record_pool(pool);
         self.inner
             .feed_waiters
-            .set(i64::try_from(feed_waiters).unwrap_or(i64::MAX));
+            .set(i64::try_from(process.feed_waiters).unwrap_or(i64::MAX));
+        self.inner.horizon_held.set(process.horizon_held_secs);
         if let Err(err) = snapshot::refresh(self, pool).await {
             tracing::warn!(error = %err, "metrics: cannot read the database gauges");
         }

@@ -6,6 +6,7 @@ use sqlx::PgPool;
 use super::{DestinationLabels, Metrics};
 use crate::delivery::destination::expand_types;
 use crate::store;
+use crate::store::destinations::StatusQuery;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -15,6 +16,12 @@ pub enum SnapshotError {
 
 /// Rewrites the database gauges of `metrics` from `pool`.
 pub async fn refresh(metrics: &Metrics, pool: &PgPool) -> Result<(), SnapshotError> {
+    let oldest = store::horizon::oldest_transaction(pool).await?;
+    metrics.inner.oldest_transaction_age.set(
+        oldest
+            .and_then(|holder| holder.transaction_age_secs)
+            .unwrap_or(0.0),
+    );
     let outbox = store::outbox::summary(pool).await?;
     metrics.inner.outbox_events.set(outbox.events);
     metrics
@@ -22,29 +29,42 @@ pub async fn refresh(metrics: &Metrics, pool: &PgPool) -> Result<(), SnapshotErr
         .outbox_oldest_age
         .set(outbox.oldest_age_secs.unwrap_or(0.0));
 
-    let destinations = store::destinations::list(pool, None).await?;
+    let destinations: Vec<_> = store::destinations::list(pool, None)
+        .await?
+        .into_iter()
+        .filter(|row| row.enabled)
+        .collect();
+    // A row whose stored types no longer parse is reported by the destination's own
+    // status; it simply has no lag gauge here.
+    let types: Vec<Option<Vec<String>>> = destinations
+        .iter()
+        .map(|row| expand_types(&row.types).ok())
+        .collect();
+    let queries: Vec<StatusQuery<'_>> = destinations
+        .iter()
+        .zip(&types)
+        .filter_map(|(row, types)| types.as_deref().map(|types| StatusQuery::of(row, types)))
+        .collect();
+    let statuses = store::destinations::statuses(pool, &queries).await?;
     let lag = &metrics.inner.destination_lag;
     let pending = &metrics.inner.webhook_pending;
     // Deleted destinations must disappear from the exposition, not freeze at a value.
     lag.clear();
     pending.clear();
-    for row in destinations.iter().filter(|row| row.enabled) {
+    for row in &destinations {
+        let Some(status) = statuses.get(&row.id) else {
+            continue;
+        };
         let labels = DestinationLabels {
             destination: row.id.to_string(),
             tenant: row.tenant_id.clone(),
             kind: row.kind.clone(),
         };
-        // A row whose stored types no longer parse is reported by the destination's own
-        // status; it simply has no lag gauge here.
-        let Ok(types) = expand_types(&row.types) else {
-            continue;
-        };
-        let behind =
-            store::destinations::lag(pool, &row.tenant_id, row.delivered()?, &types).await?;
-        lag.get_or_create(&labels).set(behind);
+        lag.get_or_create(&labels).set(status.lag);
         if row.kind == "webhook" {
-            let (queued, _failed) = store::webhooks::counts(pool, row.id).await?;
-            pending.get_or_create(&labels).set(queued);
+            pending
+                .get_or_create(&labels)
+                .set(status.pending_deliveries);
         }
     }
     Ok(())

@@ -5,7 +5,7 @@ use serde_json::Value;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use crate::feed::cursor::Position;
+use super::position::{Position, Xid8};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DestinationRow {
@@ -15,7 +15,7 @@ pub struct DestinationRow {
     pub config: Value,
     pub types: Vec<String>,
     pub enabled: bool,
-    pub delivered_tx: String,
+    pub delivered_tx: Xid8,
     pub delivered_seq: i64,
     pub last_error: Option<String>,
     pub last_error_at: Option<DateTime<Utc>>,
@@ -30,21 +30,15 @@ pub struct DestinationRow {
 }
 
 impl DestinationRow {
-    pub fn delivered(&self) -> Result<Position, sqlx::Error> {
-        let tx_id = self
-            .delivered_tx
-            .parse()
-            .map_err(|e: std::num::ParseIntError| sqlx::Error::Decode(Box::new(e)))?;
-        Ok(Position {
-            tx_id,
-            seq: self.delivered_seq,
-        })
+    /// Everything at or before this position has been handed over (confirmed by the
+    /// broker, queued for the webhook, or skipped by the type filter).
+    pub fn delivered(&self) -> Position {
+        Position::new(self.delivered_tx, self.delivered_seq)
     }
 }
 
 const COLUMNS: &str =
-    "id, tenant_id, kind, config, types, enabled, delivered_tx::text AS delivered_tx,
-    delivered_seq, last_error, last_error_at, failing_since, last_success_at, created, updated,
+    "id, tenant_id, kind, config, types, enabled, delivered_tx, delivered_seq, last_error, last_error_at, failing_since, last_success_at, created, updated,
     secret, previous_secret, previous_secret_until, disabled_reason";
 
 pub struct NewDestination<'a> {
@@ -53,12 +47,14 @@ pub struct NewDestination<'a> {
     pub config: &'a Value,
     pub types: &'a [String],
     pub enabled: bool,
+    /// Where delivery starts: `Position::horizon` of the current xmin delivers what
+    /// commits from now on.
+    pub start: Position,
     /// Webhooks only: the signing secret.
     pub secret: Option<&'a str>,
 }
 
-/// Inserts a destination that starts at the feed's current horizon: it delivers what
-/// commits from now on (use replay for older events).
+/// Inserts a destination delivering after `d.start` (use replay for older events).
 #[tracing::instrument(skip_all)]
 pub async fn insert(
     db: impl PgExecutor<'_>,
@@ -69,8 +65,7 @@ pub async fn insert(
         "INSERT INTO destinations (id, tenant_id, kind, config, types, enabled, delivered_tx, delivered_seq,
                                    secret, last_heartbeat_at)
          VALUES ($1, $2, $3, $4, $5, $6,
-                 (pg_snapshot_xmin(pg_current_snapshot())::text::numeric - 1)::text::xid8,
-                 9223372036854775807, $7, now())
+                 $7, 9223372036854775807, $8, now())
          RETURNING {COLUMNS}"
     ))
     .bind(Uuid::now_v7())
@@ -79,6 +74,7 @@ pub async fn insert(
     .bind(d.config)
     .bind(d.types)
     .bind(d.enabled)
+    .bind(d.start.xid())
     .bind(d.secret)
     .fetch_one(db)
     .await
@@ -187,26 +183,31 @@ pub async fn delete(
     Ok(result.rows_affected() == 1)
 }
 
-/// Moves the delivered position from `from` to `to` and records the success; `false` when
-/// the position was changed meanwhile (a replay), so the caller re-reads it.
+/// Moves the delivered position from `from` to `to` (compare-and-set), and with
+/// `delivered` records the success; `false` when the position was changed meanwhile (a
+/// replay), so the caller re-reads it. The one way every driver moves a position.
 #[tracing::instrument(skip_all)]
 pub async fn advance(
     db: impl PgExecutor<'_>,
     id: Uuid,
     from: Position,
     to: Position,
+    delivered: bool,
 ) -> Result<bool, sqlx::Error> {
     let result = sqlx::query(
         "UPDATE destinations
-         SET delivered_tx = $4::text::xid8, delivered_seq = $5, last_success_at = now(),
-             last_error = NULL, failing_since = NULL
-         WHERE id = $1 AND delivered_tx = $2::text::xid8 AND delivered_seq = $3",
+         SET delivered_tx = $4, delivered_seq = $5,
+             last_success_at = CASE WHEN $6 THEN now() ELSE last_success_at END,
+             last_error = CASE WHEN $6 THEN NULL ELSE last_error END,
+             failing_since = CASE WHEN $6 THEN NULL ELSE failing_since END
+         WHERE id = $1 AND delivered_tx = $2 AND delivered_seq = $3",
     )
     .bind(id)
-    .bind(from.tx_id.to_string())
+    .bind(from.xid())
     .bind(from.seq)
-    .bind(to.tx_id.to_string())
+    .bind(to.xid())
     .bind(to.seq)
+    .bind(delivered)
     .execute(db)
     .await?;
     Ok(result.rows_affected() == 1)
@@ -239,62 +240,118 @@ pub async fn set_position(
     to: Position,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE destinations SET delivered_tx = $2::text::xid8, delivered_seq = $3, updated = now()
+        "UPDATE destinations SET delivered_tx = $2, delivered_seq = $3, updated = now(),
+                last_error = NULL, failing_since = NULL
          WHERE id = $1",
     )
     .bind(id)
-    .bind(to.tx_id.to_string())
+    .bind(to.xid())
     .bind(to.seq)
     .execute(db)
     .await?;
     Ok(())
 }
 
-/// The position just before the tenant's first event created at or after `since`, or
-/// `None` when there is no such event.
-#[tracing::instrument(skip_all)]
-pub async fn position_before(
-    db: impl PgExecutor<'_>,
-    tenant: &str,
-    since: DateTime<Utc>,
-) -> Result<Option<Position>, sqlx::Error> {
-    let row: Option<(String, i64)> = sqlx::query_as(
-        "SELECT tx_id::text, seq FROM outbox WHERE tenant_id = $1 AND created >= $2
-         ORDER BY outbox.tx_id, outbox.seq LIMIT 1",
-    )
-    .bind(tenant)
-    .bind(since)
-    .fetch_optional(db)
-    .await?;
-    row.map(|(tx, seq)| {
-        let tx_id: u64 = tx
-            .parse()
-            .map_err(|e: std::num::ParseIntError| sqlx::Error::Decode(Box::new(e)))?;
-        Ok(Position {
-            tx_id,
-            seq: seq - 1,
-        })
-    })
-    .transpose()
+/// What [`statuses`] needs to know of one destination.
+pub struct StatusQuery<'a> {
+    pub id: Uuid,
+    pub tenant: &'a str,
+    pub delivered: Position,
+    /// Event type names it delivers; all when empty.
+    pub types: &'a [String],
 }
 
-/// How many of the tenant's events (of `types`, all when empty) lie after `after`.
-#[tracing::instrument(skip_all)]
-pub async fn lag(
+impl<'a> StatusQuery<'a> {
+    /// The status query of a stored destination delivering `types`.
+    pub fn of(row: &'a DestinationRow, types: &'a [String]) -> Self {
+        Self {
+            id: row.id,
+            tenant: &row.tenant_id,
+            delivered: row.delivered(),
+            types,
+        }
+    }
+}
+
+/// How a destination's delivery stands, as read from the database.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryStatus {
+    /// Events of its types after its delivered position.
+    pub lag: i64,
+    /// Its tenant's purge watermark: a delivered position below it means a gap.
+    pub purged_through: Option<Position>,
+    /// Webhooks: deliveries queued and not yet answered 2xx, and those that ran out of
+    /// attempts.
+    pub pending_deliveries: i64,
+    pub failed_deliveries: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct StatusRow {
+    id: Uuid,
+    lag: i64,
+    purged_tx: Option<Xid8>,
+    purged_seq: Option<i64>,
+    pending: i64,
+    failed: i64,
+}
+
+/// The delivery status of many destinations in one statement (one round trip, whatever
+/// their number).
+#[tracing::instrument(skip_all, fields(destinations = queries.len()))]
+pub async fn statuses(
     db: impl PgExecutor<'_>,
-    tenant: &str,
-    after: Position,
-    types: &[String],
-) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM outbox
-         WHERE tenant_id = $1 AND (tx_id, seq) > ($2::text::xid8, $3)
-           AND (cardinality($4::text[]) = 0 OR event_type = ANY ($4))",
+    queries: &[StatusQuery<'_>],
+) -> Result<std::collections::HashMap<Uuid, DeliveryStatus>, sqlx::Error> {
+    let ids: Vec<Uuid> = queries.iter().map(|q| q.id).collect();
+    let tenants: Vec<&str> = queries.iter().map(|q| q.tenant).collect();
+    let txs: Vec<Xid8> = queries.iter().map(|q| q.delivered.xid()).collect();
+    let seqs: Vec<i64> = queries.iter().map(|q| q.delivered.seq).collect();
+    // Type names never contain a comma; arrays of arrays would have to be rectangular.
+    let types: Vec<String> = queries.iter().map(|q| q.types.join(",")).collect();
+    let rows: Vec<StatusRow> = sqlx::query_as(
+        "SELECT u.id,
+                (SELECT count(*) FROM outbox o
+                 WHERE o.tenant_id = u.tenant AND (o.tx_id, o.seq) > (u.tx, u.seq)
+                   AND (u.types = '' OR o.event_type = ANY (string_to_array(u.types, ',')))) AS lag,
+                w.tx_id AS purged_tx, w.seq AS purged_seq,
+                (SELECT count(*) FROM webhook_deliveries d
+                 WHERE d.destination_id = u.id AND d.status = 'pending') AS pending,
+                (SELECT count(*) FROM webhook_deliveries d
+                 WHERE d.destination_id = u.id AND d.status = 'failed') AS failed
+         FROM UNNEST($1::uuid[], $2::text[], $3::xid8[], $4::int8[], $5::text[])
+              AS u (id, tenant, tx, seq, types)
+         LEFT JOIN outbox_watermarks w ON w.tenant_id = u.tenant",
     )
-    .bind(tenant)
-    .bind(after.tx_id.to_string())
-    .bind(after.seq)
-    .bind(types)
-    .fetch_one(db)
-    .await
+    .bind(&ids)
+    .bind(&tenants)
+    .bind(&txs)
+    .bind(&seqs)
+    .bind(&types)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let status = DeliveryStatus {
+                lag: row.lag,
+                purged_through: row
+                    .purged_tx
+                    .zip(row.purged_seq)
+                    .map(|(tx, seq)| Position::new(tx, seq)),
+                pending_deliveries: row.pending,
+                failed_deliveries: row.failed,
+            };
+            (row.id, status)
+        })
+        .collect())
+}
+
+/// How many destinations `tenant` has.
+#[tracing::instrument(skip_all)]
+pub async fn count_for_tenant(db: impl PgExecutor<'_>, tenant: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM destinations WHERE tenant_id = $1")
+        .bind(tenant)
+        .fetch_one(db)
+        .await
 }

@@ -1,34 +1,86 @@
-//! Reading the outbox in feed order (see `crate::feed` for why this order is final).
+//! The one reader of the outbox in feed order, used by the feed, the bus relay and the
+//! webhook driver (see `crate::feed` for why this order is final).
 
+use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
+use uuid::Uuid;
 
-use crate::feed::cursor::Position;
+use super::position::{Position, Xid8};
 
-/// What one feed statement saw, all under one snapshot.
+/// One outbox event with everything its readers need.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub position: Position,
+    pub id: Uuid,
+    /// `subject.action`
+    pub event_type: String,
+    pub entity: String,
+    pub entity_id: String,
+    pub change: String,
+    pub created: DateTime<Utc>,
+    /// The envelope exactly as stored and served.
+    pub envelope: String,
+}
+
+/// What one read saw, all under one snapshot.
 #[derive(Debug)]
-pub struct FeedRead {
+pub struct OutboxRead {
     /// The snapshot's xmin: every transaction below it has finished.
     pub xmin: u64,
-    /// Positions up to here may have been purged.
+    /// The tenant's positions up to here may have been purged.
     pub purged_through: Option<Position>,
-    pub rows: Vec<(Position, String)>,
+    /// With a type filter: the tenant's newest event of any type below the horizon. A
+    /// reader that got fewer rows than it asked for has seen everything up to here.
+    pub tenant_last: Option<Position>,
+    /// The tenant has committed events that are not served yet because an older
+    /// transaction (anywhere in the cluster) is still open.
+    pub held_back: bool,
+    pub rows: Vec<OutboxRow>,
 }
 
-type RawRow = (
-    String,
-    Option<String>,
-    Option<i64>,
-    Option<String>,
-    Option<i64>,
-    Option<String>,
-);
+impl OutboxRead {
+    /// The furthest position a reader that asked for `limit` rows after `after` may move
+    /// to once it has handled `rows`: past every row it got and, when it got fewer than
+    /// it asked for, past the tenant's events its filter skipped. Never behind `after`.
+    pub fn handled_through(&self, after: Position, limit: i64) -> Position {
+        let last_row = self.rows.last().map(|row| row.position);
+        let complete = (self.rows.len() as i64) < limit;
+        let skipped = self.tenant_last.filter(|_| complete);
+        [Some(after), last_row, skipped]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(after)
+    }
 
-fn parse_xid(text: &str) -> Result<u64, sqlx::Error> {
-    text.parse()
-        .map_err(|e: std::num::ParseIntError| sqlx::Error::Decode(Box::new(e)))
+    /// Whether `after` lies before what may have been purged: the events in between may
+    /// be gone.
+    pub fn is_gap(&self, after: Position) -> bool {
+        self.purged_through.is_some_and(|purged| after < purged)
+    }
 }
 
-/// Up to `limit` events of `tenant` after `after`, only from finished transactions.
+#[derive(sqlx::FromRow)]
+struct RawRow {
+    xmin: Xid8,
+    purged_tx: Option<Xid8>,
+    purged_seq: Option<i64>,
+    last_tx: Option<Xid8>,
+    last_seq: Option<i64>,
+    held_back: bool,
+    tx_id: Option<Xid8>,
+    seq: Option<i64>,
+    id: Option<Uuid>,
+    event_type: Option<String>,
+    entity: Option<String>,
+    entity_id: Option<String>,
+    change: Option<String>,
+    created: Option<DateTime<Utc>>,
+    envelope: Option<String>,
+}
+
+/// Up to `limit` events of `tenant` after `after` (of `types` only, when given), only
+/// from finished transactions, in feed order.
 #[tracing::instrument(skip_all)]
 pub async fn read(
     db: impl PgExecutor<'_>,
@@ -36,18 +88,29 @@ pub async fn read(
     after: Position,
     types: Option<&[String]>,
     limit: i64,
-) -> Result<FeedRead, sqlx::Error> {
+) -> Result<OutboxRead, sqlx::Error> {
+    // One statement, one snapshot: the horizon, the watermark and the rows agree.
     let raw: Vec<RawRow> = sqlx::query_as(
-        "WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
-         SELECT h.xmin::text,
-                (SELECT p.tx_id::text FROM outbox_purged p),
-                (SELECT p.seq FROM outbox_purged p),
-                o.tx_id::text, o.seq, o.envelope
+        "WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),
+              watermark AS (SELECT tx_id, seq FROM outbox_watermarks WHERE tenant_id = $1)
+         SELECT h.xmin,
+                (SELECT tx_id FROM watermark) AS purged_tx,
+                (SELECT seq FROM watermark) AS purged_seq,
+                last.tx_id AS last_tx, last.seq AS last_seq,
+                EXISTS (SELECT 1 FROM outbox WHERE tenant_id = $1 AND tx_id >= h.xmin) AS held_back,
+                o.tx_id, o.seq, o.id, o.event_type, o.entity, o.entity_id, o.change, o.created,
+                o.envelope
          FROM horizon h
          LEFT JOIN LATERAL (
-             SELECT tx_id, seq, envelope FROM outbox
+             SELECT tx_id, seq FROM outbox
+             WHERE $4::text[] IS NOT NULL AND tenant_id = $1 AND tx_id < h.xmin
+             ORDER BY tx_id DESC, seq DESC LIMIT 1
+         ) last ON true
+         LEFT JOIN LATERAL (
+             SELECT tx_id, seq, id, event_type, entity, entity_id, change, created, envelope
+             FROM outbox
              WHERE tenant_id = $1
-               AND (tx_id, seq) > ($2::text::xid8, $3)
+               AND (tx_id, seq) > ($2, $3)
                AND tx_id < h.xmin
                AND ($4::text[] IS NULL OR event_type = ANY ($4))
              ORDER BY tx_id, seq
@@ -55,62 +118,53 @@ pub async fn read(
          ) o ON true",
     )
     .bind(tenant)
-    .bind(after.tx_id.to_string())
+    .bind(after.xid())
     .bind(after.seq)
     .bind(types)
     .bind(limit)
     .fetch_all(db)
     .await?;
 
-    let mut read = FeedRead {
+    let mut read = OutboxRead {
         xmin: 0,
         purged_through: None,
+        tenant_last: None,
+        held_back: false,
         rows: Vec::with_capacity(raw.len()),
     };
-    for (xmin, purged_tx, purged_seq, tx_id, seq, envelope) in raw {
-        read.xmin = parse_xid(&xmin)?;
-        if let (Some(tx), Some(seq)) = (purged_tx, purged_seq) {
-            read.purged_through = Some(Position {
-                tx_id: parse_xid(&tx)?,
-                seq,
+    for row in raw {
+        read.xmin = row.xmin.0;
+        read.held_back = row.held_back;
+        read.purged_through = row.purged_tx.zip(row.purged_seq).map(pair);
+        read.tenant_last = row.last_tx.zip(row.last_seq).map(pair);
+        if let (Some(tx_id), Some(seq), Some(id), Some(event_type)) =
+            (row.tx_id, row.seq, row.id, row.event_type)
+        {
+            read.rows.push(OutboxRow {
+                position: Position::new(tx_id, seq),
+                id,
+                event_type,
+                entity: row.entity.unwrap_or_default(),
+                entity_id: row.entity_id.unwrap_or_default(),
+                change: row.change.unwrap_or_default(),
+                created: row.created.unwrap_or_default(),
+                envelope: row.envelope.unwrap_or_default(),
             });
-        }
-        if let (Some(tx_id), Some(seq), Some(envelope)) = (tx_id, seq, envelope) {
-            let position = Position {
-                tx_id: parse_xid(&tx_id)?,
-                seq,
-            };
-            read.rows.push((position, envelope));
         }
     }
     Ok(read)
 }
 
-/// Whether `tenant` has committed events after `after` that are not served yet because an
-/// older transaction is still running.
-#[tracing::instrument(skip_all)]
-pub async fn has_pending(
-    db: impl PgExecutor<'_>,
-    tenant: &str,
-    after: Position,
-) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM outbox
-                        WHERE tenant_id = $1 AND (tx_id, seq) > ($2::text::xid8, $3)
-                          AND tx_id >= pg_snapshot_xmin(pg_current_snapshot()))",
-    )
-    .bind(tenant)
-    .bind(after.tx_id.to_string())
-    .bind(after.seq)
-    .fetch_one(db)
-    .await
+fn pair((tx_id, seq): (Xid8, i64)) -> Position {
+    Position::new(tx_id, seq)
 }
 
+/// The stored envelope of one of `tenant`'s events.
 #[tracing::instrument(skip_all)]
 pub async fn get_event(
     db: impl PgExecutor<'_>,
     tenant: &str,
-    id: uuid::Uuid,
+    id: Uuid,
 ) -> Result<Option<String>, sqlx::Error> {
     sqlx::query_scalar("SELECT envelope FROM outbox WHERE tenant_id = $1 AND id = $2")
         .bind(tenant)
@@ -119,73 +173,68 @@ pub async fn get_event(
         .await
 }
 
-/// The newest position older than `cutoff` among finished transactions, but never past
-/// what an enabled destination has yet to confirm: everything up to it may be purged. A
-/// destination that is down for longer than the retention keeps its events.
+/// The position just before the tenant's first event created at or after `since`, or
+/// `None` when there is no such event.
 #[tracing::instrument(skip_all)]
-pub async fn retention_cutoff(
+pub async fn position_before(
     db: impl PgExecutor<'_>,
-    cutoff: chrono::DateTime<chrono::Utc>,
+    tenant: &str,
+    since: DateTime<Utc>,
 ) -> Result<Option<Position>, sqlx::Error> {
-    let row: Option<(String, i64)> = sqlx::query_as(
-        "WITH aged AS (
-             SELECT tx_id, seq FROM outbox
-             WHERE created < $1 AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-             ORDER BY tx_id DESC, seq DESC LIMIT 1
-         ),
-         undelivered AS (
-             SELECT delivered_tx AS tx_id, delivered_seq AS seq FROM destinations
-             WHERE enabled ORDER BY delivered_tx, delivered_seq LIMIT 1
-         )
-         SELECT tx_id::text, seq FROM (SELECT * FROM aged UNION ALL SELECT * FROM undelivered) AS bounds
-         WHERE EXISTS (SELECT 1 FROM aged)
-         ORDER BY bounds.tx_id, bounds.seq LIMIT 1",
+    let row: Option<(Xid8, i64)> = sqlx::query_as(
+        "SELECT tx_id, seq FROM outbox WHERE tenant_id = $1 AND created >= $2
+         ORDER BY outbox.tx_id, outbox.seq LIMIT 1",
     )
-    .bind(cutoff)
+    .bind(tenant)
+    .bind(since)
     .fetch_optional(db)
     .await?;
-    row.map(|(tx, seq)| {
-        Ok(Position {
-            tx_id: parse_xid(&tx)?,
-            seq,
-        })
+    Ok(row.map(|(tx_id, seq)| Position::new(tx_id, seq - 1)))
+}
+
+/// The horizon now: no event can ever appear at or before `Position::horizon(xmin)`, and
+/// no transaction has an id at or above `next` yet.
+#[derive(Debug, Clone, Copy)]
+pub struct Horizon {
+    pub xmin: u64,
+    pub next: u64,
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn horizon(db: impl PgExecutor<'_>) -> Result<Horizon, sqlx::Error> {
+    let (xmin, next): (Xid8, Xid8) = sqlx::query_as(
+        "SELECT pg_snapshot_xmin(s), pg_snapshot_xmax(s) FROM pg_current_snapshot() AS s",
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(Horizon {
+        xmin: xmin.0,
+        next: next.0,
     })
-    .transpose()
 }
 
-/// Raises the purge watermark to `through` (never lowers it).
-#[tracing::instrument(skip_all)]
-pub async fn raise_watermark(
-    db: impl PgExecutor<'_>,
-    through: Position,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO outbox_purged (tx_id, seq) VALUES ($1::text::xid8, $2)
-         ON CONFLICT (singleton) DO UPDATE SET tx_id = EXCLUDED.tx_id, seq = EXCLUDED.seq
-         WHERE (outbox_purged.tx_id, outbox_purged.seq) < (EXCLUDED.tx_id, EXCLUDED.seq)",
-    )
-    .bind(through.tx_id.to_string())
-    .bind(through.seq)
-    .execute(db)
-    .await?;
-    Ok(())
+/// The largest transaction id stored in positions, when it is not below the cluster's next
+/// one: the database was restored from a logical dump into another cluster, whose
+/// transaction ids start over. Every stored position is then ahead of every new event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewound {
+    pub stored: u64,
+    pub next: u64,
 }
 
-/// Deletes up to `batch` events at or before `through`; returns how many.
 #[tracing::instrument(skip_all)]
-pub async fn purge_through(
-    db: impl PgExecutor<'_>,
-    through: Position,
-    batch: i64,
-) -> Result<u64, sqlx::Error> {
-    let result = sqlx::query(
-        "DELETE FROM outbox WHERE ctid = ANY (ARRAY(
-             SELECT ctid FROM outbox WHERE (tx_id, seq) <= ($1::text::xid8, $2) LIMIT $3))",
+pub async fn rewound(db: impl PgExecutor<'_>) -> Result<Option<Rewound>, sqlx::Error> {
+    let (stored, next): (Option<Xid8>, Xid8) = sqlx::query_as(
+        "SELECT greatest((SELECT tx_id FROM outbox ORDER BY tx_id DESC LIMIT 1),
+                         (SELECT tx_id FROM outbox_watermarks ORDER BY tx_id DESC LIMIT 1)),
+                pg_snapshot_xmax(pg_current_snapshot())",
     )
-    .bind(through.tx_id.to_string())
-    .bind(through.seq)
-    .bind(batch)
-    .execute(db)
+    .fetch_one(db)
     .await?;
-    Ok(result.rows_affected())
+    Ok(stored
+        .filter(|stored| *stored >= next)
+        .map(|stored| Rewound {
+            stored: stored.0,
+            next: next.0,
+        }))
 }

@@ -4,7 +4,20 @@ use std::time::Duration;
 
 use sqlx::PgConnection;
 
-use crate::idempotency::{Scope, StoredResponse};
+/// Where a key lives: who called (a tenant, or the platform) and which endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyScope<'a> {
+    pub owner: &'a str,
+    pub endpoint: &'a str,
+}
+
+/// The answer stored for a key.
+#[derive(Debug, Clone, Copy)]
+pub struct SavedResponse<'a> {
+    pub status: u16,
+    pub body: &'a [u8],
+    pub location: Option<&'a str>,
+}
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct EarlierRequest {
@@ -28,7 +41,7 @@ pub async fn set_lock_timeout(conn: &mut PgConnection, wait: Duration) -> Result
 #[tracing::instrument(skip_all)]
 pub async fn claim(
     conn: &mut PgConnection,
-    scope: &Scope,
+    scope: KeyScope<'_>,
     key: &str,
     fingerprint: &[u8],
     ttl: Duration,
@@ -42,7 +55,7 @@ pub async fn claim(
              WHERE idempotency_keys.expires_at <= now()
          RETURNING true",
     )
-    .bind(&scope.owner)
+    .bind(scope.owner)
     .bind(scope.endpoint)
     .bind(key)
     .bind(fingerprint)
@@ -55,14 +68,14 @@ pub async fn claim(
 #[tracing::instrument(skip_all)]
 pub async fn find(
     conn: &mut PgConnection,
-    scope: &Scope,
+    scope: KeyScope<'_>,
     key: &str,
 ) -> Result<Option<EarlierRequest>, sqlx::Error> {
     sqlx::query_as(
         "SELECT fingerprint, response_status, response_body, location FROM idempotency_keys
          WHERE tenant_id = $1 AND scope = $2 AND key = $3",
     )
-    .bind(&scope.owner)
+    .bind(scope.owner)
     .bind(scope.endpoint)
     .bind(key)
     .fetch_optional(conn)
@@ -72,20 +85,20 @@ pub async fn find(
 #[tracing::instrument(skip_all)]
 pub async fn save_response(
     conn: &mut PgConnection,
-    scope: &Scope,
+    scope: KeyScope<'_>,
     key: &str,
-    response: &StoredResponse,
+    response: SavedResponse<'_>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE idempotency_keys SET response_status = $4, response_body = $5, location = $6
          WHERE tenant_id = $1 AND scope = $2 AND key = $3",
     )
-    .bind(&scope.owner)
+    .bind(scope.owner)
     .bind(scope.endpoint)
     .bind(key)
-    .bind(response.status.as_u16() as i16)
-    .bind(&response.body)
-    .bind(&response.location)
+    .bind(response.status as i16)
+    .bind(response.body)
+    .bind(response.location)
     .execute(conn)
     .await?;
     Ok(())

@@ -33,24 +33,49 @@ pub async fn insert(
     .await
 }
 
-/// Makes sure a platform key with this hash exists. A key that was revoked stays revoked
-/// (revocation is deliberate); the return value says whether it is usable.
+/// Makes the key with this hash the one platform key configured at start-up: creates it
+/// if needed, and revokes the key configured before it (keys made with the API or the CLI
+/// are not touched). A key that was revoked stays revoked (revocation is deliberate): the
+/// return value says whether it is usable, and nothing else changes when it is not.
 #[tracing::instrument(skip_all)]
-pub async fn ensure_platform(pool: &sqlx::PgPool, hash: &[u8]) -> Result<bool, sqlx::Error> {
+pub async fn install_configured_platform_key(
+    pool: &sqlx::PgPool,
+    hash: &[u8],
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
     sqlx::query(
-        "INSERT INTO api_keys (id, key_hash, role) VALUES ($1, $2, 'platform')
-         ON CONFLICT (key_hash) DO NOTHING",
+        "INSERT INTO api_keys (id, key_hash, role, configured) VALUES ($1, $2, 'platform', true)
+         ON CONFLICT (key_hash) DO UPDATE SET configured = true
+         WHERE api_keys.role = 'platform' AND api_keys.revoked_at IS NULL",
     )
     .bind(Uuid::now_v7())
     .bind(hash)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
-    sqlx::query_scalar(
+    let usable: bool = sqlx::query_scalar(
         "SELECT revoked_at IS NULL AND role = 'platform' FROM api_keys WHERE key_hash = $1",
     )
     .bind(hash)
-    .fetch_one(pool)
-    .await
+    .fetch_one(&mut *tx)
+    .await?;
+    if !usable {
+        return Ok(false);
+    }
+    let replaced = sqlx::query(
+        "UPDATE api_keys SET revoked_at = now()
+         WHERE configured AND key_hash <> $1 AND revoked_at IS NULL",
+    )
+    .bind(hash)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    if replaced.rows_affected() > 0 {
+        tracing::info!(
+            revoked = replaced.rows_affected(),
+            "EVENTGATE_PLATFORM_KEY changed: the previously configured platform key is revoked"
+        );
+    }
+    Ok(true)
 }
 
 #[tracing::instrument(skip_all)]

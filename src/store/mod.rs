@@ -4,10 +4,13 @@
 pub mod deposits;
 pub mod destinations;
 pub mod feed;
+pub mod horizon;
 pub mod idempotency;
 pub mod keys;
 pub mod outbox;
+pub mod position;
 pub mod read_model;
+pub mod retention;
 pub mod tenants;
 pub mod webhook_attempts;
 pub mod webhooks;
@@ -54,4 +57,11 @@ pub fn is_unstorable_text(err: &sqlx::Error) -> bool {
 /// needs. Answered 409: retry later.
 pub fn is_lock_timeout(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03"))
+}
+
+/// True for a serialization failure (40001) or a deadlock (40P01): PostgreSQL rolled the
+/// whole transaction back, and it may be tried again.
+pub fn is_transient_conflict(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db)
+        if matches!(db.code().as_deref(), Some("40001" | "40P01")))
 }

@@ -36,3 +36,14 @@ pub async fn exists(db: impl PgExecutor<'_>, id: &str) -> Result<bool, sqlx::Err
         .fetch_one(db)
         .await
 }
+
+/// Locks the tenant's row until the transaction ends (serializing changes that must see
+/// each other, such as counting its destinations); `false` when there is no such tenant.
+#[tracing::instrument(skip_all)]
+pub async fn lock(db: impl PgExecutor<'_>, id: &str) -> Result<bool, sqlx::Error> {
+    let locked: Option<i32> = sqlx::query_scalar("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(db)
+        .await?;
+    Ok(locked.is_some())
+}

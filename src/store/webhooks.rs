@@ -1,77 +1,7 @@
 //! Webhook deliveries (a queue with retry state) and attempts.
 
-use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
-
-use crate::feed::cursor::Position;
-
-/// An outbox event with what the entity format needs.
-#[derive(Debug, Clone)]
-pub struct WebhookEvent {
-    pub position: Position,
-    pub id: Uuid,
-    pub entity: String,
-    pub entity_id: String,
-    pub change: String,
-    pub created: DateTime<Utc>,
-    pub envelope: String,
-}
-
-type EventRow = (
-    String,
-    i64,
-    Uuid,
-    String,
-    String,
-    String,
-    DateTime<Utc>,
-    String,
-);
-
-/// The tenant's events after `after`, under the feed's rule: only transactions below the
-/// snapshot's xmin, so the order is final (see `crate::feed`).
-#[tracing::instrument(skip_all)]
-pub async fn read_events(
-    db: impl PgExecutor<'_>,
-    tenant: &str,
-    after: Position,
-    types: Option<&[String]>,
-    limit: i64,
-) -> Result<Vec<WebhookEvent>, sqlx::Error> {
-    let rows: Vec<EventRow> = sqlx::query_as(
-        "SELECT tx_id::text, seq, id, entity, entity_id, change, created, envelope FROM outbox
-         WHERE tenant_id = $1 AND (tx_id, seq) > ($2::text::xid8, $3)
-           AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-           AND ($4::text[] IS NULL OR event_type = ANY ($4))
-         ORDER BY outbox.tx_id, outbox.seq LIMIT $5",
-    )
-    .bind(tenant)
-    .bind(after.tx_id.to_string())
-    .bind(after.seq)
-    .bind(types)
-    .bind(limit)
-    .fetch_all(db)
-    .await?;
-    rows.into_iter()
-        .map(
-            |(tx, seq, id, entity, entity_id, change, created, envelope)| {
-                let tx_id = tx
-                    .parse()
-                    .map_err(|e: std::num::ParseIntError| sqlx::Error::Decode(Box::new(e)))?;
-                Ok(WebhookEvent {
-                    position: Position { tx_id, seq },
-                    id,
-                    entity,
-                    entity_id,
-                    change,
-                    created,
-                    envelope,
-                })
-            },
-        )
-        .collect()
-}
 
 /// A message to queue for one destination.
 pub struct NewDelivery<'a> {
@@ -157,28 +87,6 @@ pub async fn queue_many(
     Ok(())
 }
 
-/// Moves the destination's feed position (only), `false` if it changed meanwhile.
-#[tracing::instrument(skip_all)]
-pub async fn advance(
-    conn: &mut PgConnection,
-    destination: Uuid,
-    from: Position,
-    to: Position,
-) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query(
-        "UPDATE destinations SET delivered_tx = $4::text::xid8, delivered_seq = $5
-         WHERE id = $1 AND delivered_tx = $2::text::xid8 AND delivered_seq = $3",
-    )
-    .bind(destination)
-    .bind(from.tx_id.to_string())
-    .bind(from.seq)
-    .bind(to.tx_id.to_string())
-    .bind(to.seq)
-    .execute(conn)
-    .await?;
-    Ok(result.rows_affected() == 1)
-}
-
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DueDelivery {
     pub id: i64,
@@ -260,16 +168,4 @@ pub async fn retry_now(
     .execute(db)
     .await?;
     Ok(result.rows_affected() > 0)
-}
-
-/// Pending and failed deliveries of a destination.
-#[tracing::instrument(skip_all)]
-pub async fn counts(db: impl PgExecutor<'_>, destination: Uuid) -> Result<(i64, i64), sqlx::Error> {
-    sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'failed')
-         FROM webhook_deliveries WHERE destination_id = $1",
-    )
-    .bind(destination)
-    .fetch_one(db)
-    .await
 }

@@ -97,7 +97,7 @@ async fn deposit_creates_the_deposit_and_its_funding_event(pool: PgPool) {
         json!([{"currency": "USD", "total": 1000}])
     );
 
-    let no_slash = post_deposit(&server, &key, None, &deposit(json!("5.25"))).await;
+    let no_slash = post_deposit(&server, &key, Some("no-slash"), &deposit(json!("5.25"))).await;
     assert_eq!(
         no_slash.status(),
         StatusCode::CREATED,
@@ -226,6 +226,7 @@ async fn bad_amounts_are_4xx_problems_and_change_nothing(pool: PgPool) {
         .http
         .post(server.url("/events/deposit/"))
         .bearer_auth(&key)
+        .header("idempotency-key", "raw")
         .header("content-type", "application/json")
         .body(format!(
             r#"{{"data":{{"amount":{},"currency":"USD","portfolio":"{PORTFOLIO}"}}}}"#,
@@ -237,7 +238,7 @@ async fn bad_amounts_are_4xx_problems_and_change_nothing(pool: PgPool) {
     assert_problem(raw_40_digits, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(deposits_and_funding_events(&server).await, (0, 0));
 
-    let exact_number = post_deposit(&server, &key, None, &deposit(json!(10.25))).await;
+    let exact_number = post_deposit(&server, &key, Some("exact"), &deposit(json!(10.25))).await;
     assert_eq!(
         exact_number.status(),
         StatusCode::CREATED,
@@ -265,13 +266,31 @@ async fn inactive_portfolio_refuses_deposits(pool: PgPool) {
 }
 
 #[sqlx::test]
-async fn required_key_config_makes_the_header_mandatory(pool: PgPool) {
-    let server = TestServer::start_with(pool, config(&["--require-idempotency-key", "true"])).await;
+async fn deposits_require_an_idempotency_key_by_default(pool: PgPool) {
+    let server = TestServer::start(pool).await;
     let key = setup(&server).await;
     let without = post_deposit(&server, &key, None, &deposit(json!("10"))).await;
-    assert_problem(without, StatusCode::BAD_REQUEST).await;
+    let problem = assert_problem(without, StatusCode::BAD_REQUEST).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Idempotency-Key"),
+        "{problem}"
+    );
+    assert_eq!(deposits_and_funding_events(&server).await, (0, 0));
     let with = post_deposit(&server, &key, Some("k"), &deposit(json!("10"))).await;
     assert_eq!(with.status(), StatusCode::CREATED);
+}
+
+#[sqlx::test]
+async fn the_idempotency_key_can_be_made_optional(pool: PgPool) {
+    let relaxed = config(&["--require-idempotency-key", "false"]);
+    let server = TestServer::start_with(pool, relaxed).await;
+    let key = setup(&server).await;
+    let without = post_deposit(&server, &key, None, &deposit(json!("10"))).await;
+    assert_eq!(without.status(), StatusCode::CREATED);
+    assert_eq!(deposits_and_funding_events(&server).await, (1, 1));
 }
 
 #[sqlx::test]
@@ -279,10 +298,10 @@ async fn tenant_isolation_for_deposits(pool: PgPool) {
     let server = TestServer::start(pool).await;
     let key_a = setup(&server).await;
     let key_b = server.tenant_with_key("bank-b").await;
-    let into_a = post_deposit(&server, &key_b, None, &deposit(json!("10"))).await;
+    let into_a = post_deposit(&server, &key_b, Some("k1"), &deposit(json!("10"))).await;
     assert_problem(into_a, StatusCode::NOT_FOUND).await;
 
-    let mine: Value = post_deposit(&server, &key_a, None, &deposit(json!("10")))
+    let mine: Value = post_deposit(&server, &key_a, Some("k2"), &deposit(json!("10")))
         .await
         .json()
         .await

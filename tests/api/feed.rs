@@ -417,7 +417,7 @@ async fn long_poll_wakes_on_commit(pool: PgPool) {
     let started = Instant::now();
     let poll =
         tokio::spawn(async move { http.get(url).bearer_auth(poll_key).send().await.unwrap() });
-    while server.state.notifier.waiting("acme") == 0 {
+    while server.state.notifier.subscribers("acme") == 0 {
         tokio::task::yield_now().await;
     }
     server.create_portfolio("acme", "P1").await;
@@ -481,7 +481,7 @@ async fn shutdown_releases_waiting_long_polls(pool: PgPool) {
     let url = server.url("/events/?wait=30");
     let started = Instant::now();
     let poll = tokio::spawn(async move { http.get(url).bearer_auth(key).send().await.unwrap() });
-    while server.state.notifier.waiting("acme") == 0 {
+    while server.state.notifier.subscribers("acme") == 0 {
         tokio::task::yield_now().await;
     }
     drop(server);
@@ -510,7 +510,7 @@ async fn long_polls_per_tenant_are_capped_with_429(pool: PgPool) {
     let url = server.url("/events/?wait=30");
     let first_key = key.clone();
     let _first = tokio::spawn(async move { http.get(url).bearer_auth(first_key).send().await });
-    while server.state.notifier.waiting("acme") == 0 {
+    while server.state.notifier.subscribers("acme") == 0 {
         tokio::task::yield_now().await;
     }
     let second = server.get("/events/?wait=30", &key).await;

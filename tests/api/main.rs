@@ -17,6 +17,7 @@ mod positions;
 mod private_rabbit;
 mod proxy;
 mod receiver;
+mod retention;
 mod scale_out;
 mod slow_consumers;
 mod webhooks;

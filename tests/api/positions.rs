@@ -9,7 +9,8 @@ use sqlx::PgPool;
 
 const TENANT: &str = "acme";
 
-/// Two events, the one of transaction 100 inserted first.
+/// Two events two hours old, the one of transaction 100 inserted first and created a
+/// minute after the other.
 async fn events_in_transactions_99_and_100(pool: &PgPool) -> (Position, Position) {
     sqlx::query("INSERT INTO tenants (id, name) VALUES ($1, $1)")
         .bind(TENANT)
@@ -21,7 +22,7 @@ async fn events_in_transactions_99_and_100(pool: &PgPool) -> (Position, Position
         let seq: i64 = sqlx::query_scalar(
             "INSERT INTO outbox (id, tenant_id, tx_id, event_type, entity, entity_id, change, created, envelope)
              VALUES (gen_random_uuid(), $1, $2::xid8, 'portfolios.creation', 'Portfolio', $2, 'Created',
-                     now() - interval '2 hours', '{}')
+                     now() - interval '2 hours' + ($2::int - 99) * interval '1 minute', '{}')
              RETURNING seq",
         )
         .bind(TENANT)
@@ -38,32 +39,34 @@ async fn events_in_transactions_99_and_100(pool: &PgPool) -> (Position, Position
 }
 
 #[sqlx::test]
-async fn the_webhook_reader_takes_transaction_99_before_100(pool: PgPool) {
+async fn the_outbox_reader_takes_transaction_99_before_100(pool: PgPool) {
     let (p99, p100) = events_in_transactions_99_and_100(&pool).await;
-    let start = Position { tx_id: 0, seq: 0 };
-    let first = store::webhooks::read_events(&pool, TENANT, start, None, 1)
-        .await
-        .unwrap();
-    assert_eq!(first.len(), 1);
-    assert_eq!(
-        first[0].position, p99,
-        "a page cut after tx 100 would skip tx 99"
-    );
-    let both = store::webhooks::read_events(&pool, TENANT, start, None, 10)
-        .await
-        .unwrap();
-    let order: Vec<Position> = both.iter().map(|e| e.position).collect();
-    assert_eq!(order, vec![p99, p100]);
+    let types = ["portfolios.creation".to_owned()];
+    // Without and with a type filter: the feed, and destinations delivering some types.
+    for filter in [None, Some(&types[..])] {
+        let first = store::feed::read(&pool, TENANT, Position::START, filter, 1)
+            .await
+            .unwrap();
+        assert_eq!(first.rows.len(), 1);
+        assert_eq!(
+            first.rows[0].position, p99,
+            "a page cut after tx 100 would skip tx 99"
+        );
+        let both = store::feed::read(&pool, TENANT, Position::START, filter, 10)
+            .await
+            .unwrap();
+        let order: Vec<Position> = both.rows.iter().map(|e| e.position).collect();
+        assert_eq!(order, vec![p99, p100]);
+    }
 }
 
 #[sqlx::test]
 async fn replay_by_time_starts_before_transaction_99(pool: PgPool) {
     let (p99, _) = events_in_transactions_99_and_100(&pool).await;
-    let before =
-        store::destinations::position_before(&pool, TENANT, Utc::now() - Duration::days(1))
-            .await
-            .unwrap()
-            .expect("there are events");
+    let before = store::feed::position_before(&pool, TENANT, Utc::now() - Duration::days(1))
+        .await
+        .unwrap()
+        .expect("there are events");
     assert!(
         (before.tx_id, before.seq) < (p99.tx_id, p99.seq),
         "replay must include tx 99; it starts after {before:?}"
@@ -72,7 +75,14 @@ async fn replay_by_time_starts_before_transaction_99(pool: PgPool) {
 
 #[sqlx::test]
 async fn retention_keeps_what_a_destination_has_not_confirmed(pool: PgPool) {
-    let (p99, _) = events_in_transactions_99_and_100(&pool).await;
+    let (p99, p100) = events_in_transactions_99_and_100(&pool).await;
+    let cutoff = Utc::now() - Duration::hours(1);
+    let bound = |through| store::retention::TenantBound {
+        tenant: TENANT.to_owned(),
+        through,
+    };
+    let unpinned = store::retention::bounds(&pool, cutoff).await.unwrap();
+    assert_eq!(unpinned, vec![bound(p100)], "without a destination both go");
     // Both events are old enough to purge, but an enabled destination confirmed only tx 99.
     sqlx::query(
         "INSERT INTO destinations (id, tenant_id, kind, config, delivered_tx, delivered_seq)
@@ -84,12 +94,10 @@ async fn retention_keeps_what_a_destination_has_not_confirmed(pool: PgPool) {
     .execute(&pool)
     .await
     .unwrap();
-    let bound = store::feed::retention_cutoff(&pool, Utc::now() - Duration::hours(1))
-        .await
-        .unwrap();
+    let bounds = store::retention::bounds(&pool, cutoff).await.unwrap();
     assert_eq!(
-        bound,
-        Some(p99),
+        bounds,
+        vec![bound(p99)],
         "purging up to tx 100 would drop an unconfirmed event"
     );
 }

@@ -250,7 +250,14 @@ async fn the_last_failure_is_kept_and_can_be_retried(pool: PgPool) {
 
 #[sqlx::test]
 async fn gone_disables_and_retry_after_is_honoured(pool: PgPool) {
-    let server = TestServer::start_with(pool, config(&webhook_server_args(&[]))).await;
+    // Retry-After is honoured up to the longest configured delay (4 s here).
+    let args = [
+        "--allow-private-destinations",
+        "true",
+        "--webhook-retry-delays-secs",
+        "1,4",
+    ];
+    let server = TestServer::start_with(pool, config(&args)).await;
     let key = server.tenant_with_key("acme").await;
     let receiver = Receiver::start(|path, seen| match (path, seen) {
         ("/gone", _) => Reply::status(410),
@@ -306,6 +313,64 @@ async fn gone_disables_and_retry_after_is_honoured(pool: PgPool) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// An endpoint asking for an absurd `Retry-After` once crashed the send task (the date
+/// overflowed), leaving the delivery "in flight" with no attempt recorded. It is capped at
+/// the longest configured delay, recorded, and retried.
+#[sqlx::test]
+async fn an_absurd_retry_after_is_capped_and_the_delivery_retried(pool: PgPool) {
+    let args = [
+        "--allow-private-destinations",
+        "true",
+        "--webhook-retry-delays-secs",
+        "1,2",
+    ];
+    let server = TestServer::start_with(pool, config(&args)).await;
+    let key = server.tenant_with_key("acme").await;
+    let receiver = Receiver::start(|_, seen| match seen {
+        0 => Reply {
+            status: 503,
+            retry_after: Some(99_999_999_999_999),
+            ..Reply::default()
+        },
+        _ => Reply::status(200),
+    })
+    .await;
+    let hook = create_webhook(
+        &server,
+        &key,
+        json!({"kind": "webhook", "url": receiver.url("/")}),
+    )
+    .await;
+    server.create_portfolio("acme", "P1").await;
+
+    let requests = receiver
+        .wait_until("the retry after the capped Retry-After", |r| r.len() >= 2)
+        .await;
+    assert_eq!(
+        requests[0].header("webhook-id"),
+        requests[1].header("webhook-id"),
+        "the same message again"
+    );
+    let attempts = attempts_once(
+        &server,
+        &key,
+        &format!("/destinations/{}/attempts", hook["id"].as_str().unwrap()),
+        2,
+    )
+    .await;
+    let statuses: Vec<&Value> = attempts["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["response_status"])
+        .collect();
+    assert_eq!(
+        statuses,
+        [&json!(503), &json!(200)],
+        "both attempts recorded: {attempts}"
+    );
 }
 
 #[sqlx::test]

@@ -25,9 +25,12 @@ use chrono::Utc;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::RelayError;
+use super::batch::next_batch;
 use super::destination::{WebhookConfig, WebhookFormat};
 use crate::config::ServerConfig;
-use crate::store::destinations::DestinationRow;
+use crate::store::destinations::{self, DestinationRow};
+use crate::store::feed::OutboxRow;
 use crate::store::webhooks::{self as store, NewDelivery};
 
 /// Events moved from the feed into the queue per step.
@@ -123,7 +126,7 @@ pub async fn step(
     types: &[String],
     worker: &Worker,
     settings: &WebhookSettings,
-) -> Result<Progress, WebhookError> {
+) -> Result<Progress, RelayError> {
     let id = destination.id;
     let mut busy = false;
     if destination.enabled {
@@ -170,20 +173,13 @@ async fn queue_events(
     config: &WebhookConfig,
     types: &[String],
     settings: &WebhookSettings,
-) -> Result<bool, WebhookError> {
-    let from = destination.delivered()?;
-    let events = store::read_events(
-        pool,
-        &destination.tenant_id,
-        from,
-        (!types.is_empty()).then_some(types),
-        BATCH,
-    )
-    .await?;
-    let Some(last) = events.last().map(|e| e.position) else {
+) -> Result<bool, RelayError> {
+    let batch = next_batch(pool, destination, types, BATCH).await?;
+    if batch.is_idle() {
         return Ok(false);
-    };
-    let selected: Vec<&store::WebhookEvent> = events
+    }
+    let selected: Vec<&OutboxRow> = batch
+        .rows
         .iter()
         .filter(|e| config.entities.is_empty() || config.entities.contains(&e.entity))
         .collect();
@@ -222,10 +218,10 @@ async fn queue_events(
     let mut tx = pool.begin().await?;
     store::queue_many(&mut tx, destination.id, &deliveries).await?;
     // A replay moved the position meanwhile: drop this batch, the next step re-reads.
-    if store::advance(&mut tx, destination.id, from, last).await? {
+    if destinations::advance(&mut *tx, destination.id, batch.from, batch.through, false).await? {
         tx.commit().await?;
     }
-    Ok(true)
+    Ok(!batch.rows.is_empty())
 }
 
 fn resource_url(base: &str, entity: &str, id: &str) -> Option<String> {

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use sqlx::PgPool;
 use tokio::sync::{Notify, mpsc};
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::store::webhook_attempts::{self, AttemptRecord};
@@ -28,6 +29,7 @@ pub struct Finished {
 
 /// Starts the recorder of one destination; it ends when every sender is dropped.
 pub fn spawn(
+    tasks: &TaskTracker,
     pool: PgPool,
     destination: Uuid,
     in_flight: Arc<Mutex<HashSet<i64>>>,
@@ -35,7 +37,7 @@ pub fn spawn(
     capacity: usize,
 ) -> mpsc::Sender<Finished> {
     let (sender, mut receiver) = mpsc::channel::<Finished>(capacity);
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut batch = Vec::new();
         while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
             if let Err(err) = write(&pool, destination, &batch).await {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::Utc;
 use sqlx::PgPool;
 use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::recorder::{self, Finished};
@@ -31,6 +32,8 @@ pub struct Worker {
     /// refills at once.
     pub freed: Arc<Notify>,
     metrics: Metrics,
+    /// Sends run here, so shutdown waits for the ones under way.
+    tasks: TaskTracker,
 }
 
 impl Worker {
@@ -39,6 +42,7 @@ impl Worker {
         destination: Uuid,
         settings: &WebhookSettings,
         metrics: Metrics,
+        tasks: &TaskTracker,
     ) -> Result<Self, WebhookError> {
         crate::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
@@ -52,6 +56,7 @@ impl Worker {
         let in_flight: Arc<Mutex<HashSet<i64>>> = Arc::default();
         let freed: Arc<Notify> = Arc::default();
         let recorder = recorder::spawn(
+            tasks,
             pool.clone(),
             destination,
             in_flight.clone(),
@@ -65,6 +70,7 @@ impl Worker {
             recorder,
             freed,
             metrics,
+            tasks: tasks.clone(),
         })
     }
 
@@ -112,7 +118,7 @@ impl Worker {
                 self.metrics.clone(),
             );
             let (url, secrets, settings) = (config.url.clone(), secrets.to_vec(), settings.clone());
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 let outcome = send::attempt(
                     &client,
                     &url,
@@ -148,10 +154,10 @@ fn finished(
     let next_attempt_at = if outcome.succeeded() || outcome.gone() {
         None
     } else {
-        settings.retry_delays.get(attempt_number - 1).map(|delay| {
-            let delay = jittered(*delay).max(outcome.retry_after.unwrap_or_default());
-            Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX)
-        })
+        settings
+            .retry_delays
+            .get(attempt_number - 1)
+            .map(|delay| retry_at(*delay, outcome.retry_after, settings))
     };
     Finished {
         record: AttemptRecord {
@@ -166,6 +172,29 @@ fn finished(
         },
         gone: outcome.gone(),
     }
+}
+
+/// When to try again after `scheduled`, or later if the endpoint asked (`Retry-After`);
+/// what an endpoint asks is capped at the longest configured delay, so no answer can push
+/// a delivery out of reach or overflow the clock.
+fn retry_at(
+    scheduled: Duration,
+    asked: Option<Duration>,
+    settings: &WebhookSettings,
+) -> chrono::DateTime<Utc> {
+    let longest = settings
+        .retry_delays
+        .iter()
+        .max()
+        .copied()
+        .unwrap_or_default();
+    let delay = jittered(scheduled).max(asked.unwrap_or_default().min(longest));
+    let now = Utc::now();
+    chrono::Duration::from_std(delay)
+        .ok()
+        .and_then(|delay| now.checked_add_signed(delay))
+        // Unreachable with delays capped at 30 days by the configuration.
+        .unwrap_or(now)
 }
 
 /// Up to ±10% around `delay`, so retries of many messages do not arrive in lockstep.
