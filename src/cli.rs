@@ -34,7 +34,7 @@ pub enum Command {
         #[command(flatten)]
         database: DatabaseArgs,
         #[command(flatten)]
-        server: ServerConfig,
+        server: Box<ServerConfig>,
     },
     /// Apply pending database migrations and exit.
     Migrate {

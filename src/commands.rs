@@ -40,7 +40,7 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
     telemetry::init(cli.log_format);
     crate::tls::install_crypto_provider();
     match cli.command {
-        Command::Serve { database, server } => serve(database, server).await,
+        Command::Serve { database, server } => serve(database, *server).await,
         Command::Migrate { database } => {
             Database::open(&database).await?.close().await;
             tracing::info!("migrations applied");

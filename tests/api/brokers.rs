@@ -44,6 +44,34 @@ impl Received {
     }
 }
 
+/// Declares `exchange` (topic, as `AmqpQueue::bind_new` does) with no queue bound to it.
+pub async fn declare_unbound_exchange(exchange: &str) {
+    let connection = Connection::connect(AMQP_URL, ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ on 127.0.0.1:5672 (scripts/test.sh starts it)");
+    let channel = connection.create_channel().await.unwrap();
+    declare_exchange(&channel, exchange, false).await;
+    let _ = connection.close(0, ShortString::from("done")).await;
+}
+
+/// A topic exchange; a durable one survives a broker restart, another goes with its last
+/// binding.
+async fn declare_exchange(channel: &Channel, exchange: &str, durable: bool) {
+    channel
+        .exchange_declare(
+            ShortString::from(exchange),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable,
+                auto_delete: !durable,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+}
+
 impl AmqpQueue {
     /// Declares `exchange` (topic) and an exclusive queue bound to all of it.
     pub async fn bind_new(exchange: &str) -> Self {
@@ -75,19 +103,7 @@ impl AmqpQueue {
             .await
             .expect("RabbitMQ on 127.0.0.1:5672 (scripts/test.sh starts it)");
         let channel = connection.create_channel().await.unwrap();
-        channel
-            .exchange_declare(
-                ShortString::from(exchange),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable,
-                    auto_delete: !durable,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
+        declare_exchange(&channel, exchange, durable).await;
         let (name, options) = if durable {
             let options = QueueDeclareOptions {
                 durable: true,

@@ -133,13 +133,12 @@ async fn destinations_are_managed_with_credentials_redacted(pool: PgPool) {
     .await;
 
     let patched: Value = server
-        .http
-        .patch(server.url(&format!("/destinations/{id}")))
-        .bearer_auth(&key_a)
-        .json(&json!({"enabled": false, "types": ["portfolios.creation"], "routing_key": "other"}))
-        .send()
+        .patch(
+            &format!("/destinations/{id}"),
+            &key_a,
+            &json!({"enabled": false, "types": ["portfolios.creation"], "routing_key": "other"}),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -624,18 +623,117 @@ async fn retention_never_purges_what_a_destination_has_not_confirmed(pool: PgPoo
 
     // Once disabled, the destination no longer holds the feed back.
     server
-        .http
-        .patch(server.url(&format!(
-            "/destinations/{}",
-            destination["id"].as_str().unwrap()
-        )))
-        .bearer_auth(&key)
-        .json(&json!({"enabled": false}))
-        .send()
-        .await
-        .unwrap();
+        .patch(
+            &format!("/destinations/{}", destination["id"].as_str().unwrap()),
+            &key,
+            &json!({"enabled": false}),
+        )
+        .await;
     let purged = eventgate::maintenance::purge_feed(&server.pool, Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(purged, 2);
+}
+
+/// RabbitMQ acknowledges, then drops, a message no queue is bound to receive, unless it
+/// is published `mandatory`. Such a message must fail the batch, not move the position.
+#[sqlx::test]
+async fn an_unroutable_amqp_message_fails_until_a_queue_is_bound(pool: PgPool) {
+    let server = TestServer::start(pool).await;
+    let key = server.tenant_with_key("acme").await;
+    let exchange = unique("unbound");
+    crate::brokers::declare_unbound_exchange(&exchange).await;
+    let destination = create_destination(
+        &server,
+        &key,
+        json!({"kind": "amqp", "url": AMQP_URL, "exchange": exchange}),
+    )
+    .await;
+    let id = destination["id"].as_str().unwrap();
+    server.create_portfolio("acme", "P1").await;
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let failing = loop {
+        let view: Value = server
+            .get(&format!("/destinations/{id}"), &key)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if view["status"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unroutable"))
+        {
+            break view;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the return was never reported: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        failing["status"]["lag"], 1,
+        "the position did not move past it"
+    );
+    assert!(failing["status"]["failing_since"].is_string());
+
+    let queue = AmqpQueue::bind_new(&exchange).await;
+    let received = queue.take(1).await;
+    let body: Value = serde_json::from_str(&received[0].body).unwrap();
+    assert_eq!(body["data"]["id"], "P1", "sent again once a queue is bound");
+    let caught_up = wait_caught_up(&server, &key, id).await;
+    assert!(caught_up["status"]["last_error"].is_null());
+}
+
+/// A tenant may have at most the configured number of destinations, even when it creates
+/// many at once.
+#[sqlx::test]
+async fn destinations_per_tenant_are_capped_even_when_created_at_once(pool: PgPool) {
+    let server = TestServer::start_with(
+        pool,
+        config(&["--max-destinations-per-tenant", "3", "--relay", "false"]),
+    )
+    .await;
+    let key = server.tenant_with_key("acme").await;
+    let creates: Vec<_> = (0..10)
+        .map(|_| {
+            let (http, url, key) = (
+                server.http.clone(),
+                server.url("/destinations"),
+                key.clone(),
+            );
+            let body = json!({"kind": "amqp", "url": AMQP_URL, "exchange": unique("cap")});
+            tokio::spawn(async move {
+                http.post(url)
+                    .bearer_auth(key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for create in creates {
+        let response = create.await.unwrap();
+        if response.status() == StatusCode::CREATED {
+            created += 1;
+        } else {
+            let problem = assert_problem(response, StatusCode::CONFLICT).await;
+            assert!(
+                problem["detail"].as_str().unwrap().contains("maximum of 3"),
+                "{problem}"
+            );
+        }
+    }
+    assert_eq!(created, 3);
+    assert_eq!(server.count("SELECT count(*) FROM destinations").await, 3);
+    let listed: Value = server
+        .get("/destinations", &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 3);
 }

@@ -425,3 +425,93 @@ async fn hundred_concurrent_distinct_keys_make_hundred_deposits(
         "exact sum, scale kept"
     );
 }
+
+/// A deadlock (or serialization failure) rolls the whole transaction back, idempotency
+/// claim included, so the server tries it again instead of answering 500. The deadlock is
+/// real: this test holds the funding row the deposit needs, then asks for the portfolio
+/// lock the deposit holds; PostgreSQL aborts the deposit's transaction (40P01).
+#[sqlx::test]
+async fn a_deadlocked_deposit_is_tried_again_and_made_once(
+    options: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let server = TestServer::start(big_pool(options, connect).await).await;
+    let key = setup(&server).await;
+    let first = post_deposit(&server, &key, Some("first"), &deposit(json!("1"))).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+
+    let mut blocker = server.pool.begin().await.unwrap();
+    // This session never runs the deadlock check first: the deposit's session does.
+    sqlx::query("SET LOCAL deadlock_timeout = '60s'")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let blocker_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *blocker)
+        .await
+        .unwrap();
+    sqlx::query(
+        "SELECT 1 FROM portfolio_funding WHERE tenant_id = 'acme' AND portfolio_id = $1 FOR UPDATE",
+    )
+    .bind(PORTFOLIO)
+    .execute(&mut *blocker)
+    .await
+    .unwrap();
+
+    let (http, url, key2) = (
+        server.http.clone(),
+        server.url("/events/deposit/"),
+        key.clone(),
+    );
+    let deposit_request = tokio::spawn(async move {
+        http.post(url)
+            .bearer_auth(key2)
+            .header("idempotency-key", "deadlocked")
+            .json(&deposit(json!("2")))
+            .send()
+            .await
+            .unwrap()
+    });
+    // Wait until the deposit waits for the funding row (it holds the portfolio lock).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                            WHERE datname = current_database() AND pid <> $1 AND wait_event_type = 'Lock')",
+        )
+        .bind(blocker_pid)
+        .fetch_one(&server.pool)
+        .await
+        .unwrap();
+        if waiting {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deposit never waited for the row"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let portfolio = eventgate::catalogue::ids::EntityId::parse(PORTFOLIO).unwrap();
+    let lock_key = eventgate::catalogue::payloads::portfolio_lock_key("acme", &portfolio);
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(&lock_key)
+        .execute(&mut *blocker)
+        .await
+        .expect("the deposit's transaction was the one aborted");
+    blocker.rollback().await.unwrap();
+
+    let response = deposit_request.await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "tried again after the deadlock"
+    );
+    assert_eq!(
+        deposits_and_funding_events(&server).await,
+        (2, 2),
+        "made once"
+    );
+    let replay = post_deposit(&server, &key, Some("deadlocked"), &deposit(json!("2"))).await;
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+}

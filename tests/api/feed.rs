@@ -528,3 +528,84 @@ async fn long_polls_per_tenant_are_capped_with_429(pool: PgPool) {
         "the cap is per tenant"
     );
 }
+
+/// Relay drivers wait on the same wake-ups as long-polls; they must not take a tenant's
+/// long-poll places (a tenant with more destinations than the cap once got 429 on every
+/// `wait`).
+#[sqlx::test]
+async fn relay_drivers_do_not_take_long_poll_places(pool: PgPool) {
+    let args = [
+        "--max-long-polls-per-tenant",
+        "2",
+        "--allow-private-destinations",
+        "true",
+    ];
+    let server = TestServer::start_with(pool, crate::helpers::config(&args)).await;
+    let key = server.tenant_with_key("acme").await;
+    for _ in 0..3 {
+        let body = json!({"kind": "amqp", "url": crate::brokers::AMQP_URL,
+                          "exchange": crate::brokers::unique("idle")});
+        let created = server.post("/destinations", &key, &body).await;
+        assert_eq!(created.status(), StatusCode::CREATED);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.state.notifier.subscribers("acme") < 3 {
+        assert!(Instant::now() < deadline, "the three drivers never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let poll = server.get("/events/?wait=1", &key).await;
+    assert_eq!(
+        poll.status(),
+        StatusCode::OK,
+        "three idle drivers, yet a long-poll waits"
+    );
+}
+
+/// Many long-polls at once: exactly the cap wait, every other one is 429 (the count is
+/// taken with the place, so no two requests can both see room for one).
+#[sqlx::test]
+async fn concurrent_long_polls_never_exceed_the_cap(pool: PgPool) {
+    const CAP: usize = 5;
+    const POLLS: usize = 40;
+    let server = TestServer::start_with(
+        pool,
+        crate::helpers::config(&["--max-long-polls-per-tenant", "5"]),
+    )
+    .await;
+    let key = server.tenant_with_key("acme").await;
+    let polls: Vec<_> = (0..POLLS)
+        .map(|_| {
+            let (http, url, key) = (
+                server.http.clone(),
+                server.url("/events/?wait=30"),
+                key.clone(),
+            );
+            tokio::spawn(async move {
+                http.get(url)
+                    .bearer_auth(key)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    // The refused ones answer at once; the admitted ones wait until the server stops.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while polls.iter().filter(|p| p.is_finished()).count() < POLLS - CAP {
+        assert!(Instant::now() < deadline, "the refusals never came");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.state.long_polls.waiting_total(), CAP);
+    drop(server);
+    let mut statuses = Vec::new();
+    for poll in polls {
+        statuses.push(poll.await.unwrap());
+    }
+    let waited = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((waited, refused), (CAP, POLLS - CAP), "{statuses:?}");
+}

@@ -76,6 +76,16 @@ impl TestServer {
             .expect("request sent")
     }
 
+    pub async fn patch(&self, path: &str, key: &str, body: &Value) -> Response {
+        self.http
+            .patch(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     pub async fn get(&self, path: &str, key: &str) -> Response {
         self.http
             .get(self.url(path))
@@ -229,14 +239,38 @@ pub fn spawn_eventgate(
     port: u16,
     env: &[(&str, &str)],
 ) -> tokio::process::Child {
+    use std::process::Stdio;
+    spawn_eventgate_to(database_url, port, env, Stdio::null(), Stdio::null())
+}
+
+/// `spawn_eventgate`, with its log (stdout and stderr) written to `log`.
+pub fn spawn_eventgate_logged(
+    database_url: &str,
+    port: u16,
+    env: &[(&str, &str)],
+    log: &std::path::Path,
+) -> tokio::process::Child {
+    let file = std::fs::File::create(log).expect("log file");
+    let errors = file.try_clone().expect("log file");
+    spawn_eventgate_to(database_url, port, env, file.into(), errors.into())
+}
+
+fn spawn_eventgate_to(
+    database_url: &str,
+    port: u16,
+    env: &[(&str, &str)],
+    stdout: std::process::Stdio,
+    stderr: std::process::Stdio,
+) -> tokio::process::Child {
     tokio::process::Command::new(eventgate_binary())
         .arg("serve")
         .env("DATABASE_URL", database_url)
         .env("EVENTGATE_LISTEN", format!("127.0.0.1:{port}"))
         .env("EVENTGATE_PLATFORM_KEY", PLATFORM_KEY)
+        .env("EVENTGATE_LOG_FORMAT", "text")
         .envs(env.iter().copied())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .expect("eventgate starts")

@@ -182,13 +182,12 @@ async fn a_destination_behind_the_purge_shows_the_gap_and_waits_for_its_client(p
     assert_eq!(purged, 2);
 
     let enabled = server
-        .http
-        .patch(server.url(&format!("/destinations/{id}")))
-        .bearer_auth(&key)
-        .json(&json!({"enabled": true}))
-        .send()
-        .await
-        .unwrap();
+        .patch(
+            &format!("/destinations/{id}"),
+            &key,
+            &json!({"enabled": true}),
+        )
+        .await;
     assert_eq!(enabled.status(), StatusCode::OK);
     let shown: Value = enabled.json().await.unwrap();
     let gap = &shown["status"]["gap"];

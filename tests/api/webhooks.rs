@@ -617,13 +617,12 @@ async fn lifecycle_messages_and_heartbeats(pool: PgPool) {
     assert_eq!(heartbeat["entity_id"], 0);
 
     let patched = server
-        .http
-        .patch(server.url(&format!("/destinations/{id}")))
-        .bearer_auth(&key)
-        .json(&json!({"enabled": false}))
-        .send()
-        .await
-        .unwrap();
+        .patch(
+            &format!("/destinations/{id}"),
+            &key,
+            &json!({"enabled": false}),
+        )
+        .await;
     assert_eq!(patched.status(), StatusCode::OK);
     receiver
         .wait_until("Deactivated", |r| {
