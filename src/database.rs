@@ -89,11 +89,15 @@ impl Database {
 /// The `application_name` of eventgate's sessions, as `pg_stat_activity` shows them.
 pub const APPLICATION_NAME: &str = "eventgate";
 
-/// eventgate's settings for each of its sessions: its name, and the statement and
-/// idle-in-transaction timeouts of `args`.
+/// eventgate's settings for each of its sessions: its name (unless the URL gives one, e.g.
+/// to tell replicas apart), and the statement and idle-in-transaction timeouts of `args`.
 pub fn session_options(options: PgConnectOptions, args: &DatabaseArgs) -> PgConnectOptions {
     let seconds = |secs: u64| format!("{secs}s");
-    options.application_name(APPLICATION_NAME).options([
+    let options = match options.get_application_name() {
+        Some(_) => options,
+        None => options.application_name(APPLICATION_NAME),
+    };
+    options.options([
         ("statement_timeout", seconds(args.db_statement_timeout_secs)),
         (
             "idle_in_transaction_session_timeout",
