@@ -112,6 +112,13 @@ where
         let token = bearer_token(parts).ok_or(ApiError::Unauthorized)?;
         let principal = store::keys::find_active(&state.pool, &hash_key(token))
             .await?
+            .and_then(|key| {
+                Role::parse(&key.role).map(|role| Principal {
+                    key_id: key.id,
+                    role,
+                    tenant: key.tenant_id,
+                })
+            })
             .ok_or(ApiError::Unauthorized)?;
         if let Some(tenant) = &principal.tenant {
             state.rate_limit.check(tenant).map_err(|wait| {

@@ -115,6 +115,6 @@ async fn insert_key(
     }
     let key = NewKey::generate()?;
     let mut conn = database.pool.acquire().await?;
-    store::keys::insert(&mut conn, &key.hash, role, tenant).await?;
+    store::keys::insert(&mut conn, &key.hash, role.as_str(), tenant).await?;
     Ok(key.secret)
 }

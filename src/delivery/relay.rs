@@ -44,7 +44,7 @@ pub struct Relay {
     pub notifier: Notifier,
     pub settings: WebhookSettings,
     pub metrics: Metrics,
-    /// Drivers, webhook sends and recorders run here; shutdown waits for them.
+    /// Drivers run here (each waits for its own webhook sends); shutdown waits for them.
     pub tasks: TaskTracker,
 }
 
@@ -159,16 +159,29 @@ struct DriverState {
     wake: Option<(String, watch::Receiver<u64>)>,
 }
 
-/// Pushes one destination's events until it is disabled or deleted, or `stop`.
+/// Pushes one destination's events until it is disabled or deleted, or `stop`; then waits
+/// for the webhook sends it started.
 async fn drive(relay: Relay, id: Uuid, stop: CancellationToken) {
+    let mut state = DriverState::default();
+    drive_until_stopped(&relay, id, &stop, &mut state).await;
+    if let Some(worker) = state.worker.take() {
+        worker.finish().await;
+    }
+}
+
+async fn drive_until_stopped(
+    relay: &Relay,
+    id: Uuid,
+    stop: &CancellationToken,
+    state: &mut DriverState,
+) {
     let pool = &relay.pool;
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
-    let mut state = DriverState::default();
     while !stop.is_cancelled() {
         if let Some((_, wake)) = &mut state.wake {
             wake.mark_unchanged();
         }
-        let step = deliver_once(&relay, id, &mut state).await;
+        let step = deliver_once(relay, id, state).await;
         let idle = matches!(step, Ok(Step::Idle));
         let saturated = matches!(step, Ok(Step::Saturated));
         let pause = match step {
@@ -248,13 +261,9 @@ async fn deliver_once(
     if let SinkConfig::Webhook(webhook_config) = &config {
         let worker = match &mut state.worker {
             Some(worker) => worker,
-            None => state.worker.insert(Worker::new(
-                pool,
-                id,
-                settings,
-                relay.metrics.clone(),
-                &relay.tasks,
-            )?),
+            None => state
+                .worker
+                .insert(Worker::new(pool, id, settings, relay.metrics.clone())?),
         };
         let progress =
             webhook::step(pool, &destination, webhook_config, &types, worker, settings).await?;

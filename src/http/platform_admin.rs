@@ -94,7 +94,8 @@ async fn create_key(
     let bound_tenant = (body.role == Role::Client).then_some(tenant.as_str());
     let new_key = NewKey::generate().map_err(ApiError::internal)?;
     let mut conn = state.pool.acquire().await?;
-    let stored = store::keys::insert(&mut conn, &new_key.hash, body.role, bound_tenant).await?;
+    let stored =
+        store::keys::insert(&mut conn, &new_key.hash, body.role.as_str(), bound_tenant).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedKey {

@@ -4,8 +4,6 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use crate::auth::{Principal, Role};
-
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoredKey {
     pub id: Uuid,
@@ -18,7 +16,7 @@ pub struct StoredKey {
 pub async fn insert(
     conn: &mut PgConnection,
     hash: &[u8],
-    role: Role,
+    role: &str,
     tenant: Option<&str>,
 ) -> Result<StoredKey, sqlx::Error> {
     sqlx::query_as(
@@ -27,7 +25,7 @@ pub async fn insert(
     )
     .bind(Uuid::now_v7())
     .bind(hash)
-    .bind(role.as_str())
+    .bind(role)
     .bind(tenant)
     .fetch_one(conn)
     .await
@@ -78,24 +76,25 @@ pub async fn install_configured_platform_key(
     Ok(true)
 }
 
+/// A key that is not revoked, as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ActiveKey {
+    pub id: Uuid,
+    pub role: String,
+    pub tenant_id: Option<String>,
+}
+
 #[tracing::instrument(skip_all)]
 pub async fn find_active(
     db: impl PgExecutor<'_>,
     hash: &[u8],
-) -> Result<Option<Principal>, sqlx::Error> {
-    let row: Option<(Uuid, String, Option<String>)> = sqlx::query_as(
+) -> Result<Option<ActiveKey>, sqlx::Error> {
+    sqlx::query_as(
         "SELECT id, role, tenant_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
     )
     .bind(hash)
     .fetch_optional(db)
-    .await?;
-    Ok(row.and_then(|(key_id, role, tenant)| {
-        Role::parse(&role).map(|role| Principal {
-            key_id,
-            role,
-            tenant,
-        })
-    }))
+    .await
 }
 
 /// Revokes a key; `false` when there is no such active key.

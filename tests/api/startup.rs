@@ -23,9 +23,14 @@ async fn a_new_platform_key_at_start_up_revokes_the_previous_one(pool: PgPool) {
     let first = TestServer::start(pool.clone()).await;
     let made_with_the_cli = NewKey::generate().unwrap();
     let mut conn = pool.acquire().await.unwrap();
-    eventgate::store::keys::insert(&mut conn, &made_with_the_cli.hash, Role::Platform, None)
-        .await
-        .unwrap();
+    eventgate::store::keys::insert(
+        &mut conn,
+        &made_with_the_cli.hash,
+        Role::Platform.as_str(),
+        None,
+    )
+    .await
+    .unwrap();
     drop(conn);
     assert_eq!(
         first.get("/destinations", PLATFORM_KEY).await.status(),

@@ -32,7 +32,7 @@ pub struct Worker {
     /// refills at once.
     pub freed: Arc<Notify>,
     metrics: Metrics,
-    /// Sends run here, so shutdown waits for the ones under way.
+    /// The sends and the recorder of this worker; [`Worker::finish`] waits for them.
     tasks: TaskTracker,
 }
 
@@ -42,8 +42,8 @@ impl Worker {
         destination: Uuid,
         settings: &WebhookSettings,
         metrics: Metrics,
-        tasks: &TaskTracker,
     ) -> Result<Self, WebhookError> {
+        let tasks = TaskTracker::new();
         crate::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -56,7 +56,7 @@ impl Worker {
         let in_flight: Arc<Mutex<HashSet<i64>>> = Arc::default();
         let freed: Arc<Notify> = Arc::default();
         let recorder = recorder::spawn(
-            tasks,
+            &tasks,
             pool.clone(),
             destination,
             in_flight.clone(),
@@ -70,8 +70,19 @@ impl Worker {
             recorder,
             freed,
             metrics,
-            tasks: tasks.clone(),
+            tasks,
         })
+    }
+
+    /// Waits until the sends under way have finished and their outcomes are recorded: a
+    /// driver calls this before it stops, so nothing it started outlives it.
+    pub async fn finish(self) {
+        let tasks = self.tasks.clone();
+        // Dropping the worker drops its handle on the recorder, which stops once the last
+        // send has handed over its outcome.
+        drop(self);
+        tasks.close();
+        tasks.wait().await;
     }
 
     pub fn saturated(&self) -> bool {
