@@ -148,6 +148,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(limits, limits::enforce))
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::from_fn(drop_unusable_request_id))
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http()
@@ -178,6 +179,25 @@ async fn run_writes_to_completion(request: Request, next: Next) -> Response {
         // A panic in the handler, as CatchPanicLayer would see it inline.
         Err(err) => ApiError::internal(err).into_response(),
     }
+}
+
+/// Longest `x-request-id` echoed; a longer or unprintable one is replaced.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Keeps a client's `x-request-id` only when it is 1-128 visible ASCII characters: it is
+/// echoed and logged, so anything else is replaced by a generated one (never refused: it
+/// is a tracing aid, not an input).
+async fn drop_unusable_request_id(mut request: Request, next: Next) -> Response {
+    let usable = |value: &axum::http::HeaderValue| {
+        let bytes = value.as_bytes();
+        (1..=MAX_REQUEST_ID_LEN).contains(&bytes.len()) && bytes.iter().all(u8::is_ascii_graphic)
+    };
+    let headers = request.headers_mut();
+    let values: Vec<_> = headers.get_all("x-request-id").iter().collect();
+    if values.len() > 1 || values.first().is_some_and(|value| !usable(value)) {
+        headers.remove("x-request-id");
+    }
+    next.run(request).await
 }
 
 /// Answers 503 problem when a request outlives the configured timeout.

@@ -41,6 +41,12 @@ pub enum Command {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Print the HTTP contract (OpenAPI 3.1, YAML), generated from this binary's routes.
+    Openapi {
+        /// Instead of printing it, compare it with this file and fail when they differ.
+        #[arg(long, value_name = "FILE")]
+        check: Option<std::path::PathBuf>,
+    },
     /// Manage API keys.
     Keys {
         #[command(subcommand)]

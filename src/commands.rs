@@ -34,6 +34,15 @@ pub enum CommandError {
     Startup(#[from] app::StartupError),
     #[error(transparent)]
     Random(#[from] RandomnessError),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{0} is not the contract this code generates: regenerate it with `eventgate openapi > {0}`"
+    )]
+    StaleContract(String),
 }
 
 pub async fn run(cli: Cli) -> Result<(), CommandError> {
@@ -46,6 +55,7 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
             tracing::info!("migrations applied");
             Ok(())
         }
+        Command::Openapi { check } => openapi(check),
         Command::Keys {
             command:
                 KeysCommand::Create {
@@ -83,6 +93,24 @@ async fn serve_on(database: &Database, server: ServerConfig) -> Result<(), Comma
         tracing::warn!("background work did not finish within {SHUTDOWN_GRACE:?}; stopping anyway");
     }
     served
+}
+
+/// Prints the generated contract, or checks a file holds exactly it.
+fn openapi(check: Option<std::path::PathBuf>) -> Result<(), CommandError> {
+    let generated = crate::http::openapi::yaml();
+    let Some(path) = check else {
+        print!("{generated}");
+        return Ok(());
+    };
+    let committed = std::fs::read_to_string(&path).map_err(|source| CommandError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    if committed == generated {
+        Ok(())
+    } else {
+        Err(CommandError::StaleContract(path.display().to_string()))
+    }
 }
 
 async fn create_key(

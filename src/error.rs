@@ -154,13 +154,20 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem, as every error is answered.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Problem<'a> {
+    /// `/problems/{slug}`, stable per kind of error.
     #[serde(rename = "type")]
+    #[schemars(regex(pattern = r"^/problems/[a-z-]+$"))]
     kind: String,
+    /// The status's reason phrase.
     title: &'a str,
+    #[schemars(range(min = 400, max = 599))]
     status: u16,
+    /// What went wrong and what to fix, for a person.
     detail: String,
+    /// The request field at fault, for validation errors (`data.amount`).
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
 }

@@ -1,5 +1,5 @@
 //! eventgate: the events API server between a wealth-management platform and its b2b
-//! clients. See `README.md` for running it and `../shared/DESIGN.md` for the design.
+//! clients. See `README.md` for running it and `docs/ARCHITECTURE.md` for the design.
 
 pub mod app;
 pub mod auth;

@@ -292,6 +292,18 @@ impl TypePattern {
         }
     }
 
+    /// Every pattern `parse` accepts: each type's name, and `subject.*` for each subject.
+    pub fn every_pattern() -> Vec<String> {
+        let mut patterns: Vec<String> = EventType::all().map(EventType::name).collect();
+        for ty in EventType::all() {
+            let wildcard = format!("{}.*", ty.subject());
+            if !patterns.contains(&wildcard) {
+                patterns.push(wildcard);
+            }
+        }
+        patterns
+    }
+
     /// The event type names this pattern covers.
     pub fn names(&self) -> Vec<String> {
         EventType::all()

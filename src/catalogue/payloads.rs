@@ -283,23 +283,54 @@ pub fn portfolio_lock_key(tenant: &str, portfolio: &EntityId) -> String {
 
 impl EventData {}
 
-/// The JSON Schema of `ty`'s `data`.
+/// The JSON Schema of `ty`'s `data` as events carry it, standing alone (as `GET /catalogue`
+/// serves it; amounts are JSON numbers there).
 pub fn data_schema(ty: EventType) -> schemars::Schema {
+    (payload_schema(ty).root)(schemars::generate::SchemaSettings::default().for_serialize())
+}
+
+/// The JSON Schema of `ty`'s `data` as the platform publishes it (amounts as decimal
+/// strings), standing alone.
+pub fn publish_schema(ty: EventType) -> schemars::Schema {
+    (payload_schema(ty).root)(schemars::generate::SchemaSettings::default())
+}
+
+/// The JSON Schema of `ty`'s `data` within a larger document: a reference into the
+/// generator's definitions.
+pub fn data_subschema(
+    ty: EventType,
+    generator: &mut schemars::SchemaGenerator,
+) -> schemars::Schema {
+    (payload_schema(ty).sub)(generator)
+}
+
+/// The two forms of one payload type's schema.
+struct PayloadSchema {
+    root: fn(schemars::generate::SchemaSettings) -> schemars::Schema,
+    sub: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+}
+
+fn schema_of<T: JsonSchema>() -> PayloadSchema {
+    PayloadSchema {
+        root: |settings| settings.into_generator().into_root_schema_for::<T>(),
+        sub: |generator| generator.subschema_for::<T>(),
+    }
+}
+
+fn payload_schema(ty: EventType) -> PayloadSchema {
     use EventType as T;
     match ty {
-        T::PortfoliosCreation => schemars::schema_for!(PortfolioCreation),
-        T::PortfoliosStatusUpdate => schemars::schema_for!(PortfolioStatusUpdate),
-        T::PortfoliosFunding => schemars::schema_for!(PortfolioFunding),
-        T::PortfoliosDivestAmountUpdate => schemars::schema_for!(PortfolioDivestAmountUpdate),
-        T::OptimizationsStatusUpdate => schemars::schema_for!(OptimizationStatusUpdate),
-        T::OptimizationsOwnerChoiceUpdate => schemars::schema_for!(OptimizationOwnerChoiceUpdate),
-        T::PortfoliosRemoval => schemars::schema_for!(PortfolioRemoval),
-        T::UsersCreation => schemars::schema_for!(UserCreation),
-        T::UsersStatusUpdate | T::UsersAccountNumberUpdate => {
-            schemars::schema_for!(UserValueUpdate)
-        }
-        T::ProfilesResultUpdate => schemars::schema_for!(ProfileResultUpdate),
-        T::ProfilesAssessmentResultUpdate => schemars::schema_for!(ProfileAssessmentResultUpdate),
-        T::ReportsStatusUpdate => schemars::schema_for!(ReportStatusUpdate),
+        T::PortfoliosCreation => schema_of::<PortfolioCreation>(),
+        T::PortfoliosStatusUpdate => schema_of::<PortfolioStatusUpdate>(),
+        T::PortfoliosFunding => schema_of::<PortfolioFunding>(),
+        T::PortfoliosDivestAmountUpdate => schema_of::<PortfolioDivestAmountUpdate>(),
+        T::OptimizationsStatusUpdate => schema_of::<OptimizationStatusUpdate>(),
+        T::OptimizationsOwnerChoiceUpdate => schema_of::<OptimizationOwnerChoiceUpdate>(),
+        T::PortfoliosRemoval => schema_of::<PortfolioRemoval>(),
+        T::UsersCreation => schema_of::<UserCreation>(),
+        T::UsersStatusUpdate | T::UsersAccountNumberUpdate => schema_of::<UserValueUpdate>(),
+        T::ProfilesResultUpdate => schema_of::<ProfileResultUpdate>(),
+        T::ProfilesAssessmentResultUpdate => schema_of::<ProfileAssessmentResultUpdate>(),
+        T::ReportsStatusUpdate => schema_of::<ReportStatusUpdate>(),
     }
 }

@@ -256,7 +256,7 @@ async fn deliver_once(
     let kind = Kind::parse(&destination.kind)
         .ok_or_else(|| RelayError::UnknownKind(destination.kind.clone()))?;
     let config =
-        SinkConfig::parse(kind, destination.config.clone()).map_err(RelayError::Settings)?;
+        SinkConfig::stored(kind, destination.config.clone()).map_err(RelayError::Settings)?;
     let types = expand_types(&destination.types).map_err(RelayError::Settings)?;
     if let SinkConfig::Webhook(webhook_config) = &config {
         let worker = match &mut state.worker {

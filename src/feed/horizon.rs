@@ -15,7 +15,7 @@ use sqlx::PgPool;
 use crate::store::horizon::{self as store, Holder};
 
 /// A stall as clients see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct HeldBack {
     /// When the horizon last moved.
     pub since: DateTime<Utc>,

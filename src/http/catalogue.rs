@@ -1,27 +1,36 @@
 //! `GET /catalogue` (no auth): every event type with its entity mapping and the JSON Schema
 //! of its `data`.
 
+use aide::axum::ApiRouter;
+use aide::axum::routing::get_with;
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
 
 use crate::app::AppState;
-use crate::catalogue::payloads::data_schema;
+use crate::catalogue::payloads::{data_schema, publish_schema};
 use crate::catalogue::{ChangeRule, ENVELOPE_VERSION, EventType};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/catalogue", get(catalogue))
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new().api_route(
+        "/catalogue",
+        get_with(catalogue, |op| {
+            op.id("getCatalogue")
+                .summary("Every event type, its entity mapping and the JSON Schema of its data")
+                .tag("public")
+        }),
+    )
 }
 
-#[derive(Serialize)]
+/// The event catalogue.
+#[derive(Serialize, schemars::JsonSchema)]
 struct Catalogue {
     version: &'static str,
     preview_enabled: bool,
     types: Vec<TypeEntry>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct TypeEntry {
     #[serde(rename = "type")]
     name: String,
@@ -31,7 +40,11 @@ struct TypeEntry {
     entity: &'static str,
     /// `Created`, `Updated`, `Deleted`, or `CreatedThenUpdated` (first event creates).
     change: &'static str,
+    /// The JSON Schema of `data` as events carry it (amounts are JSON numbers).
     schema: schemars::Schema,
+    /// The JSON Schema of `data` as `POST /platform/events` takes it (amounts are decimal
+    /// strings).
+    publish_schema: schemars::Schema,
 }
 
 async fn catalogue(State(state): State<AppState>) -> Json<Catalogue> {
@@ -47,6 +60,7 @@ async fn catalogue(State(state): State<AppState>) -> Json<Catalogue> {
                 ChangeRule::CreatedIfNew => "CreatedThenUpdated",
             },
             schema: data_schema(ty),
+            publish_schema: publish_schema(ty),
         })
         .collect();
     Json(Catalogue {

@@ -1,23 +1,33 @@
-//! `GET /openapi.yaml`: the HTTP contract, as built into this binary.
+//! `GET /openapi.yaml`: the HTTP contract, generated from this binary's routes.
 
-use axum::Router;
+use aide::axum::ApiRouter;
+use aide::axum::routing::get_with;
 use axum::http::{HeaderValue, header};
-use axum::routing::get;
 
 use crate::app::AppState;
+use crate::http::openapi::{self, yaml_response};
 
-pub const OPENAPI: &str = include_str!("../../openapi.yaml");
-
-pub fn router() -> Router<AppState> {
-    Router::new().route("/openapi.yaml", get(openapi))
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new().api_route(
+        "/openapi.yaml",
+        get_with(served, |op| {
+            op.id("getOpenapi")
+                .summary("This document")
+                .tag("public")
+                .with(|mut op| {
+                    yaml_response(op.inner_mut());
+                    op
+                })
+        }),
+    )
 }
 
-async fn openapi() -> ([(header::HeaderName, HeaderValue); 1], &'static str) {
+async fn served() -> ([(header::HeaderName, HeaderValue); 1], &'static str) {
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/yaml"),
         )],
-        OPENAPI,
+        openapi::yaml(),
     )
 }

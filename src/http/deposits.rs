@@ -2,12 +2,17 @@
 //! `GET /deposits/{id}`. A deposit, its portfolio's funded total, its `portfolios.funding`
 //! outbox event and its idempotency record are written in one transaction.
 
+use std::borrow::Cow;
+
+use aide::axum::ApiRouter;
+use aide::axum::routing::{get_with, post_with};
+use aide::transform::TransformOperation;
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use chrono::{DateTime, SubsecRound, Utc};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -15,20 +20,76 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::ClientTenant;
 use crate::catalogue::ids::EntityId;
-use crate::catalogue::money::{Amount, Currency};
+use crate::catalogue::money::{
+    Amount, Currency, check_deposit_amount, deposit_amount_pattern, deposit_currencies,
+};
 use crate::catalogue::payloads::{PortfolioFunding, PortfolioStatus, portfolio_lock_key};
 use crate::catalogue::{EventData, EventType};
 use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::http::openapi::inputs::require_parameter;
+use crate::http::openapi::{Problems, Unparsed, link, replayed_header, response_header};
 use crate::http::retry;
 use crate::idempotency::{self, IdempotencyKeyHeader, Opened, Scope, StoredResponse};
 use crate::publish::publish;
 use crate::store::{deposits, read_model};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/events/deposit/", post(create_deposit))
-        .route("/events/deposit", post(create_deposit))
-        .route("/deposits/{id}", get(get_deposit))
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/events/deposit/",
+            post_with(create_deposit, |op| deposit_docs(op).id("createDeposit")),
+        )
+        .api_route(
+            "/events/deposit",
+            post_with(create_deposit, |op| {
+                deposit_docs(op)
+                    .id("createDepositWithoutSlash")
+                    .summary("Same as /events/deposit/")
+            }),
+        )
+        .api_route(
+            "/deposits/{id}",
+            get_with(get_deposit, |op| {
+                op.id("getDeposit")
+                    .summary("One deposit")
+                    .tag("client")
+                    .problems(&[404])
+            }),
+        )
+}
+
+fn deposit_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("Deposit into a portfolio (client key)")
+        .description(
+            "Creates the deposit and, in the same transaction, the outbound \
+             `portfolios.funding` event. The Idempotency-Key is required by default \
+             (EVENTGATE_REQUIRE_IDEMPOTENCY_KEY=false makes it optional): a retry with it \
+             never deposits twice. An unknown portfolio is 404, an INACTIVE one 409.",
+        )
+        .tag("client")
+        .response::<201, Json<DepositView>>()
+        .with(|mut op| {
+            let operation = op.inner_mut();
+            require_parameter(operation, "Idempotency-Key");
+            replayed_header(operation, 201);
+            link(
+                operation,
+                201,
+                "GetDeposit",
+                "getDeposit",
+                &[("id", "$response.body#/id")],
+            );
+            response_header(
+                operation,
+                201,
+                "Location",
+                true,
+                "The deposit: `/deposits/{id}`.",
+                json_schema!({"type": "string"}),
+            );
+            op
+        })
+        .problems(&[404, 409])
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,57 +101,107 @@ struct DepositRequest {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DepositData {
+    /// A decimal string (not a JSON number).
+    amount: String,
+    currency: Currency,
+    portfolio: EntityId,
+}
+
+/// `POST /events/deposit/`: `{"data": {"amount", "currency", "portfolio"}}`, the amount's
+/// decimals limited by its currency's minor unit.
+struct DepositRequestDoc;
+
+impl JsonSchema for DepositRequestDoc {
+    fn schema_name() -> Cow<'static, str> {
+        "DepositRequest".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let portfolio = generator.subschema_for::<EntityId>();
+        let by_currency: Vec<Value> = deposit_currencies()
+            .into_iter()
+            .map(|(digits, codes)| {
+                let name = format!("DepositWith{digits}Decimals");
+                let variant = serde_json::json!({
+                    "type": "object",
+                    "description": format!("A deposit in a currency whose minor unit has {digits} decimals."),
+                    "additionalProperties": false,
+                    "required": ["amount", "currency", "portfolio"],
+                    "properties": {
+                        "amount": {
+                            "type": "string",
+                            "description": "A decimal string greater than 0.",
+                            "pattern": deposit_amount_pattern(digits),
+                            "examples": ["1000"]
+                        },
+                        "currency": {"type": "string", "enum": codes},
+                        "portfolio": portfolio,
+                    }
+                });
+                generator.definitions_mut().insert(name.clone(), variant);
+                serde_json::json!({"$ref": format!("#/components/schemas/{name}")})
+            })
+            .collect();
+        json_schema!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["data"],
+            "properties": {"data": {"oneOf": by_currency}},
+            "examples": [{"data": {"amount": "1000", "currency": "USD", "portfolio": "P01F8ZSNV0J45R9DFZ3D7D8C26F"}}]
+        })
+    }
+}
+
+/// A deposit.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "Deposit")]
+struct DepositView {
+    id: Uuid,
+    portfolio: String,
+    /// A decimal string, as the request sent it.
+    amount: String,
+    #[schemars(with = "Currency")]
+    currency: String,
+    created: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct DepositPath {
+    id: Uuid,
+}
+
+/// The deposit a body asks for: its amount checked against its currency's rule.
+struct Deposit {
     amount: Amount,
     currency: Currency,
     portfolio: EntityId,
 }
 
-#[derive(Debug, Serialize)]
-struct DepositView {
-    id: Uuid,
-    portfolio: String,
-    /// A decimal string, as the request sends it.
-    amount: String,
-    currency: String,
-    created: DateTime<Utc>,
-}
-
-/// Checks the amount against its currency: positive, no more decimals than the minor unit.
-fn check_amount(amount: Amount, currency: Currency) -> Result<(), ApiError> {
-    if amount.is_zero() {
-        return Err(ApiError::invalid("data.amount", "must be greater than 0"));
-    }
-    let Some(digits) = currency.minor_unit_digits() else {
-        return Err(ApiError::invalid(
-            "data.currency",
-            format!(
-                "{} has no minor unit and cannot be deposited",
-                currency.code()
-            ),
-        ));
-    };
-    if amount.0.normalize().scale() > digits {
-        return Err(ApiError::invalid(
-            "data.amount",
-            format!("{} allows at most {digits} decimal places", currency.code()),
-        ));
-    }
-    Ok(())
-}
-
-fn parse_deposit(body: Value) -> Result<DepositData, ApiError> {
+fn parse_deposit(body: Value) -> Result<Deposit, ApiError> {
     let request: DepositRequest = serde_path_to_error::deserialize(body)
         .map_err(|err| ApiError::invalid(err.path().to_string(), err.into_inner().to_string()))?;
-    check_amount(request.data.amount, request.data.currency)?;
-    Ok(request.data)
+    let DepositData {
+        amount,
+        currency,
+        portfolio,
+    } = request.data;
+    let amount = check_deposit_amount(&amount, currency)
+        .map_err(|why| ApiError::invalid("data.amount", why))?;
+    Ok(Deposit {
+        amount,
+        currency,
+        portfolio,
+    })
 }
 
 async fn create_deposit(
     ClientTenant(tenant): ClientTenant,
     State(state): State<AppState>,
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
-    ApiJson(body): ApiJson<Value>,
+    ApiJson(body): ApiJson<Unparsed<DepositRequestDoc>>,
 ) -> Result<Response, ApiError> {
+    let body = body.value;
     if key.is_none() && state.config.require_idempotency_key {
         return Err(ApiError::bad_request(
             "this server requires an Idempotency-Key header on deposits",
@@ -117,7 +228,7 @@ async fn create_deposit(
 async fn record(
     state: &AppState,
     tenant: &str,
-    deposit: &DepositData,
+    deposit: &Deposit,
     request: idempotency::Request<'_>,
 ) -> Result<Response, ApiError> {
     let (mut tx, claim) =
@@ -182,7 +293,7 @@ async fn record(
 async fn get_deposit(
     ClientTenant(tenant): ClientTenant,
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<Uuid>,
+    ApiPath(DepositPath { id }): ApiPath<DepositPath>,
 ) -> Result<Json<DepositView>, ApiError> {
     let row = deposits::get(&state.pool, &tenant, id)
         .await?

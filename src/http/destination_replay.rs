@@ -2,27 +2,39 @@
 //! a feed cursor or a time, from the oldest event still kept (after a gap left by
 //! retention), or from now (skipping a backlog).
 
+use aide::axum::ApiRouter;
+use aide::axum::routing::post_with;
+use axum::Json;
 use axum::extract::State;
-use axum::routing::post;
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::Value;
-use uuid::Uuid;
 
-use super::destination_view::view;
-use super::destinations::find;
+use super::destination_view::{DestinationView, view};
+use super::destinations::{DestinationPath, find};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson, ApiPath};
-use crate::feed::cursor::Position;
+use crate::feed::cursor::{Cursor, Position};
+use crate::http::openapi::Problems;
 use crate::store::{destinations as store, feed, retention};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/destinations/{id}/replay", post(replay))
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new().api_route(
+        "/destinations/{id}/replay",
+        post_with(replay, |op| {
+            op.id("replayDestination")
+                .summary("Move the position: to a feed cursor, a time, the oldest kept event or now")
+                .description(
+                    "Also how a client resolves a gap left by retention (`{\"from\": \"oldest\"}`). \
+                     A cursor into the tenant's purged range is 410; one ahead of the feed, 409.",
+                )
+                .tag("destinations")
+                .problems(&[404, 409, 410])
+        }),
+    )
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 enum ReplayFrom {
     /// The oldest event still kept: acknowledges a gap and delivers what is left.
@@ -31,29 +43,42 @@ enum ReplayFrom {
     Now,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReplayRequest {
-    after: Option<String>,
-    since: Option<DateTime<Utc>>,
-    from: Option<ReplayFrom>,
+/// Exactly one of: `after` (a feed cursor), `since` (a time: the first event created at or
+/// after it), `from` (`oldest` or `now`).
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(untagged, deny_unknown_fields)]
+enum ReplayRequest {
+    After {
+        #[schemars(with = "Cursor")]
+        after: String,
+    },
+    Since {
+        since: DateTime<Utc>,
+    },
+    From {
+        from: ReplayFrom,
+    },
 }
 
 async fn replay(
     principal: Principal,
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<Uuid>,
+    ApiPath(DestinationPath { id }): ApiPath<DestinationPath>,
     ApiJson(body): ApiJson<ReplayRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DestinationView>, ApiError> {
     let row = find(&state, &principal, id).await?;
     let tenant = row.tenant_id.as_str();
     let horizon = feed::horizon(&state.pool).await?;
     let oldest = retention::watermark(&state.pool, tenant).await?;
-    let position = match (body.after, body.since, body.from) {
-        (Some(cursor), None, None) => {
-            let position = Position::decode(&cursor)
-                .filter(|position| position.tx_id < horizon.next)
+    let position = match body {
+        ReplayRequest::After { after } => {
+            let position = Position::decode(&after)
                 .ok_or_else(|| ApiError::invalid("after", "not a cursor this server issued"))?;
+            if position.tx_id >= horizon.next {
+                return Err(ApiError::conflict(
+                    "this cursor is ahead of the feed: no such position has been served yet",
+                ));
+            }
             if oldest.is_some_and(|oldest| position < oldest) {
                 return Err(ApiError::Gone {
                     detail: "events after this cursor were purged; replay with {\"from\": \"oldest\"} or a later cursor or time".into(),
@@ -61,18 +86,16 @@ async fn replay(
             }
             position
         }
-        (None, Some(since), None) => feed::position_before(&state.pool, tenant, since)
+        ReplayRequest::Since { since } => feed::position_before(&state.pool, tenant, since)
             .await?
             // Nothing created since then: deliver what commits from now on.
             .unwrap_or(Position::horizon(horizon.xmin)),
-        (None, None, Some(ReplayFrom::Oldest)) => oldest.unwrap_or(Position::START),
-        (None, None, Some(ReplayFrom::Now)) => Position::horizon(horizon.xmin),
-        _ => {
-            return Err(ApiError::UnprocessableBody {
-                detail: "send exactly one of `after` (a feed cursor), `since` (an RFC 3339 time) or `from` (\"oldest\" or \"now\")"
-                    .into(),
-            });
-        }
+        ReplayRequest::From {
+            from: ReplayFrom::Oldest,
+        } => oldest.unwrap_or(Position::START),
+        ReplayRequest::From {
+            from: ReplayFrom::Now,
+        } => Position::horizon(horizon.xmin),
     };
     store::set_position(&state.pool, id, position).await?;
     let row = find(&state, &principal, id).await?;

@@ -2,11 +2,17 @@
 //! status (lag, errors, a gap left by retention, a held-back horizon), read for many
 //! destinations at once.
 
-use serde_json::{Map, Value, json};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::delivery::destination::{Kind, SinkConfig, expand_types};
+use crate::delivery::destination::{
+    AmqpConfig, Kind, MqttConfig, SinkConfig, WebhookConfig, expand_types, redact_url,
+};
 use crate::error::ApiError;
+use crate::feed::cursor::Cursor;
 use crate::feed::horizon::HeldBack;
 use crate::store::destinations::{self as store, DeliveryStatus, DestinationRow, StatusQuery};
 
@@ -18,7 +24,7 @@ pub(super) fn kind_of(row: &DestinationRow) -> Result<Kind, ApiError> {
     Kind::parse(&row.kind).ok_or_else(|| ApiError::internal(UnknownKind(row.kind.clone())))
 }
 
-pub(super) fn take_object(body: Value) -> Result<Map<String, Value>, ApiError> {
+pub(super) fn take_object(body: Value) -> Result<serde_json::Map<String, Value>, ApiError> {
     match body {
         Value::Object(map) => Ok(map),
         _ => Err(ApiError::UnprocessableBody {
@@ -27,8 +33,142 @@ pub(super) fn take_object(body: Value) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
+/// A destination: where a tenant's events go, and how its delivery stands.
+#[derive(Debug, Serialize)]
+pub struct DestinationView {
+    pub id: Uuid,
+    pub tenant: String,
+    /// `kind` and its settings; URLs with their password shown as `***`.
+    #[serde(flatten)]
+    pub settings: ShownSettings,
+    /// Event types delivered (`subject.action` or `subject.*`); all when empty.
+    pub types: Vec<String>,
+    pub enabled: bool,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+    pub status: StatusView,
+    /// Webhooks: the signing secret, only in the answer to creation and to a rotation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// After a rotation: the old secret signs beside the new one until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_secret_valid_until: Option<DateTime<Utc>>,
+}
+
+/// A destination's settings by kind.
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ShownSettings {
+    Amqp(AmqpConfig),
+    Mqtt(MqttConfig),
+    Webhook(WebhookConfig),
+}
+
+impl schemars::JsonSchema for DestinationView {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Destination".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        <DestinationDoc as schemars::JsonSchema>::json_schema(generator)
+    }
+}
+
+/// A destination, documented as one whole object per kind (client generators make a model
+/// of each; the server writes [`DestinationView`], the same JSON).
+#[derive(schemars::JsonSchema)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+#[allow(dead_code)]
+enum DestinationDoc {
+    #[schemars(title = "AmqpDestination")]
+    Amqp(Shown<AmqpConfig>),
+    #[schemars(title = "MqttDestination")]
+    Mqtt(Shown<MqttConfig>),
+    #[schemars(title = "WebhookDestination")]
+    Webhook(Shown<WebhookConfig>),
+}
+
+/// A destination of one kind: its settings, and the fields every kind has.
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+struct Shown<Settings> {
+    id: Uuid,
+    tenant: String,
+    #[serde(flatten)]
+    settings: Settings,
+    /// Event types delivered (`subject.action` or `subject.*`); all when empty.
+    types: Vec<String>,
+    enabled: bool,
+    created: DateTime<Utc>,
+    updated: DateTime<Utc>,
+    status: StatusView,
+    /// Webhooks: the signing secret, only in the answer to creation and to a rotation.
+    secret: Option<String>,
+    /// After a rotation: the old secret signs beside the new one until then.
+    previous_secret_valid_until: Option<DateTime<Utc>>,
+}
+
+impl ShownSettings {
+    /// `config` with the password of its URL replaced.
+    fn redacted(config: SinkConfig) -> Self {
+        match config {
+            SinkConfig::Amqp(mut c) => {
+                c.url = redact_url(&c.url);
+                Self::Amqp(c)
+            }
+            SinkConfig::Mqtt(mut c) => {
+                c.url = redact_url(&c.url);
+                Self::Mqtt(c)
+            }
+            SinkConfig::Webhook(mut c) => {
+                c.url = redact_url(&c.url);
+                Self::Webhook(c)
+            }
+        }
+    }
+}
+
+/// How a destination's delivery stands.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct StatusView {
+    /// Everything up to this feed position is handed over.
+    #[schemars(with = "Cursor")]
+    pub delivered_through: String,
+    /// Events of its types after `delivered_through`.
+    pub lag: i64,
+    /// Set when its tenant's feed was purged past its position (it was disabled
+    /// meanwhile): the events in the range may be lost, and nothing is delivered until a
+    /// replay.
+    pub gap: Option<Gap>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub failing_since: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// Set while events wait because an open transaction in the PostgreSQL cluster holds
+    /// the feed back: names it.
+    pub held_back_by: Option<HeldBack>,
+    /// Webhooks: deliveries queued and not yet answered 2xx (0 for the buses).
+    pub pending_deliveries: i64,
+    /// Webhooks: deliveries that ran out of attempts, retryable (0 for the buses).
+    pub failed_deliveries: i64,
+    /// Webhooks: why it was disabled (410, continuous failure).
+    pub disabled_reason: Option<String>,
+}
+
+/// Feed positions after `after` through `through` may be gone.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Gap {
+    #[schemars(with = "Cursor")]
+    pub after: String,
+    #[schemars(with = "Cursor")]
+    pub through: String,
+}
+
 /// The client's view of one destination.
-pub(super) async fn view(state: &AppState, row: DestinationRow) -> Result<Value, ApiError> {
+pub(super) async fn view(
+    state: &AppState,
+    row: DestinationRow,
+) -> Result<DestinationView, ApiError> {
     let types = expand_types(&row.types)?;
     let mut statuses = store::statuses(&state.pool, &[StatusQuery::of(&row, &types)]).await?;
     let status = statuses.remove(&row.id).unwrap_or_default();
@@ -39,7 +179,7 @@ pub(super) async fn view(state: &AppState, row: DestinationRow) -> Result<Value,
 pub(super) async fn views(
     state: &AppState,
     rows: Vec<DestinationRow>,
-) -> Result<Vec<Value>, ApiError> {
+) -> Result<Vec<DestinationView>, ApiError> {
     let types = rows
         .iter()
         .map(|row| expand_types(&row.types))
@@ -63,39 +203,39 @@ fn shown(
     row: DestinationRow,
     status: &DeliveryStatus,
     held: Option<&HeldBack>,
-) -> Result<Value, ApiError> {
+) -> Result<DestinationView, ApiError> {
     let kind = kind_of(&row)?;
-    let config = SinkConfig::parse(kind, row.config.clone())?;
+    let config = SinkConfig::stored(kind, row.config.clone())?;
     let delivered = row.delivered();
-    let mut shown = take_object(config.redacted())?;
-    shown.insert("id".into(), json!(row.id));
-    shown.insert("tenant".into(), json!(row.tenant_id));
-    shown.insert("kind".into(), json!(row.kind));
-    shown.insert("types".into(), json!(row.types));
-    shown.insert("enabled".into(), json!(row.enabled));
-    shown.insert("created".into(), json!(row.created));
-    shown.insert("updated".into(), json!(row.updated));
-    // Events in (delivered, purged_through] may be gone: the client decides what to do.
     let gap = status
         .purged_through
         .filter(|purged| delivered < *purged)
-        .map(|purged| json!({"after": delivered.encode(), "through": purged.encode()}));
-    let mut body = json!({
-        "delivered_through": delivered.encode(),
-        "lag": status.lag,
-        "gap": gap,
-        "last_error": row.last_error,
-        "last_error_at": row.last_error_at,
-        "failing_since": row.failing_since,
-        "last_success_at": row.last_success_at,
-        // Events wait, but an open transaction somewhere in the cluster holds them back.
-        "held_back_by": held.filter(|_| status.lag > 0),
-    });
-    if kind == Kind::Webhook {
-        body["pending_deliveries"] = json!(status.pending_deliveries);
-        body["failed_deliveries"] = json!(status.failed_deliveries);
-        body["disabled_reason"] = json!(row.disabled_reason);
-    }
-    shown.insert("status".into(), body);
-    Ok(Value::Object(shown))
+        .map(|purged| Gap {
+            after: delivered.encode(),
+            through: purged.encode(),
+        });
+    Ok(DestinationView {
+        id: row.id,
+        tenant: row.tenant_id,
+        settings: ShownSettings::redacted(config),
+        types: row.types,
+        enabled: row.enabled,
+        created: row.created,
+        updated: row.updated,
+        status: StatusView {
+            delivered_through: delivered.encode(),
+            lag: status.lag,
+            gap,
+            last_error: row.last_error,
+            last_error_at: row.last_error_at,
+            failing_since: row.failing_since,
+            last_success_at: row.last_success_at,
+            held_back_by: held.filter(|_| status.lag > 0).cloned(),
+            pending_deliveries: status.pending_deliveries,
+            failed_deliveries: status.failed_deliveries,
+            disabled_reason: row.disabled_reason,
+        },
+        secret: None,
+        previous_secret_valid_until: None,
+    })
 }

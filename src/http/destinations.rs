@@ -2,28 +2,97 @@
 //! tenant's; a platform key may manage any tenant's (naming it with `tenant` on create).
 //! Broker credentials are never returned: URLs come back with the password replaced.
 
+use aide::axum::ApiRouter;
+use aide::axum::routing::{get_with, post_with};
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::destination_view::{kind_of, take_object, view, views};
+use super::destination_docs::{COMMON_FIELDS, DestinationPatch, DestinationRequest, fields_of};
+use super::destination_view::{DestinationView, kind_of, take_object, view, views};
 use crate::app::AppState;
 use crate::auth::{Principal, Role};
+use crate::delivery::destination::url::UrlKind;
 use crate::delivery::destination::{Kind, SinkConfig, expand_types};
 use crate::delivery::webhook;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::feed::cursor::Position;
+use crate::http::openapi::{Problems, Unparsed, link};
+use crate::http::tenant_id::TenantId;
 use crate::store::destinations::{self as store, DestinationRow, NewDestination};
 use crate::store::{feed, tenants};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/destinations", post(create).get(list))
-        .route("/destinations/{id}", get(read).patch(update).delete(remove))
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/destinations",
+            post_with(create, |op| {
+                op.id("createDestination")
+                    .summary("Create a destination (client key for its tenant, or platform key naming `tenant`)")
+                    .description(
+                        "Delivery starts with events committed from now on (replay reaches \
+                         further back). An unreachable broker is not an error: it shows in the \
+                         status. A tenant has at most EVENTGATE_MAX_DESTINATIONS_PER_TENANT \
+                         destinations (409 beyond).",
+                    )
+                    .tag("destinations")
+                    .response::<201, Json<DestinationView>>()
+                    .with(|mut op| {
+                        let operation = op.inner_mut();
+                        let id = [("id", "$response.body#/id")];
+                        for (name, target) in [
+                            ("GetDestination", "getDestination"),
+                            ("UpdateDestination", "updateDestination"),
+                            ("ReplayDestination", "replayDestination"),
+                            ("ListAttempts", "listAttempts"),
+                            ("RotateSecret", "rotateSecret"),
+                            ("DeleteDestination", "deleteDestination"),
+                        ] {
+                            link(operation, 201, name, target, &id);
+                        }
+                        op
+                    })
+                    .problems(&[403, 404, 409])
+            })
+            .get_with(list, |op| {
+                op.id("listDestinations")
+                    .summary("List destinations (own tenant; platform key all or `?tenant=`)")
+                    .tag("destinations")
+                    .problems(&[403])
+            }),
+        )
+        .api_route(
+            "/destinations/{id}",
+            get_with(read, |op| {
+                op.id("getDestination")
+                    .summary("One destination with its delivery status")
+                    .tag("destinations")
+                    .problems(&[404])
+            })
+            .patch_with(update, |op| {
+                op.id("updateDestination")
+                    .summary("Change a destination's settings, types or enabled")
+                    .tag("destinations")
+                    .problems(&[404, 409])
+            })
+            .delete_with(remove, |op| {
+                op.id("deleteDestination")
+                    .summary("Delete a destination")
+                    .tag("destinations")
+                    .response::<204, ()>()
+                    .problems(&[404])
+            }),
+        )
+}
+
+/// A destination id in the path.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationPath {
+    pub id: Uuid,
 }
 
 /// Refuses webhook URLs that point into internal networks (unless the server allows it).
@@ -46,6 +115,17 @@ fn scope(principal: &Principal) -> Option<&str> {
     match principal.role {
         Role::Client => principal.tenant.as_deref(),
         Role::Platform => None,
+    }
+}
+
+/// A field is either left out or has a value: `null` is not a setting.
+fn refuse_nulls(map: &Map<String, Value>) -> Result<(), ApiError> {
+    match map.iter().find(|(_, value)| value.is_null()) {
+        Some((field, _)) => Err(ApiError::invalid(
+            field.as_str(),
+            "must not be null; leave it out instead",
+        )),
+        None => Ok(()),
     }
 }
 
@@ -72,47 +152,48 @@ fn take_enabled(map: &mut Map<String, Value>) -> Result<Option<bool>, ApiError> 
     }
 }
 
-async fn create(
-    principal: Principal,
-    State(state): State<AppState>,
-    ApiJson(body): ApiJson<Value>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let mut map = take_object(body)?;
-    let kind = match map.remove("kind") {
+fn take_kind(map: &mut Map<String, Value>) -> Result<Kind, ApiError> {
+    match map.remove("kind") {
         Some(Value::String(kind)) => Kind::parse(&kind)
-            .ok_or_else(|| ApiError::invalid("kind", "must be one of: amqp, mqtt, webhook"))?,
-        _ => {
-            return Err(ApiError::invalid(
-                "kind",
-                "is required: amqp, mqtt or webhook",
-            ));
-        }
-    };
-    let named = match map.remove("tenant") {
+            .ok_or_else(|| ApiError::invalid("kind", "must be one of: amqp, mqtt, webhook")),
+        _ => Err(ApiError::invalid(
+            "kind",
+            "is required: amqp, mqtt or webhook",
+        )),
+    }
+}
+
+/// Whose destination this is: a client key's own tenant, or the one the platform names.
+fn owner(principal: Principal, named: Option<Value>) -> Result<String, ApiError> {
+    let named = match named {
         None => None,
         Some(Value::String(tenant)) => Some(tenant),
         Some(_) => return Err(ApiError::invalid("tenant", "must be a string")),
     };
-    let tenant = match (principal.role, principal.tenant, named) {
-        (Role::Client, Some(own), None) => own,
-        (Role::Client, Some(own), Some(named)) if named == own => own,
-        (Role::Client, _, Some(_)) => {
-            return Err(ApiError::invalid(
-                "tenant",
-                "a client key creates destinations for its own tenant only",
-            ));
-        }
-        (Role::Platform, _, Some(named)) => named,
-        (_, _, None) => {
-            return Err(ApiError::invalid(
-                "tenant",
-                "is required with a platform key",
-            ));
-        }
-    };
+    match (principal.role, principal.tenant, named) {
+        (Role::Client, Some(own), None) => Ok(own),
+        (Role::Client, Some(own), Some(named)) if named == own => Ok(own),
+        (Role::Client, _, Some(_)) => Err(ApiError::Forbidden { role: "client" }),
+        (Role::Platform, _, Some(named)) => Ok(named),
+        (_, _, None) => Err(ApiError::NotFoundDetail {
+            detail: "a platform key must name the tenant (`tenant`) the destination is for".into(),
+        }),
+    }
+}
+
+async fn create(
+    principal: Principal,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Unparsed<DestinationRequest>>,
+) -> Result<(StatusCode, Json<DestinationView>), ApiError> {
+    let mut map = take_object(body.value)?;
+    refuse_nulls(&map)?;
+    let kind = take_kind(&mut map)?;
+    let named = map.remove("tenant");
     let types = take_types(&mut map)?.unwrap_or_default();
     let enabled = take_enabled(&mut map)?.unwrap_or(true);
     let config = SinkConfig::parse(kind, Value::Object(map))?;
+    let tenant = owner(principal, named)?;
     guard_webhook(&state, &config).await?;
     let secret = match &config {
         SinkConfig::Webhook(_) => Some(webhook::signing::new_secret().map_err(ApiError::internal)?),
@@ -151,25 +232,33 @@ async fn create(
     }
     tx.commit().await?;
     let mut shown = view(&state, row).await?;
-    if let (Some(secret), Value::Object(map)) = (secret, &mut shown) {
-        // The only time the secret is shown, besides a rotation.
-        map.insert("secret".into(), Value::String(secret));
-    }
+    // The only time the secret is shown, besides a rotation.
+    shown.secret = secret;
     Ok((StatusCode::CREATED, Json(shown)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ListParams {
-    tenant: Option<String>,
+    /// Platform key: only this tenant's destinations. A client key may only name its own.
+    tenant: Option<TenantId>,
+}
+
+/// The destinations, oldest first.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+struct DestinationList {
+    data: Vec<DestinationView>,
 }
 
 async fn list(
     principal: Principal,
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<ListParams>,
-) -> Result<Json<Value>, ApiError> {
-    let tenant = match (scope(&principal), params.tenant.as_deref()) {
+) -> Result<Json<DestinationList>, ApiError> {
+    let tenant = match (
+        scope(&principal),
+        params.tenant.as_ref().map(TenantId::as_str),
+    ) {
         (Some(own), Some(named)) if named != own => {
             return Err(ApiError::Forbidden { role: "client" });
         }
@@ -177,7 +266,7 @@ async fn list(
         (None, named) => named,
     };
     let data = views(&state, store::list(&state.pool, tenant).await?).await?;
-    Ok(Json(json!({ "data": data })))
+    Ok(Json(DestinationList { data }))
 }
 
 /// The destination `id` if the caller may see it (404 otherwise).
@@ -196,31 +285,75 @@ pub(super) async fn find(
 async fn read(
     principal: Principal,
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<Value>, ApiError> {
+    ApiPath(DestinationPath { id }): ApiPath<DestinationPath>,
+) -> Result<Json<DestinationView>, ApiError> {
     let row = find(&state, &principal, id).await?;
     Ok(Json(view(&state, row).await?))
+}
+
+/// Refuses fields that are not settings of `kind`: 409 when another kind has them (the
+/// request fits some destination, not this one), 422 when none does.
+fn check_patch_fields(kind: Kind, patch: &Map<String, Value>) -> Result<(), ApiError> {
+    for field in patch.keys() {
+        if fields_of(kind).contains(&field.as_str()) || COMMON_FIELDS.contains(&field.as_str()) {
+            continue;
+        }
+        let another_kinds = [Kind::Amqp, Kind::Mqtt, Kind::Webhook]
+            .into_iter()
+            .any(|other| fields_of(other).contains(&field.as_str()));
+        if another_kinds {
+            return Err(ApiError::conflict(format!(
+                "`{field}` is not a setting of {} destinations",
+                kind.as_str()
+            )));
+        }
+        return Err(ApiError::invalid(
+            field.as_str(),
+            match field.as_str() {
+                "kind" | "tenant" | "id" => "cannot be changed; create a new destination",
+                _ => "unknown field",
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// A URL of another kind (an `https://` URL for an AMQP destination) is 409: the request
+/// fits some destination, not this one.
+fn check_patch_url(kind: Kind, patch: &Map<String, Value>) -> Result<(), ApiError> {
+    let Some(Value::String(url)) = patch.get("url") else {
+        return Ok(());
+    };
+    let fits = |kind: Kind| UrlKind::of(kind).host(url).is_some();
+    if !fits(kind)
+        && [Kind::Amqp, Kind::Mqtt, Kind::Webhook]
+            .into_iter()
+            .any(fits)
+    {
+        return Err(ApiError::conflict(format!(
+            "this URL is for another kind of destination than this {} one",
+            kind.as_str()
+        )));
+    }
+    Ok(())
 }
 
 async fn update(
     principal: Principal,
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<Uuid>,
-    ApiJson(body): ApiJson<Value>,
-) -> Result<Json<Value>, ApiError> {
+    ApiPath(DestinationPath { id }): ApiPath<DestinationPath>,
+    ApiJson(body): ApiJson<Unparsed<DestinationPatch>>,
+) -> Result<Json<DestinationView>, ApiError> {
+    let mut patch = take_object(body.value)?;
+    refuse_nulls(&patch)?;
+    let types = take_types(&mut patch)?;
+    let enabled = take_enabled(&mut patch)?;
     let row = find(&state, &principal, id).await?;
-    let mut patch = take_object(body)?;
-    for fixed in ["kind", "tenant", "id"] {
-        if patch.remove(fixed).is_some() {
-            return Err(ApiError::invalid(
-                fixed,
-                "cannot be changed; create a new destination",
-            ));
-        }
-    }
-    let types = take_types(&mut patch)?.unwrap_or(row.types.clone());
-    let enabled = take_enabled(&mut patch)?.unwrap_or(row.enabled);
     let kind = kind_of(&row)?;
+    check_patch_fields(kind, &patch)?;
+    check_patch_url(kind, &patch)?;
+    let types = types.unwrap_or(row.types.clone());
+    let enabled = enabled.unwrap_or(row.enabled);
     let mut config = take_object(row.config.clone())?;
     config.extend(patch);
     let config = SinkConfig::parse(kind, Value::Object(config))?;
@@ -244,7 +377,7 @@ async fn update(
 async fn remove(
     principal: Principal,
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<Uuid>,
+    ApiPath(DestinationPath { id }): ApiPath<DestinationPath>,
 ) -> Result<StatusCode, ApiError> {
     if store::delete(&state.pool, id, scope(&principal)).await? {
         Ok(StatusCode::NO_CONTENT)

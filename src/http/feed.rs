@@ -4,20 +4,27 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use aide::axum::ApiRouter;
+use aide::axum::routing::get_with;
+use aide::transform::TransformOperation;
+use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use schemars::json_schema;
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::ClientTenant;
 use crate::catalogue::TypePattern;
-use crate::error::{ApiError, ApiPath};
-use crate::feed::cursor::Position;
+use crate::error::{ApiError, ApiPath, ApiQuery};
+use crate::feed::cursor::{Cursor, Position};
 use crate::feed::{self, FeedError, PageRequest};
+use crate::http::destination_docs::TypeFilter;
+use crate::http::openapi::{EnvelopeSchema, Problems, response_header};
 use crate::http::pagination;
+use crate::http::pagination::Limit;
 use crate::store;
 
 pub const MAX_WAIT_SECS: u64 = 30;
@@ -26,11 +33,103 @@ pub const MAX_WAIT_SECS: u64 = 30;
 pub const HELD_BACK_HEADER: &str = "eventgate-held-back";
 const MAX_TYPE_FILTERS: usize = 20;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/events/", get(list_events))
-        .route("/events", get(list_events))
-        .route("/events/{id}", get(get_event))
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/events/",
+            get_with(list_events, |op| feed_docs(op).id("listEvents")),
+        )
+        .api_route(
+            "/events",
+            get_with(list_events, |op| {
+                feed_docs(op)
+                    .id("listEventsWithoutSlash")
+                    .summary("Same as /events/")
+            }),
+        )
+        .api_route(
+            "/events/{id}",
+            get_with(get_event, |op| {
+                op.id("getEvent")
+                    .summary("One event of the tenant's feed, as stored")
+                    .tag("client")
+                    .response::<200, Json<EnvelopeSchema>>()
+                    .problems(&[404])
+            }),
+        )
+}
+
+fn feed_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    op.summary("The tenant's outbound feed, a page at a time, gap-free")
+        .description(
+            "Pass each page's `next_cursor` back as `after`, forever: every committed event \
+             comes exactly once, in one final order. `wait` (up to 30 s) holds an empty page \
+             until an event commits, so a client's timeout must be above 30 s. A cursor \
+             before the retained feed is 410. A tenant may have \
+             EVENTGATE_MAX_LONG_POLLS_PER_TENANT long-polls waiting (429 beyond).",
+        )
+        .tag("client")
+        .input::<ApiQuery<FeedQuery>>()
+        .response::<200, Json<FeedPageDoc>>()
+        .with(|mut op| {
+            let operation = op.inner_mut();
+            response_header(
+                operation,
+                200,
+                "Link",
+                false,
+                "The next page (`rel=\"next\"`), with the same filters.",
+                json_schema!({"type": "string"}),
+            );
+            response_header(
+                operation,
+                200,
+                "Eventgate-Held-Back",
+                false,
+                "Present when the tenant has committed events after this page that an open \
+                 transaction in the PostgreSQL cluster holds back (\"not yet\", not \"nothing \
+                 new\"): how long, in seconds, the feed's horizon has not moved.",
+                json_schema!({"type": "integer", "minimum": 0}),
+            );
+            op
+        })
+        .problems(&[400, 410])
+}
+
+/// The feed's query (read by hand: `type` repeats, and unknown or repeated parameters are
+/// refused).
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+struct FeedQuery {
+    /// The previous page's `next_cursor`; without it, the feed starts at the oldest
+    /// retained event.
+    after: Option<Cursor>,
+    limit: Option<Limit>,
+    /// Keep only these event types (`subject.action` or `subject.*`); repeat to keep more.
+    #[serde(rename = "type")]
+    #[schemars(length(max = 20))]
+    types: Option<Vec<TypeFilter>>,
+    /// Seconds to hold an empty page waiting for an event (long-poll).
+    #[schemars(range(min = 0, max = 30))]
+    wait: Option<u64>,
+}
+
+/// One page of the feed.
+#[derive(schemars::JsonSchema)]
+#[schemars(rename = "FeedPage")]
+#[allow(dead_code)] // Documents the page; the server joins the stored envelopes itself.
+struct FeedPageDoc {
+    data: Vec<EnvelopeSchema>,
+    /// Pass as `after`; always present (the same cursor when the page is empty).
+    next_cursor: Cursor,
+    /// More events are ready now: ask again at once.
+    has_more: bool,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct EventPath {
+    id: Uuid,
 }
 
 #[derive(Debug, Default)]
@@ -195,7 +294,7 @@ async fn list_events(
 async fn get_event(
     ClientTenant(tenant): ClientTenant,
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<Uuid>,
+    ApiPath(EventPath { id }): ApiPath<EventPath>,
 ) -> Result<Response, ApiError> {
     let envelope = store::feed::get_event(&state.pool, &tenant, id)
         .await?

@@ -3,41 +3,85 @@
 
 use std::time::Duration;
 
+use aide::axum::ApiRouter;
+use aide::axum::routing::get_with;
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::feed::horizon::HeldBack;
 use crate::store::horizon::Holder;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/healthz",
+            get_with(healthz, |op| {
+                op.id("getHealth")
+                    .summary("Liveness: the process answers")
+                    .tag("public")
+            }),
+        )
+        .api_route(
+            "/readyz",
+            get_with(readyz, |op| {
+                op.id("getReadiness")
+                    .summary("Readiness: the database answers")
+                    .description(
+                        "Also 200 while an open transaction in the PostgreSQL cluster holds \
+                         back the feed (taking replicas out would not help): `warnings` names it.",
+                    )
+                    .tag("public")
+            }),
+        )
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[derive(Serialize, schemars::JsonSchema)]
+struct Health {
+    /// `ok`
+    status: &'static str,
 }
 
-async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct Readiness {
+    /// `ready`
+    status: &'static str,
+    /// What an operator should know, such as an open transaction holding back every feed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+    /// The held-back horizon and the transaction holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    horizon_held_back: Option<HeldBack>,
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     let probe = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool);
     match tokio::time::timeout(Duration::from_secs(2), probe).await {
         // Ready either way: taking replicas out of service would not release the horizon.
-        Ok(Ok(_)) => Ok(Json(match state.horizon.held_back() {
-            None => json!({"status": "ready"}),
-            Some(held) => json!({
-                "status": "ready",
-                "warnings": [format!(
-                    "the feed's horizon has not moved for {:.0} s while events wait: {}",
-                    held.seconds,
-                    describe(held.holder.as_ref())
-                )],
-                "horizon_held_back": held,
-            }),
-        })),
+        Ok(Ok(_)) => {
+            let held = state.horizon.held_back();
+            let warnings = held
+                .iter()
+                .map(|held| {
+                    format!(
+                        "the feed's horizon has not moved for {:.0} s while events wait: {}",
+                        held.seconds,
+                        describe(held.holder.as_ref())
+                    )
+                })
+                .collect();
+            Ok(Json(Readiness {
+                status: "ready",
+                warnings,
+                horizon_held_back: held,
+            }))
+        }
         Ok(Err(err)) => Err(ApiError::DatabaseUnavailable(err)),
         Err(_) => Err(ApiError::DatabaseUnavailable(sqlx::Error::PoolTimedOut)),
     }

@@ -1,18 +1,35 @@
 //! `GET /metrics`: the Prometheus text exposition, for platform keys only (it names
 //! tenants and destinations).
 
-use axum::Router;
+use aide::axum::ApiRouter;
+use aide::axum::routing::get_with;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 
 use crate::app::AppState;
 use crate::auth::Platform;
+use crate::http::openapi::text_response;
 use crate::metrics;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(scrape))
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new().api_route(
+        "/metrics",
+        get_with(scrape, |op| {
+            op.id("getMetrics")
+                .summary("Prometheus metrics (platform key)")
+                .description(
+                    "Text exposition format. Counters are per process; the database gauges \
+                     (outbox, lag, pending webhooks, the held-back horizon) are the same on \
+                     every replica.",
+                )
+                .tag("platform")
+                .with(|mut op| {
+                    text_response(op.inner_mut(), 200, metrics::CONTENT_TYPE, "The metrics.");
+                    op
+                })
+        }),
+    )
 }
 
 async fn scrape(_: Platform, State(state): State<AppState>) -> Response {

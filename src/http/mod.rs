@@ -1,6 +1,9 @@
 //! The HTTP resources, one module each with its own `router()`, merged here with the
-//! problem+json fallbacks for unknown routes and methods.
+//! problem+json fallbacks for unknown routes and methods. The routes also build the
+//! OpenAPI document ([`openapi`]).
 
+use aide::axum::ApiRouter;
+use aide::openapi::OpenApi;
 use axum::Router;
 use axum::extract::OriginalUri;
 use axum::http::Method;
@@ -11,21 +14,38 @@ use crate::error::ApiError;
 mod catalogue;
 mod contract;
 mod deposits;
+mod destination_docs;
 mod destination_replay;
 mod destination_view;
 mod destinations;
 mod feed;
 mod health;
 mod metrics;
+pub mod openapi;
 mod pagination;
 mod platform_admin;
 mod platform_events;
 mod read_model;
 mod retry;
+pub mod tenant_id;
 mod webhook_admin;
 
+/// The router, and the OpenAPI document its routes describe.
+pub fn build() -> (Router<AppState>, OpenApi) {
+    let mut api = openapi::frame();
+    let router = routes()
+        .finish_api_with(&mut api, openapi::finish)
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed);
+    (router, api)
+}
+
 pub fn router() -> Router<AppState> {
-    Router::new()
+    build().0
+}
+
+fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
         .merge(health::router())
         .merge(metrics::router())
         .merge(platform_admin::router())
@@ -38,8 +58,6 @@ pub fn router() -> Router<AppState> {
         .merge(destination_replay::router())
         .merge(webhook_admin::router())
         .merge(contract::router())
-        .fallback(no_route)
-        .method_not_allowed_fallback(method_not_allowed)
 }
 
 async fn no_route(OriginalUri(uri): OriginalUri) -> ApiError {

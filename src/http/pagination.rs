@@ -1,7 +1,9 @@
-//! Shared list parameters: `limit` bounds and opaque cursors for simple keyed lists.
+//! Shared list parameters: `limit` bounds.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::borrow::Cow;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer, de};
 
 use crate::error::ApiError;
 
@@ -19,15 +21,46 @@ pub fn limit(requested: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
-/// An opaque cursor over a text key (base64url, so it is not mistaken for an id).
-pub fn encode_key_cursor(key: &str) -> String {
-    URL_SAFE_NO_PAD.encode(key.as_bytes())
+/// A page size: 1 to 1000 items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit(i64);
+
+impl Limit {
+    /// The requested size, or the default (100).
+    pub fn or_default(limit: Option<Limit>) -> i64 {
+        limit.map_or(DEFAULT_LIMIT, |limit| limit.0)
+    }
 }
 
-pub fn decode_key_cursor(cursor: &str) -> Result<String, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(|| ApiError::bad_request("the cursor is not one this server issued"))
+impl<'de> Deserialize<'de> for Limit {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(deserializer)?;
+        if (1..=MAX_LIMIT).contains(&n) {
+            Ok(Self(n))
+        } else {
+            Err(de::Error::custom(format!(
+                "limit must be between 1 and {MAX_LIMIT}"
+            )))
+        }
+    }
+}
+
+impl JsonSchema for Limit {
+    fn schema_name() -> Cow<'static, str> {
+        "Limit".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "Page size (default 100).",
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_LIMIT,
+            "default": DEFAULT_LIMIT
+        })
+    }
 }

@@ -1,9 +1,10 @@
 //! Platform administration: tenants and their API keys (platform key only).
 
+use aide::axum::ApiRouter;
+use aide::axum::routing::{delete_with, post_with};
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, post};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -11,38 +12,90 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::{NewKey, Platform, Role};
 use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::http::openapi::{Problems, link};
+use crate::http::tenant_id::TenantId;
 use crate::store;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/platform/tenants", post(create_tenant))
-        .route("/platform/tenants/{tenant}/keys", post(create_key))
-        .route("/platform/keys/{id}", delete(revoke_key))
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/platform/tenants",
+            post_with(create_tenant, |op| {
+                op.id("createTenant")
+                    .summary("Create a tenant (a b2b client)")
+                    .tag("platform")
+                    .response::<201, Json<store::tenants::Tenant>>()
+                    .with(|mut op| {
+                        link(
+                            op.inner_mut(),
+                            201,
+                            "CreateKey",
+                            "createKey",
+                            &[("tenant", "$response.body#/id")],
+                        );
+                        op
+                    })
+                    .problems(&[409])
+            }),
+        )
+        .api_route(
+            "/platform/tenants/{tenant}/keys",
+            post_with(create_key, |op| {
+                op.id("createKey")
+                    .summary("Create an API key for a tenant; the key is shown once")
+                    .description(
+                        "A `client` key acts for this tenant only; a `platform` key for all \
+                         (it is not bound to the tenant in the path).",
+                    )
+                    .tag("platform")
+                    .response::<201, Json<CreatedKey>>()
+                    .with(|mut op| {
+                        link(
+                            op.inner_mut(),
+                            201,
+                            "RevokeKey",
+                            "revokeKey",
+                            &[("id", "$response.body#/id")],
+                        );
+                        op
+                    })
+                    .problems(&[404])
+            }),
+        )
+        .api_route(
+            "/platform/keys/{id}",
+            delete_with(revoke_key, |op| {
+                op.id("revokeKey")
+                    .summary("Revoke an API key; it stops working at once")
+                    .tag("platform")
+                    .response::<204, ()>()
+                    .problems(&[404])
+            }),
+        )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct NewTenant {
-    id: String,
+    id: TenantId,
+    /// 1-200 characters, not all blank (spaces at either end are dropped).
+    #[schemars(length(min = 1, max = 200), regex(pattern = NAME_PATTERN))]
     name: String,
 }
 
-/// Tenant ids appear in topics, URLs and logs, so they are kept to a safe alphabet.
-pub fn validate_tenant_id(id: &str) -> Result<(), ApiError> {
-    let mut chars = id.chars();
-    let valid = id.len() <= 63
-        && chars
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if valid {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            "id",
-            "must be 1-63 characters of a-z, 0-9, '-' or '_', starting with a letter or digit",
-        ))
-    }
+/// Some character that is not ASCII white space, and no NUL.
+const NAME_PATTERN: &str = r"^[^\x00]*[^\x00 \t\n\r][^\x00]*$";
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct TenantPath {
+    tenant: TenantId,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct KeyPath {
+    id: Uuid,
 }
 
 async fn create_tenant(
@@ -50,28 +103,33 @@ async fn create_tenant(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewTenant>,
 ) -> Result<(StatusCode, Json<store::tenants::Tenant>), ApiError> {
-    validate_tenant_id(&body.id)?;
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::invalid("name", "must be 1-200 characters"));
+    let blank = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r');
+    let length = body.name.chars().count();
+    if !(1..=200).contains(&length) || body.name.chars().all(blank) || body.name.contains('\0') {
+        return Err(ApiError::invalid(
+            "name",
+            "must be 1-200 characters, not all blank, without NUL",
+        ));
     }
+    let name = body.name.trim_matches(blank);
     let mut conn = state.pool.acquire().await?;
-    match store::tenants::insert(&mut conn, &body.id, name).await? {
+    match store::tenants::insert(&mut conn, body.id.as_str(), name).await? {
         Some(tenant) => Ok((StatusCode::CREATED, Json(tenant))),
         None => Err(ApiError::conflict(format!(
             "tenant '{}' already exists",
-            body.id
+            body.id.as_str()
         ))),
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct NewKeyRequest {
     role: Role,
 }
 
-#[derive(Debug, Serialize)]
+/// A new API key; `key` is the secret, shown only here.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 struct CreatedKey {
     id: Uuid,
     /// The secret, shown only in this response.
@@ -84,9 +142,10 @@ struct CreatedKey {
 async fn create_key(
     _: Platform,
     State(state): State<AppState>,
-    ApiPath(tenant): ApiPath<String>,
+    ApiPath(TenantPath { tenant }): ApiPath<TenantPath>,
     ApiJson(body): ApiJson<NewKeyRequest>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    let tenant = tenant.into_string();
     if !store::tenants::exists(&state.pool, &tenant).await? {
         return Err(ApiError::NotFound { resource: "tenant" });
     }
@@ -111,7 +170,7 @@ async fn create_key(
 async fn revoke_key(
     _: Platform,
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<Uuid>,
+    ApiPath(KeyPath { id }): ApiPath<KeyPath>,
 ) -> Result<StatusCode, ApiError> {
     if store::keys::revoke(&state.pool, id).await? {
         Ok(StatusCode::NO_CONTENT)

@@ -2,11 +2,12 @@
 //! key). Events are validated against the catalogue and the current state and appended to
 //! the outbox in one transaction; a batch is all or nothing.
 
-use axum::Router;
+use aide::axum::ApiRouter;
+use aide::axum::routing::post_with;
+use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::post;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -15,6 +16,9 @@ use crate::app::AppState;
 use crate::auth::Platform;
 use crate::catalogue::{EventData, EventType};
 use crate::error::{ApiError, ApiJson};
+use crate::http::openapi::{
+    EnvelopeSchema, EventRequest, Problems, Unparsed, link, replayed_header,
+};
 use crate::http::retry;
 use crate::idempotency::{
     self, IdempotencyKeyHeader, Opened, PLATFORM_OWNER, Scope, StoredResponse,
@@ -27,12 +31,48 @@ pub const MAX_BATCH: usize = 500;
 /// for it (an inner `DefaultBodyLimit` overrides the server-wide one).
 pub const BATCH_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/platform/events", post(publish_one))
-        .route(
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/platform/events",
+            post_with(publish_one, |op| {
+                op.id("publishEvent")
+                    .summary("Publish one catalogue event for a tenant")
+                    .description(
+                        "Checked against the catalogue and the tenant's current state, then \
+                         applied to the read model and appended to the outbox in one \
+                         transaction.",
+                    )
+                    .tag("platform")
+                    .response::<201, Json<EnvelopeSchema>>()
+                    .with(|mut op| {
+                        replayed_header(op.inner_mut(), 201);
+                        link(
+                            op.inner_mut(),
+                            201,
+                            "GetEvent",
+                            "getEvent",
+                            &[("id", "$response.body#/id")],
+                        );
+                        op
+                    })
+                    .problems(&[404, 409])
+            }),
+        )
+        .api_route(
             "/platform/events/batch",
-            post(publish_batch).layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT)),
+            post_with(publish_batch, |op| {
+                op.id("publishEvents")
+                    .summary("Publish up to 500 events in one transaction: all or none")
+                    .tag("platform")
+                    .response::<201, Json<BatchResponseDoc>>()
+                    .with(|mut op| {
+                        replayed_header(op.inner_mut(), 201);
+                        op
+                    })
+                    .problems(&[404, 409])
+            })
+            .layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT)),
         )
 }
 
@@ -45,10 +85,19 @@ struct PublishRequest {
     data: Value,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct BatchRequest {
-    events: Vec<Value>,
+    #[schemars(length(min = 1, max = 500))]
+    events: Vec<Unparsed<EventRequest>>,
+}
+
+/// The events as appended, in the order sent.
+#[derive(schemars::JsonSchema)]
+#[schemars(rename = "BatchResponse")]
+#[allow(dead_code)] // Documents the answer; the server writes the raw envelopes.
+struct BatchResponseDoc {
+    events: Vec<EnvelopeSchema>,
 }
 
 #[derive(Serialize)]
@@ -110,10 +159,10 @@ async fn publish_one(
     _: Platform,
     State(state): State<AppState>,
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
-    ApiJson(body): ApiJson<Value>,
+    ApiJson(body): ApiJson<Unparsed<EventRequest>>,
 ) -> Result<Response, ApiError> {
-    let fingerprint = idempotency::fingerprint(&body);
-    let event = parse_request(body, "", state.config.preview_events)?;
+    let fingerprint = idempotency::fingerprint(&body.value);
+    let event = parse_request(body.value, "", state.config.preview_events)?;
     let request = idempotency::Request {
         lock_keys: &[event.data.lock_key(&event.tenant)],
         key,
@@ -149,10 +198,10 @@ async fn publish_batch(
     _: Platform,
     State(state): State<AppState>,
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
-    ApiJson(body): ApiJson<Value>,
+    ApiJson(body): ApiJson<Unparsed<BatchRequest>>,
 ) -> Result<Response, ApiError> {
-    let fingerprint = idempotency::fingerprint(&body);
-    let batch: BatchRequest = serde_path_to_error::deserialize(body)
+    let fingerprint = idempotency::fingerprint(&body.value);
+    let batch: BatchRequest = serde_path_to_error::deserialize(body.value)
         .map_err(|err| ApiError::invalid(err.path().to_string(), err.into_inner().to_string()))?;
     if batch.events.is_empty() || batch.events.len() > MAX_BATCH {
         return Err(ApiError::invalid(
@@ -165,7 +214,11 @@ async fn publish_batch(
         .into_iter()
         .enumerate()
         .map(|(i, event)| {
-            parse_request(event, &format!("events[{i}]"), state.config.preview_events)
+            parse_request(
+                event.value,
+                &format!("events[{i}]"),
+                state.config.preview_events,
+            )
         })
         .collect::<Result<Vec<_>, _>>()?;
 

@@ -1,47 +1,76 @@
 //! Webhook-only operations on a destination: rotating the signing secret, listing delivery
 //! attempts, and sending one event again. Same access rules as `/destinations`.
 
+use aide::axum::ApiRouter;
+use aide::axum::routing::{get_with, post_with};
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use chrono::Utc;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::destination_view::view;
-use super::destinations::find;
+use super::destination_view::{DestinationView, view};
+use super::destinations::{DestinationPath, find};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::delivery::destination::Kind;
 use crate::delivery::webhook;
 use crate::error::{ApiError, ApiPath, ApiQuery};
-use crate::http::pagination;
+use crate::http::openapi::Problems;
+use crate::http::pagination::Limit;
 use crate::store::destinations as store;
+use crate::store::webhook_attempts::AttemptRow;
 use crate::store::{webhook_attempts, webhooks};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/destinations/{id}/rotate-secret", post(rotate_secret))
-        .route("/destinations/{id}/attempts", get(attempts))
-        .route(
+pub fn router() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/destinations/{id}/rotate-secret",
+            post_with(rotate_secret, |op| {
+                op.id("rotateSecret")
+                    .summary("Webhooks: a new signing secret, shown once")
+                    .description(
+                        "The old secret keeps signing beside the new one for 24 h. A \
+                         destination that is not a webhook has no secret: 409.",
+                    )
+                    .tag("destinations")
+                    .response::<200, Json<DestinationView>>()
+                    .problems(&[404, 409])
+            }),
+        )
+        .api_route(
+            "/destinations/{id}/attempts",
+            get_with(attempts, |op| {
+                op.id("listAttempts")
+                    .summary("Webhooks: the delivery attempts, oldest first, a page at a time")
+                    .tag("destinations")
+                    .problems(&[404])
+            }),
+        )
+        .api_route(
             "/destinations/{id}/deliveries/{event_id}/retry",
-            post(retry_delivery),
+            post_with(retry_delivery, |op| {
+                op.id("retryDelivery")
+                    .summary("Webhooks: send one event again now")
+                    .tag("destinations")
+                    .response::<202, Json<Retried>>()
+                    .problems(&[404])
+            }),
         )
 }
 
 async fn rotate_secret(
     principal: Principal,
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<Value>, ApiError> {
+    ApiPath(DestinationPath { id }): ApiPath<DestinationPath>,
+) -> Result<Json<DestinationView>, ApiError> {
     let row = find(&state, &principal, id).await?;
     if row.kind != Kind::Webhook.as_str() {
-        return Err(ApiError::UnprocessableBody {
-            detail: "only webhook destinations have a signing secret".into(),
-        });
+        return Err(ApiError::conflict(format!(
+            "this is an {} destination: only webhook destinations have a signing secret",
+            row.kind
+        )));
     }
     let secret = webhook::signing::new_secret().map_err(ApiError::internal)?;
     let previous_until = Utc::now() + chrono::Duration::hours(24);
@@ -51,62 +80,109 @@ async fn rotate_secret(
             resource: "destination",
         })?;
     let mut shown = view(&state, row).await?;
-    if let Value::Object(map) = &mut shown {
-        map.insert("secret".into(), Value::String(secret));
-        map.insert("previous_secret_valid_until".into(), json!(previous_until));
-    }
+    shown.secret = Some(secret);
+    shown.previous_secret_valid_until = Some(previous_until);
     Ok(Json(shown))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum AttemptStatus {
+    Succeeded,
+    Failed,
+}
+
+impl AttemptStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct AttemptParams {
-    after: Option<String>,
-    limit: Option<i64>,
-    status: Option<String>,
+    /// The `next_cursor` of the previous page.
+    #[schemars(range(min = 0))]
+    after: Option<AttemptCursor>,
+    limit: Option<Limit>,
+    /// Only attempts with this outcome.
+    status: Option<AttemptStatus>,
+}
+
+/// An attempt's id: the page starts after it.
+#[derive(Debug, Clone, Copy, schemars::JsonSchema)]
+#[schemars(transparent)]
+struct AttemptCursor(#[schemars(range(min = 0))] i64);
+
+impl<'de> Deserialize<'de> for AttemptCursor {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let id = i64::deserialize(deserializer)?;
+        if id < 0 {
+            return Err(serde::de::Error::custom(
+                "after: not a cursor this server issued",
+            ));
+        }
+        Ok(Self(id))
+    }
+}
+
+/// One page of attempts.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+struct AttemptPage {
+    data: Vec<AttemptRow>,
+    /// Pass as `after` for the next page; null when there has been no attempt yet.
+    next_cursor: Option<i64>,
 }
 
 async fn attempts(
     principal: Principal,
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<Uuid>,
+    ApiPath(DestinationPath { id }): ApiPath<DestinationPath>,
     ApiQuery(params): ApiQuery<AttemptParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AttemptPage>, ApiError> {
     find(&state, &principal, id).await?;
-    let limit = pagination::limit(params.limit)?;
-    let after = params
-        .after
-        .as_deref()
-        .map(|cursor| {
-            pagination::decode_key_cursor(cursor)?
-                .parse::<i64>()
-                .map_err(|_| ApiError::bad_request("the cursor is not one this server issued"))
-        })
-        .transpose()?;
-    if let Some(status) = params.status.as_deref()
-        && !matches!(status, "succeeded" | "failed")
-    {
-        return Err(ApiError::bad_request("status must be succeeded or failed"));
-    }
-    let rows =
-        webhook_attempts::attempts(&state.pool, id, after, params.status.as_deref(), limit).await?;
-    let next_cursor = rows
-        .last()
-        .map(|r| pagination::encode_key_cursor(&r.id.to_string()))
-        .or(params.after);
-    Ok(Json(json!({ "data": rows, "next_cursor": next_cursor })))
+    let limit = Limit::or_default(params.limit);
+    let after = params.after.map(|cursor| cursor.0);
+    let status = params.status.map(AttemptStatus::as_str);
+    let rows = webhook_attempts::attempts(&state.pool, id, after, status, limit).await?;
+    let next_cursor = rows.last().map(|r| r.id).or(after);
+    Ok(Json(AttemptPage {
+        data: rows,
+        next_cursor,
+    }))
+}
+
+/// The delivery is queued for an attempt now.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+struct Retried {
+    event_id: Uuid,
+    /// `pending`
+    status: &'static str,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct DeliveryPath {
+    id: Uuid,
+    event_id: Uuid,
 }
 
 async fn retry_delivery(
     principal: Principal,
     State(state): State<AppState>,
-    ApiPath((id, event_id)): ApiPath<(Uuid, Uuid)>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    ApiPath(DeliveryPath { id, event_id }): ApiPath<DeliveryPath>,
+) -> Result<(StatusCode, Json<Retried>), ApiError> {
     find(&state, &principal, id).await?;
     if webhooks::retry_now(&state.pool, id, event_id).await? {
         Ok((
             StatusCode::ACCEPTED,
-            Json(json!({"event_id": event_id, "status": "pending"})),
+            Json(Retried {
+                event_id,
+                status: "pending",
+            }),
         ))
     } else {
         Err(ApiError::NotFoundDetail {

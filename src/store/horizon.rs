@@ -29,7 +29,7 @@ pub async fn probe(db: impl PgExecutor<'_>) -> Result<Probe, sqlx::Error> {
 
 /// The oldest open transaction that has a transaction id: the one that holds the horizon.
 /// Sessions of other roles show only with `pg_read_all_stats` (or `pg_monitor`).
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema, sqlx::FromRow)]
 pub struct Holder {
     /// The backend's process id; `None` for a prepared transaction.
     pub pid: Option<i32>,

@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor};
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// A tenant (a b2b client), as stored and shown.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema, sqlx::FromRow)]
 pub struct Tenant {
     pub id: String,
     pub name: String,

@@ -100,15 +100,20 @@ pub async fn record_attempts(
     Ok(())
 }
 
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+/// One webhook delivery attempt, as stored and shown.
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema, sqlx::FromRow)]
 pub struct AttemptRow {
     pub id: i64,
+    /// The webhook-id: the event id, or a lifecycle message's own id.
     pub message_id: String,
     pub attempted_at: DateTime<Utc>,
+    /// `succeeded` or `failed`.
     pub status: String,
+    /// The endpoint's HTTP status; null when no answer came.
     pub response_status: Option<i32>,
     pub duration_ms: i32,
     pub error: Option<String>,
+    /// The first 512 bytes of the response body.
     pub response_excerpt: Option<String>,
 }
 

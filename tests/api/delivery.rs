@@ -191,7 +191,13 @@ async fn destinations_are_managed_with_credentials_redacted(pool: PgPool) {
             &json!({"kind": "mqtt", "url": "mqtt://127.0.0.1", "topic": "t"}),
         )
         .await;
-    assert_problem(no_tenant, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let problem = assert_problem(no_tenant, StatusCode::NOT_FOUND).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("must name the tenant")
+    );
 
     let deleted = server
         .http

@@ -123,7 +123,10 @@ async fn tenant_creation_and_duplicates(pool: PgPool) {
         )
         .await;
     let problem = assert_problem(bad_id, StatusCode::UNPROCESSABLE_ENTITY).await;
-    assert_eq!(problem["field"], "id");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("tenant id"),
+        "{problem}"
+    );
 
     let unknown_tenant_key = server
         .post(
@@ -324,17 +327,13 @@ async fn database_outage_is_503_and_the_server_recovers_by_itself(
 }
 
 /// PostgreSQL cannot store NUL in text; found by schemathesis as a 500 on
-/// `GET /destinations?tenant=%00`. Any text a client sends with one is a 400 and changes
-/// nothing.
+/// `GET /destinations?tenant=%00`. Any text a client sends with one is refused (the
+/// documented patterns exclude it) and changes nothing.
 #[sqlx::test]
 async fn nul_characters_in_text_are_refused_not_a_500(pool: PgPool) {
     let server = TestServer::start(pool).await;
     let response = server.get("/destinations?tenant=a%00b", PLATFORM_KEY).await;
-    let problem = assert_problem(response, StatusCode::BAD_REQUEST).await;
-    assert!(
-        problem["detail"].as_str().unwrap().contains("NUL"),
-        "{problem}"
-    );
+    assert_problem(response, StatusCode::BAD_REQUEST).await;
 
     let response = server
         .post(

@@ -181,7 +181,7 @@ async fn queue_events(
     let selected: Vec<&OutboxRow> = batch
         .rows
         .iter()
-        .filter(|e| config.entities.is_empty() || config.entities.contains(&e.entity))
+        .filter(|e| config.delivers(&e.entity))
         .collect();
     let bodies: Vec<(String, String)> = selected
         .iter()

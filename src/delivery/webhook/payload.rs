@@ -6,6 +6,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
+/// A destination's `custom_config`: names to values.
+pub type CustomConfig = serde_json::Map<String, Value>;
+
 #[derive(Serialize)]
 struct EntityChange<'a> {
     event_id: &'a str,
@@ -15,7 +18,7 @@ struct EntityChange<'a> {
     updated_at: String,
     url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    custom_config: Option<&'a Value>,
+    custom_config: Option<&'a CustomConfig>,
 }
 
 fn timestamp(at: DateTime<Utc>) -> String {
@@ -30,7 +33,7 @@ pub fn entity_change(
     change: &str,
     updated_at: DateTime<Utc>,
     resource_url: Option<String>,
-    custom_config: Option<&Value>,
+    custom_config: Option<&CustomConfig>,
 ) -> String {
     serialize(&EntityChange {
         event_id,
@@ -49,7 +52,7 @@ pub fn lifecycle(
     message_id: &str,
     event: &str,
     at: DateTime<Utc>,
-    custom_config: Option<&Value>,
+    custom_config: Option<&CustomConfig>,
 ) -> String {
     let entity = if event == "DailyHeartBeat" {
         "Overall"
