@@ -17,7 +17,10 @@ cargo build --release --locked --bin eventgate
 cargo bench --locked --bench load --no-run
 start_throwaway_pg
 
-export EVENTGATE_PLATFORM_KEY=bench-platform-key
+export EVENTGATE_PLATFORM_KEY=bench-platform-key-0123456789abcdef
+# A throwaway key for the secrets this run stores (with DATABASE_URL one is required).
+EVENTGATE_SECRETS_KEY=$(head -c 32 /dev/urandom | base64)
+export EVENTGATE_SECRETS_KEY
 port=$(free_port)
 export EVENTGATE_URL="http://127.0.0.1:$port"
 # The per-tenant rate limit is off: the benchmarks measure the server's capacity, and the

@@ -28,6 +28,9 @@ use crate::feed::notifier::Notifier;
 use crate::limits::{self, RequestLimits};
 use crate::metrics::{self, Metrics};
 use crate::rate_limit::TenantRateLimit;
+use crate::secrets::Keyring;
+use crate::secrets::loading::{self, LoadError};
+use crate::store::resealing::Reseal;
 use crate::{http, store, telemetry};
 
 /// What every handler can reach.
@@ -45,6 +48,8 @@ pub struct AppState {
     pub horizon: HorizonWatch,
     pub metrics: Metrics,
     pub rate_limit: TenantRateLimit,
+    /// Seals and opens the secrets stored with destinations.
+    pub keyring: Keyring,
     /// Turns true when the server starts shutting down (long-polls return at once).
     pub shutdown: watch::Receiver<bool>,
     shutdown_trigger: Arc<watch::Sender<bool>>,
@@ -54,6 +59,8 @@ pub struct AppState {
 pub enum StartupError {
     #[error("database error during start-up: {0}")]
     Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Secrets(#[from] LoadError),
     #[error("EVENTGATE_PLATFORM_KEY names a key that was revoked; choose a new secret")]
     PlatformKeyRevoked,
     #[error(
@@ -100,6 +107,11 @@ impl AppState {
         {
             return Err(StartupError::PlatformKeyRevoked);
         }
+        let keyring = loading::keyring(&config.secrets)?;
+        let sealed = store::resealing::reseal(&pool, &keyring, Reseal::Plaintext).await?;
+        if sealed > 0 {
+            tracing::info!(destinations = sealed, "sealed secrets stored in plain text");
+        }
         let (trigger, shutdown) = watch::channel(false);
         let rate_limit = TenantRateLimit::new(&config);
         let long_polls = LongPolls::new(config.max_long_polls_per_tenant);
@@ -113,6 +125,7 @@ impl AppState {
             horizon,
             metrics: Metrics::default(),
             rate_limit,
+            keyring,
             shutdown,
             shutdown_trigger: Arc::new(trigger),
         })

@@ -2,7 +2,7 @@
 //!
 //! Keys are 256-bit random secrets shown once; only their SHA-256 is stored. A `client` key
 //! acts for exactly one tenant, a `platform` key for all. Extractors enforce the role a
-//! route needs: no key or an unknown/revoked one is 401, the wrong role 403. A tenant's
+//! route needs: no key or an unknown, revoked or expired one is 401, the wrong role 403. A tenant's
 //! keys share its rate limit (429 when exceeded).
 
 use axum::extract::{FromRef, FromRequestParts};
@@ -56,12 +56,14 @@ impl Role {
     }
 }
 
-/// Who is calling: the key, its role, and (for client keys) its tenant.
+/// Who is calling: the key, its role, (for client keys) its tenant, and the request's id
+/// (for the audit log).
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub key_id: Uuid,
     pub role: Role,
     pub tenant: Option<String>,
+    pub request_id: Option<String>,
 }
 
 /// A freshly generated key: the secret to show once and the hash to store.
@@ -119,6 +121,11 @@ where
                     key_id: key.id,
                     role,
                     tenant: key.tenant_id,
+                    request_id: parts
+                        .headers
+                        .get("x-request-id")
+                        .and_then(|value| value.to_str().ok())
+                        .map(str::to_owned),
                 })
             })
             .ok_or(ApiError::Unauthorized)?;
@@ -163,7 +170,7 @@ where
 
 /// A caller holding a `platform` key.
 #[derive(Debug, Clone)]
-pub struct Platform;
+pub struct Platform(pub Principal);
 
 impl<S> FromRequestParts<S> for Platform
 where
@@ -175,7 +182,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let principal = Principal::from_request_parts(parts, state).await?;
         match principal.role {
-            Role::Platform => Ok(Self),
+            Role::Platform => Ok(Self(principal)),
             role => Err(ApiError::Forbidden {
                 role: role.as_str(),
             }),

@@ -1,10 +1,10 @@
-//! The command line: `serve`, `migrate`, `keys create`. Parsing only; the work is done by
+//! The command line: `serve`, `migrate`, `openapi`, `keys create`, `secrets rotate`. Parsing only; the work is done by
 //! the library functions each subcommand calls.
 
 use clap::{Parser, Subcommand};
 
 use crate::auth::Role;
-use crate::config::{DatabaseArgs, LogFormat, ServerConfig};
+use crate::config::{DatabaseArgs, LogFormat, SecretsArgs, ServerConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,6 +51,24 @@ pub enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Manage the secrets stored encrypted in the database.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Re-encrypt every stored secret with the newest key (the first of
+    /// EVENTGATE_SECRETS_KEY; the older ones must still be listed after it). Online, in
+    /// batches; run it again to resume if it was interrupted.
+    Rotate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        secrets: SecretsArgs,
     },
 }
 

@@ -5,10 +5,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::app::{self, AppState};
+use crate::audit::{self, Action, Actor, Entry};
 use crate::auth::{NewKey, RandomnessError, Role};
-use crate::cli::{Cli, Command, KeysCommand};
-use crate::config::{DatabaseArgs, ServerConfig};
+use crate::cli::{Cli, Command, KeysCommand, SecretsCommand};
+use crate::config::{DatabaseArgs, SecretsArgs, ServerConfig};
 use crate::database::{Database, DatabaseError};
+use crate::secrets::loading::{self, LoadError};
+use crate::store::resealing::{self, Reseal};
 use crate::{maintenance, store, telemetry};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,13 @@ pub enum CommandError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Secrets(#[from] LoadError),
+    #[error(
+        "EVENTGATE_PLATFORM_KEY is {0} characters long; with DATABASE_URL it must be at least \
+         {MIN_PLATFORM_KEY_CHARS} (e.g. `openssl rand -base64 32`)"
+    )]
+    WeakPlatformKey(usize),
     #[error(
         "{0} is not the contract this code generates: regenerate it with `eventgate openapi > {0}`"
     )]
@@ -64,10 +74,35 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
                     role,
                 },
         } => create_key(database, tenant, role).await,
+        Command::Secrets {
+            command: SecretsCommand::Rotate { database, secrets },
+        } => rotate_secrets(database, secrets).await,
     }
 }
 
-async fn serve(database: DatabaseArgs, server: ServerConfig) -> Result<(), CommandError> {
+/// The shortest `EVENTGATE_PLATFORM_KEY` accepted outside the zero-config mode.
+pub const MIN_PLATFORM_KEY_CHARS: usize = 32;
+
+/// Refuses settings unfit for a shared database (`DATABASE_URL` set): a short platform
+/// key. The zero-config mode is a private, local database, where a short key is allowed.
+pub fn check_production(
+    database: &DatabaseArgs,
+    server: &ServerConfig,
+) -> Result<(), CommandError> {
+    let Some(key) = &server.platform_key else {
+        return Ok(());
+    };
+    let length = key.expose().chars().count();
+    if database.database_url.is_some() && length < MIN_PLATFORM_KEY_CHARS {
+        return Err(CommandError::WeakPlatformKey(length));
+    }
+    Ok(())
+}
+
+async fn serve(database: DatabaseArgs, mut server: ServerConfig) -> Result<(), CommandError> {
+    check_production(&database, &server)?;
+    loading::resolve(&mut server.secrets, &database)?;
+    loading::keyring(&server.secrets)?;
     let database = Database::open(&database).await?;
     let result = serve_on(&database, server).await;
     database.close().await;
@@ -93,6 +128,29 @@ async fn serve_on(database: &Database, server: ServerConfig) -> Result<(), Comma
         tracing::warn!("background work did not finish within {SHUTDOWN_GRACE:?}; stopping anyway");
     }
     served
+}
+
+/// Reseals every stored secret with the newest key.
+async fn rotate_secrets(
+    database: DatabaseArgs,
+    mut secrets: SecretsArgs,
+) -> Result<(), CommandError> {
+    loading::resolve(&mut secrets, &database)?;
+    let keyring = loading::keyring(&secrets)?;
+    let database = Database::open(&database).await?;
+    let result = resealing::reseal(&database.pool, &keyring, Reseal::NotNewest).await;
+    database.close().await;
+    let resealed = result?;
+    tracing::info!(
+        destinations = resealed,
+        key = keyring.newest_id(),
+        "every stored secret is sealed with the newest key"
+    );
+    println!(
+        "{resealed} destinations resealed with key {}",
+        keyring.newest_id()
+    );
+    Ok(())
 }
 
 /// Prints the generated contract, or checks a file holds exactly it.
@@ -142,7 +200,15 @@ async fn insert_key(
         return Err(CommandError::UnknownTenant(tenant.to_owned()));
     }
     let key = NewKey::generate()?;
-    let mut conn = database.pool.acquire().await?;
-    store::keys::insert(&mut conn, &key.hash, role.as_str(), tenant).await?;
+    let mut tx = database.pool.begin().await?;
+    let stored = store::keys::insert(&mut tx, &key.hash, role.as_str(), tenant, None).await?;
+    let entry = Entry {
+        tenant,
+        action: Action::KeyCreated,
+        target: Some(stored.id.to_string()),
+        changes: serde_json::json!({"role": role}),
+    };
+    audit::record(&mut tx, &Actor::operator(), entry).await?;
+    tx.commit().await?;
     Ok(key.secret)
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, ValueEnum};
 
+use crate::egress::{AddressPolicy, Allowed};
+
 /// A string that must never be logged: `Debug` and `Display` print `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -76,6 +78,32 @@ pub struct DatabaseArgs {
     pub db_idle_in_transaction_timeout_secs: u64,
 }
 
+/// The operator's keys that encrypt the secrets stored in the database (webhook signing
+/// secrets, destination URLs with their credentials).
+#[derive(Debug, Clone, Default, Args)]
+pub struct SecretsArgs {
+    /// Keys that encrypt stored secrets: 32 random bytes in base64 each (`openssl rand
+    /// -base64 32`), comma-separated, newest first. The newest encrypts, every one decrypts
+    /// (rotation: `eventgate secrets rotate`). Required with DATABASE_URL; the zero-config
+    /// mode keeps a generated one in <data-dir>/secrets.key.
+    #[arg(
+        long,
+        env = "EVENTGATE_SECRETS_KEY",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub secrets_key: Vec<Secret>,
+
+    /// A file holding such keys, one per line, newest first (instead of
+    /// EVENTGATE_SECRETS_KEY; blank lines and lines starting with # are skipped).
+    #[arg(
+        long,
+        env = "EVENTGATE_SECRETS_KEY_FILE",
+        conflicts_with = "secrets_key"
+    )]
+    pub secrets_key_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -89,9 +117,13 @@ pub struct ServerConfig {
     #[arg(long, env = "EVENTGATE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Ensures a platform API key with exactly this secret exists at start-up.
+    /// Ensures a platform API key with exactly this secret exists at start-up (at least
+    /// 32 characters with DATABASE_URL; a new value revokes the previous one).
     #[arg(long, env = "EVENTGATE_PLATFORM_KEY", hide_env_values = true)]
     pub platform_key: Option<Secret>,
+
+    #[command(flatten)]
+    pub secrets: SecretsArgs,
 
     /// Requests running longer than this are answered 503 (long-polls included).
     #[arg(long, env = "EVENTGATE_REQUEST_TIMEOUT_SECS", default_value_t = 60,
@@ -179,10 +211,18 @@ pub struct ServerConfig {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
     pub webhook_concurrency: usize,
 
-    /// Allow webhook URLs that resolve to loopback, private, link-local or metadata
-    /// addresses (tests and private networks only).
+    /// Allow destinations (every kind) that resolve to loopback, private, link-local,
+    /// metadata or other internal addresses (tests and closed networks only; prefer
+    /// EVENTGATE_DESTINATION_ALLOW).
     #[arg(long, env = "EVENTGATE_ALLOW_PRIVATE_DESTINATIONS", default_value_t = false, action = ArgAction::Set)]
     pub allow_private_destinations: bool,
+
+    /// Internal networks and hosts destinations may reach all the same, comma-separated:
+    /// CIDRs or addresses (10.20.0.0/16), host names (broker.bank.internal) and
+    /// `*.domain` for every name under a domain.
+    #[arg(long, env = "EVENTGATE_DESTINATION_ALLOW", value_delimiter = ',',
+          value_parser = parse_allowed)]
+    pub destination_allow: Vec<Allowed>,
 
     /// A webhook destination failing without a success for this long is disabled.
     #[arg(long, env = "EVENTGATE_WEBHOOK_DISABLE_AFTER_SECS", default_value_t = 5 * 24 * 3600)]
@@ -217,7 +257,20 @@ pub struct ServerConfig {
     pub preview_events: bool,
 }
 
+fn parse_allowed(text: &str) -> Result<Allowed, String> {
+    Allowed::parse(text)
+        .ok_or_else(|| format!("'{text}' is neither a CIDR, an address, a host name nor *.domain"))
+}
+
 impl ServerConfig {
+    /// The address policy every destination's connection passes.
+    pub fn address_policy(&self) -> AddressPolicy {
+        AddressPolicy::new(
+            self.allow_private_destinations,
+            self.destination_allow.clone(),
+        )
+    }
+
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
     }

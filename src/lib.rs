@@ -2,6 +2,7 @@
 //! clients. See `README.md` for running it and `docs/ARCHITECTURE.md` for the design.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod catalogue;
 pub mod cli;
@@ -9,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod database;
 pub mod delivery;
+pub mod egress;
 pub mod error;
 pub mod feed;
 pub mod http;
@@ -19,6 +21,7 @@ pub mod metrics;
 pub mod pg_embedded;
 pub mod publish;
 pub mod rate_limit;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

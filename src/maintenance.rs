@@ -124,6 +124,7 @@ pub fn spawn(state: &AppState) -> Background {
             notifier: state.notifier.clone(),
             settings: WebhookSettings::from(state.config.as_ref()),
             metrics: state.metrics.clone(),
+            keyring: state.keyring.clone(),
             tasks: tasks.clone(),
         };
         tasks.spawn(relay::run_supervisor(relay, stop.clone()));

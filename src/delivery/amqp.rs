@@ -12,11 +12,13 @@ use std::time::Duration;
 use lapin::Confirmation;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
 use super::SinkError;
 use super::destination::AmqpConfig;
 use super::event::OutboundEvent;
+use crate::egress::AddressPolicy;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const PERSISTENT: u8 = 2;
@@ -28,15 +30,28 @@ pub struct AmqpSink {
 }
 
 impl AmqpSink {
-    pub async fn connect(config: &AmqpConfig) -> Result<Self, SinkError> {
+    /// Connects to the broker at an address `policy` allows. Plain `amqp://` connects to
+    /// the very address that was checked; `amqps://` connects by name after the check,
+    /// because its certificate is checked against the name.
+    pub async fn connect(config: &AmqpConfig, policy: &AddressPolicy) -> Result<Self, SinkError> {
+        let mut uri: AMQPUri = config
+            .url
+            .parse()
+            .map_err(|_| SinkError::Config("the AMQP URL does not parse".into()))?;
+        let addresses = policy
+            .resolve(&uri.authority.host, uri.authority.port)
+            .await?;
+        if uri.scheme == AMQPScheme::AMQP
+            && let Some(address) = addresses.first()
+        {
+            uri.authority.host = address.ip().to_string();
+        }
         let properties =
             ConnectionProperties::default().with_connection_name(LongString::from("eventgate"));
-        let connection = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            Connection::connect(&config.url, properties),
-        )
-        .await
-        .map_err(|_| SinkError::Timeout("connecting to the AMQP broker"))??;
+        let connection =
+            tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri, properties))
+                .await
+                .map_err(|_| SinkError::Timeout("connecting to the AMQP broker"))??;
         let channel = connection.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())

@@ -62,6 +62,8 @@ pub enum SinkError {
     Refused(String),
     #[error("invalid settings: {0}")]
     Config(String),
+    #[error(transparent)]
+    Policy(#[from] crate::egress::PolicyError),
 }
 
 /// A connected sink of one destination.
@@ -72,14 +74,21 @@ pub enum Sink {
 }
 
 impl Sink {
-    pub async fn connect(config: &SinkConfig, destination: Uuid) -> Result<Self, SinkError> {
+    /// Connects to the destination's broker, at an address `policy` allows.
+    pub async fn connect(
+        config: &SinkConfig,
+        destination: Uuid,
+        policy: &crate::egress::AddressPolicy,
+    ) -> Result<Self, SinkError> {
         match config {
-            SinkConfig::Amqp(c) => amqp::AmqpSink::connect(c)
+            SinkConfig::Amqp(c) => amqp::AmqpSink::connect(c, policy)
                 .await
                 .map(|sink| Sink::Amqp(Box::new(sink))),
-            SinkConfig::Mqtt(c) => mqtt::MqttSink::connect(c, &format!("eventgate-{destination}"))
-                .await
-                .map(|sink| Sink::Mqtt(Box::new(sink))),
+            SinkConfig::Mqtt(c) => {
+                mqtt::MqttSink::connect(c, &format!("eventgate-{destination}"), policy)
+                    .await
+                    .map(|sink| Sink::Mqtt(Box::new(sink)))
+            }
             SinkConfig::Webhook(_) => Err(SinkError::Config(
                 "webhooks are delivered through their queue, not a bus sink".into(),
             )),

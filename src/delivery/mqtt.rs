@@ -17,6 +17,7 @@ use url::Url;
 use super::SinkError;
 use super::destination::MqttConfig;
 use super::event::OutboundEvent;
+use crate::egress::AddressPolicy;
 
 const TIMEOUT: Duration = Duration::from_secs(15);
 /// Requests queued towards the event loop; larger than any batch.
@@ -29,10 +30,20 @@ pub struct MqttSink {
 }
 
 impl MqttSink {
-    pub async fn connect(config: &MqttConfig, client_id: &str) -> Result<Self, SinkError> {
+    /// Connects to the broker at the very address `policy` allowed.
+    pub async fn connect(
+        config: &MqttConfig,
+        client_id: &str,
+        policy: &AddressPolicy,
+    ) -> Result<Self, SinkError> {
         let url = Url::parse(&config.url).map_err(|e| SinkError::Config(e.to_string()))?;
-        let host = url.host_str().unwrap_or_default().to_owned();
-        let mut options = MqttOptions::new(client_id, host, url.port().unwrap_or(1883));
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port().unwrap_or(1883);
+        let addresses = policy.resolve(host, port).await?;
+        let address = addresses
+            .first()
+            .ok_or_else(|| SinkError::Config("the MQTT host has no address".into()))?;
+        let mut options = MqttOptions::new(client_id, address.ip().to_string(), address.port());
         options.set_keep_alive(Duration::from_secs(30));
         options.set_clean_start(true);
         if !url.username().is_empty() {

@@ -28,6 +28,7 @@ use super::webhook::{self, Progress, WebhookSettings, Worker};
 use super::{RelayError, Sink};
 use crate::feed::notifier::Notifier;
 use crate::metrics::{DeliveryOutcome, Metrics};
+use crate::secrets::Keyring;
 use crate::store;
 
 const TICK: Duration = Duration::from_secs(1);
@@ -44,6 +45,8 @@ pub struct Relay {
     pub notifier: Notifier,
     pub settings: WebhookSettings,
     pub metrics: Metrics,
+    /// Opens the destinations' stored secrets.
+    pub keyring: Keyring,
     /// Drivers run here (each waits for its own webhook sends); shutdown waits for them.
     pub tasks: TaskTracker,
 }
@@ -240,7 +243,7 @@ async fn deliver_once(
     state: &mut DriverState,
 ) -> Result<Step, RelayError> {
     let (pool, settings) = (&relay.pool, &relay.settings);
-    let Some(destination) = store::destinations::get(pool, id, None).await? else {
+    let Some(destination) = store::destinations::get(pool, &relay.keyring, id, None).await? else {
         return Ok(Step::Stop);
     };
     if state
@@ -301,7 +304,7 @@ async fn deliver_once(
     let connected = match &mut state.sink {
         Some((_, connected)) => connected,
         None => {
-            let connected = Sink::connect(&config, id).await?;
+            let connected = Sink::connect(&config, id, &settings.policy).await?;
             &mut state.sink.insert((config, connected)).1
         }
     };

@@ -7,11 +7,12 @@ use aide::axum::routing::post_with;
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::destination_view::{DestinationView, view};
 use super::destinations::{DestinationPath, find};
 use crate::app::AppState;
+use crate::audit::{self, Action, Actor, Entry};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::feed::cursor::{Cursor, Position};
@@ -34,7 +35,7 @@ pub fn router() -> ApiRouter<AppState> {
     )
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 enum ReplayFrom {
     /// The oldest event still kept: acknowledges a gap and delivers what is left.
@@ -45,7 +46,7 @@ enum ReplayFrom {
 
 /// Exactly one of: `after` (a feed cursor), `since` (a time: the first event created at or
 /// after it), `from` (`oldest` or `now`).
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(untagged, deny_unknown_fields)]
 enum ReplayRequest {
     After {
@@ -70,6 +71,7 @@ async fn replay(
     let tenant = row.tenant_id.as_str();
     let horizon = feed::horizon(&state.pool).await?;
     let oldest = retention::watermark(&state.pool, tenant).await?;
+    let requested = serde_json::to_value(&body).unwrap_or_default();
     let position = match body {
         ReplayRequest::After { after } => {
             let position = Position::decode(&after)
@@ -97,7 +99,16 @@ async fn replay(
             from: ReplayFrom::Now,
         } => Position::horizon(horizon.xmin),
     };
-    store::set_position(&state.pool, id, position).await?;
+    let mut tx = state.pool.begin().await?;
+    store::set_position(&mut *tx, id, position).await?;
+    let entry = Entry {
+        tenant: Some(tenant),
+        action: Action::DestinationReplayed,
+        target: Some(id.to_string()),
+        changes: serde_json::json!({"requested": requested, "position": position.encode()}),
+    };
+    audit::record(&mut tx, &Actor::from(&principal), entry).await?;
+    tx.commit().await?;
     let row = find(&state, &principal, id).await?;
     Ok(Json(view(&state, row).await?))
 }

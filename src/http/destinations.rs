@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::destination_docs::{COMMON_FIELDS, DestinationPatch, DestinationRequest, fields_of};
 use super::destination_view::{DestinationView, kind_of, take_object, view, views};
 use crate::app::AppState;
+use crate::audit::{self, Action, Actor, Entry};
 use crate::auth::{Principal, Role};
 use crate::delivery::destination::url::UrlKind;
 use crate::delivery::destination::{Kind, SinkConfig, expand_types};
@@ -95,19 +96,23 @@ pub struct DestinationPath {
     pub id: Uuid,
 }
 
-/// Refuses webhook URLs that point into internal networks (unless the server allows it).
-async fn guard_webhook(state: &AppState, config: &SinkConfig) -> Result<(), ApiError> {
-    if let SinkConfig::Webhook(webhook) = config {
-        webhook::guard::check_url(&webhook.url, state.config.allow_private_destinations)
-            .await
-            .map_err(|err| {
-                ApiError::invalid(
-                    "url",
-                    format!("{err} (EVENTGATE_ALLOW_PRIVATE_DESTINATIONS=true allows it)"),
-                )
-            })?;
-    }
-    Ok(())
+/// Refuses a destination whose host, or an address it resolves to, the address policy
+/// refuses (every kind): a 422 naming the rule, and no connection is ever made.
+async fn check_address(state: &AppState, config: &SinkConfig) -> Result<(), ApiError> {
+    let Some((host, port)) = config.endpoint() else {
+        return Err(ApiError::invalid("url", "names no host"));
+    };
+    state
+        .config
+        .address_policy()
+        .check_on_save(host, port)
+        .await
+        .map_err(|err| {
+            ApiError::invalid(
+                "url",
+                format!("{err}; the operator may allow it with EVENTGATE_DESTINATION_ALLOW"),
+            )
+        })
 }
 
 /// The tenant a client key is bound to; `None` (every tenant) for the platform.
@@ -163,6 +168,16 @@ fn take_kind(map: &mut Map<String, Value>) -> Result<Kind, ApiError> {
     }
 }
 
+/// A destination's settings as the audit log keeps them (credentials redacted).
+fn audited(config: &SinkConfig, types: &[String], enabled: bool) -> Value {
+    serde_json::json!({
+        "kind": config.kind(),
+        "settings": config.redacted(),
+        "types": types,
+        "enabled": enabled,
+    })
+}
+
 /// Whose destination this is: a client key's own tenant, or the one the platform names.
 fn owner(principal: Principal, named: Option<Value>) -> Result<String, ApiError> {
     let named = match named {
@@ -193,8 +208,9 @@ async fn create(
     let types = take_types(&mut map)?.unwrap_or_default();
     let enabled = take_enabled(&mut map)?.unwrap_or(true);
     let config = SinkConfig::parse(kind, Value::Object(map))?;
+    let actor = Actor::from(&principal);
     let tenant = owner(principal, named)?;
-    guard_webhook(&state, &config).await?;
+    check_address(&state, &config).await?;
     let secret = match &config {
         SinkConfig::Webhook(_) => Some(webhook::signing::new_secret().map_err(ApiError::internal)?),
         _ => None,
@@ -216,6 +232,7 @@ async fn create(
     let start = Position::horizon(feed::horizon(&mut *tx).await?.xmin);
     let row = store::insert(
         &mut *tx,
+        &state.keyring,
         &NewDestination {
             tenant: &tenant,
             kind: kind.as_str(),
@@ -230,6 +247,13 @@ async fn create(
     if let (SinkConfig::Webhook(webhook_config), true) = (&config, enabled) {
         webhook::queue_lifecycle(&mut tx, row.id, webhook_config, "Activated").await?;
     }
+    let entry = Entry {
+        tenant: Some(&tenant),
+        action: Action::DestinationCreated,
+        target: Some(row.id.to_string()),
+        changes: audited(&config, &types, enabled),
+    };
+    audit::record(&mut tx, &actor, entry).await?;
     tx.commit().await?;
     let mut shown = view(&state, row).await?;
     // The only time the secret is shown, besides a rotation.
@@ -265,7 +289,11 @@ async fn list(
         (Some(own), _) => Some(own),
         (None, named) => named,
     };
-    let data = views(&state, store::list(&state.pool, tenant).await?).await?;
+    let data = views(
+        &state,
+        store::list(&state.pool, &state.keyring, tenant).await?,
+    )
+    .await?;
     Ok(Json(DestinationList { data }))
 }
 
@@ -275,7 +303,7 @@ pub(super) async fn find(
     principal: &Principal,
     id: Uuid,
 ) -> Result<DestinationRow, ApiError> {
-    store::get(&state.pool, id, scope(principal))
+    store::get(&state.pool, &state.keyring, id, scope(principal))
         .await?
         .ok_or(ApiError::NotFound {
             resource: "destination",
@@ -346,6 +374,8 @@ async fn update(
 ) -> Result<Json<DestinationView>, ApiError> {
     let mut patch = take_object(body.value)?;
     refuse_nulls(&patch)?;
+    let mut fields: Vec<String> = patch.keys().cloned().collect();
+    fields.sort();
     let types = take_types(&mut patch)?;
     let enabled = take_enabled(&mut patch)?;
     let row = find(&state, &principal, id).await?;
@@ -357,19 +387,40 @@ async fn update(
     let mut config = take_object(row.config.clone())?;
     config.extend(patch);
     let config = SinkConfig::parse(kind, Value::Object(config))?;
-    guard_webhook(&state, &config).await?;
+    check_address(&state, &config).await?;
     let mut tx = state.pool.begin().await?;
-    let updated = store::update_settings(&mut *tx, id, &config.to_json(), &types, enabled)
-        .await?
-        .ok_or(ApiError::NotFound {
-            resource: "destination",
-        })?;
+    let updated = store::update_settings(
+        &mut *tx,
+        &state.keyring,
+        id,
+        &config.to_json(),
+        &types,
+        enabled,
+    )
+    .await?
+    .ok_or(ApiError::NotFound {
+        resource: "destination",
+    })?;
     if let SinkConfig::Webhook(webhook_config) = &config
         && enabled != row.enabled
     {
         let event = if enabled { "Activated" } else { "Deactivated" };
         webhook::queue_lifecycle(&mut tx, id, webhook_config, event).await?;
     }
+    let action = match (row.enabled, enabled) {
+        (false, true) => Action::DestinationEnabled,
+        (true, false) => Action::DestinationDisabled,
+        _ => Action::DestinationUpdated,
+    };
+    let mut changes = audited(&config, &types, enabled);
+    changes["fields"] = serde_json::json!(fields);
+    let entry = Entry {
+        tenant: Some(&row.tenant_id),
+        action,
+        target: Some(id.to_string()),
+        changes,
+    };
+    audit::record(&mut tx, &Actor::from(&principal), entry).await?;
     tx.commit().await?;
     Ok(Json(view(&state, updated).await?))
 }
@@ -379,11 +430,19 @@ async fn remove(
     State(state): State<AppState>,
     ApiPath(DestinationPath { id }): ApiPath<DestinationPath>,
 ) -> Result<StatusCode, ApiError> {
-    if store::delete(&state.pool, id, scope(&principal)).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound {
+    let mut tx = state.pool.begin().await?;
+    let (tenant, kind) = store::delete(&mut *tx, id, scope(&principal))
+        .await?
+        .ok_or(ApiError::NotFound {
             resource: "destination",
-        })
-    }
+        })?;
+    let entry = Entry {
+        tenant: Some(&tenant),
+        action: Action::DestinationDeleted,
+        target: Some(id.to_string()),
+        changes: serde_json::json!({"kind": kind}),
+    };
+    audit::record(&mut tx, &Actor::from(&principal), entry).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -11,6 +11,7 @@ use axum::http::Method;
 use crate::app::AppState;
 use crate::error::ApiError;
 
+mod audit;
 mod catalogue;
 mod contract;
 mod deposits;
@@ -57,6 +58,7 @@ fn routes() -> ApiRouter<AppState> {
         .merge(destinations::router())
         .merge(destination_replay::router())
         .merge(webhook_admin::router())
+        .merge(audit::router())
         .merge(contract::router())
 }
 

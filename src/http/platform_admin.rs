@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::audit::{self, Action, Actor, Entry};
 use crate::auth::{NewKey, Platform, Role};
 use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::http::openapi::{Problems, link};
@@ -99,7 +100,7 @@ struct KeyPath {
 }
 
 async fn create_tenant(
-    _: Platform,
+    Platform(principal): Platform,
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewTenant>,
 ) -> Result<(StatusCode, Json<store::tenants::Tenant>), ApiError> {
@@ -112,20 +113,31 @@ async fn create_tenant(
         ));
     }
     let name = body.name.trim_matches(blank);
-    let mut conn = state.pool.acquire().await?;
-    match store::tenants::insert(&mut conn, body.id.as_str(), name).await? {
-        Some(tenant) => Ok((StatusCode::CREATED, Json(tenant))),
-        None => Err(ApiError::conflict(format!(
+    let mut tx = state.pool.begin().await?;
+    let Some(tenant) = store::tenants::insert(&mut tx, body.id.as_str(), name).await? else {
+        return Err(ApiError::conflict(format!(
             "tenant '{}' already exists",
             body.id.as_str()
-        ))),
-    }
+        )));
+    };
+    let entry = Entry {
+        tenant: Some(&tenant.id),
+        action: Action::TenantCreated,
+        target: Some(tenant.id.clone()),
+        changes: serde_json::json!({"name": tenant.name}),
+    };
+    audit::record(&mut tx, &Actor::from(&principal), entry).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(tenant)))
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct NewKeyRequest {
     role: Role,
+    /// When the key stops working (it is refused like a revoked one from then on); must
+    /// be in the future. Without it the key works until revoked.
+    expires_at: Option<DateTime<Utc>>,
 }
 
 /// A new API key; `key` is the secret, shown only here.
@@ -137,24 +149,42 @@ struct CreatedKey {
     role: Role,
     tenant: Option<String>,
     created: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
 }
 
 async fn create_key(
-    _: Platform,
+    Platform(principal): Platform,
     State(state): State<AppState>,
     ApiPath(TenantPath { tenant }): ApiPath<TenantPath>,
     ApiJson(body): ApiJson<NewKeyRequest>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     let tenant = tenant.into_string();
+    if body.expires_at.is_some_and(|at| at <= Utc::now()) {
+        return Err(ApiError::invalid("expires_at", "must be in the future"));
+    }
     if !store::tenants::exists(&state.pool, &tenant).await? {
         return Err(ApiError::NotFound { resource: "tenant" });
     }
     // A platform key is not bound to a tenant, whatever path it was created under.
     let bound_tenant = (body.role == Role::Client).then_some(tenant.as_str());
     let new_key = NewKey::generate().map_err(ApiError::internal)?;
-    let mut conn = state.pool.acquire().await?;
-    let stored =
-        store::keys::insert(&mut conn, &new_key.hash, body.role.as_str(), bound_tenant).await?;
+    let mut tx = state.pool.begin().await?;
+    let stored = store::keys::insert(
+        &mut tx,
+        &new_key.hash,
+        body.role.as_str(),
+        bound_tenant,
+        body.expires_at,
+    )
+    .await?;
+    let entry = Entry {
+        tenant: stored.tenant_id.as_deref(),
+        action: Action::KeyCreated,
+        target: Some(stored.id.to_string()),
+        changes: serde_json::json!({"role": body.role, "expires_at": stored.expires_at}),
+    };
+    audit::record(&mut tx, &Actor::from(&principal), entry).await?;
+    tx.commit().await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedKey {
@@ -163,18 +193,27 @@ async fn create_key(
             role: body.role,
             tenant: stored.tenant_id,
             created: stored.created,
+            expires_at: stored.expires_at,
         }),
     ))
 }
 
 async fn revoke_key(
-    _: Platform,
+    Platform(principal): Platform,
     State(state): State<AppState>,
     ApiPath(KeyPath { id }): ApiPath<KeyPath>,
 ) -> Result<StatusCode, ApiError> {
-    if store::keys::revoke(&state.pool, id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound { resource: "key" })
-    }
+    let mut tx = state.pool.begin().await?;
+    let revoked = store::keys::revoke(&mut *tx, id)
+        .await?
+        .ok_or(ApiError::NotFound { resource: "key" })?;
+    let entry = Entry {
+        tenant: revoked.tenant_id.as_deref(),
+        action: Action::KeyRevoked,
+        target: Some(id.to_string()),
+        changes: serde_json::json!({"role": revoked.role}),
+    };
+    audit::record(&mut tx, &Actor::from(&principal), entry).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::destination_view::{DestinationView, view};
 use super::destinations::{DestinationPath, find};
 use crate::app::AppState;
+use crate::audit::{self, Action, Actor, Entry};
 use crate::auth::Principal;
 use crate::delivery::destination::Kind;
 use crate::delivery::webhook;
@@ -74,11 +75,20 @@ async fn rotate_secret(
     }
     let secret = webhook::signing::new_secret().map_err(ApiError::internal)?;
     let previous_until = Utc::now() + chrono::Duration::hours(24);
-    let row = store::rotate_secret(&state.pool, id, &secret, previous_until)
+    let mut tx = state.pool.begin().await?;
+    let row = store::rotate_secret(&mut *tx, &state.keyring, id, &secret, previous_until)
         .await?
         .ok_or(ApiError::NotFound {
             resource: "destination",
         })?;
+    let entry = Entry {
+        tenant: Some(&row.tenant_id),
+        action: Action::SecretRotated,
+        target: Some(id.to_string()),
+        changes: serde_json::json!({"previous_secret_valid_until": previous_until}),
+    };
+    audit::record(&mut tx, &Actor::from(&principal), entry).await?;
+    tx.commit().await?;
     let mut shown = view(&state, row).await?;
     shown.secret = Some(secret);
     shown.previous_secret_valid_until = Some(previous_until);
@@ -175,18 +185,26 @@ async fn retry_delivery(
     State(state): State<AppState>,
     ApiPath(DeliveryPath { id, event_id }): ApiPath<DeliveryPath>,
 ) -> Result<(StatusCode, Json<Retried>), ApiError> {
-    find(&state, &principal, id).await?;
-    if webhooks::retry_now(&state.pool, id, event_id).await? {
-        Ok((
-            StatusCode::ACCEPTED,
-            Json(Retried {
-                event_id,
-                status: "pending",
-            }),
-        ))
-    } else {
-        Err(ApiError::NotFoundDetail {
+    let row = find(&state, &principal, id).await?;
+    let mut tx = state.pool.begin().await?;
+    if !webhooks::retry_now(&mut *tx, id, event_id).await? {
+        return Err(ApiError::NotFoundDetail {
             detail: format!("no delivery of event {event_id} to this destination"),
-        })
+        });
     }
+    let entry = Entry {
+        tenant: Some(&row.tenant_id),
+        action: Action::DeliveryRetried,
+        target: Some(id.to_string()),
+        changes: serde_json::json!({"event_id": event_id}),
+    };
+    audit::record(&mut tx, &Actor::from(&principal), entry).await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Retried {
+            event_id,
+            status: "pending",
+        }),
+    ))
 }

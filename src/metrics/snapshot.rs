@@ -29,11 +29,7 @@ pub async fn refresh(metrics: &Metrics, pool: &PgPool) -> Result<(), SnapshotErr
         .outbox_oldest_age
         .set(outbox.oldest_age_secs.unwrap_or(0.0));
 
-    let destinations: Vec<_> = store::destinations::list(pool, None)
-        .await?
-        .into_iter()
-        .filter(|row| row.enabled)
-        .collect();
+    let destinations = store::destinations::enabled_progress(pool).await?;
     // A row whose stored types no longer parse is reported by the destination's own
     // status; it simply has no lag gauge here.
     let types: Vec<Option<Vec<String>>> = destinations
@@ -43,7 +39,11 @@ pub async fn refresh(metrics: &Metrics, pool: &PgPool) -> Result<(), SnapshotErr
     let queries: Vec<StatusQuery<'_>> = destinations
         .iter()
         .zip(&types)
-        .filter_map(|(row, types)| types.as_deref().map(|types| StatusQuery::of(row, types)))
+        .filter_map(|(row, types)| {
+            types
+                .as_deref()
+                .map(|types| StatusQuery::of_progress(row, types))
+        })
         .collect();
     let statuses = store::destinations::statuses(pool, &queries).await?;
     let lag = &metrics.inner.destination_lag;

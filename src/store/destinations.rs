@@ -6,8 +6,12 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::position::{Position, Xid8};
+use crate::delivery::destination::redact_url;
+use crate::secrets::{Keyring, SecretsError, places};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A destination as the server uses it: its URL and secrets opened (they are sealed in
+/// the table). `Debug` shows neither.
+#[derive(Clone, sqlx::FromRow)]
 pub struct DestinationRow {
     pub id: Uuid,
     pub tenant_id: String,
@@ -29,7 +33,41 @@ pub struct DestinationRow {
     pub disabled_reason: Option<String>,
 }
 
+impl std::fmt::Debug for DestinationRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = self
+            .config
+            .get("url")
+            .and_then(Value::as_str)
+            .map(redact_url);
+        f.debug_struct("DestinationRow")
+            .field("id", &self.id)
+            .field("tenant_id", &self.tenant_id)
+            .field("kind", &self.kind)
+            .field("url", &url)
+            .field("enabled", &self.enabled)
+            .field("delivered", &self.delivered())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A stored value that does not open (a key missing from the configuration, or a value
+/// tampered with) is a decoding error of the row.
+fn undecodable(err: SecretsError) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(err))
+}
+
 impl DestinationRow {
+    /// The row as stored, with its URL and secrets opened.
+    fn opened(mut self, keyring: &Keyring) -> Result<Self, sqlx::Error> {
+        let id = self.id;
+        self.config = places::open_settings(keyring, id, self.config).map_err(undecodable)?;
+        self.secret = places::open_signing_secret(keyring, id, self.secret).map_err(undecodable)?;
+        self.previous_secret =
+            places::open_signing_secret(keyring, id, self.previous_secret).map_err(undecodable)?;
+        Ok(self)
+    }
+
     /// Everything at or before this position has been handed over (confirmed by the
     /// broker, queued for the webhook, or skipped by the type filter).
     pub fn delivered(&self) -> Position {
@@ -58,54 +96,89 @@ pub struct NewDestination<'a> {
 #[tracing::instrument(skip_all)]
 pub async fn insert(
     db: impl PgExecutor<'_>,
+    keyring: &Keyring,
     d: &NewDestination<'_>,
 ) -> Result<DestinationRow, sqlx::Error> {
+    let id = Uuid::now_v7();
+    let config = places::seal_settings(keyring, id, d.config).map_err(undecodable)?;
+    let secret = d
+        .secret
+        .map(|secret| places::seal_signing_secret(keyring, id, secret))
+        .transpose()
+        .map_err(undecodable)?;
     // The first heartbeat is due one interval after creation, not at once.
-    sqlx::query_as(&format!(
+    let row: DestinationRow = sqlx::query_as(&format!(
         "INSERT INTO destinations (id, tenant_id, kind, config, types, enabled, delivered_tx, delivered_seq,
                                    secret, last_heartbeat_at)
          VALUES ($1, $2, $3, $4, $5, $6,
                  $7, 9223372036854775807, $8, now())
          RETURNING {COLUMNS}"
     ))
-    .bind(Uuid::now_v7())
+    .bind(id)
     .bind(d.tenant)
     .bind(d.kind)
-    .bind(d.config)
+    .bind(&config)
     .bind(d.types)
     .bind(d.enabled)
     .bind(d.start.xid())
-    .bind(d.secret)
+    .bind(secret)
     .fetch_one(db)
-    .await
+    .await?;
+    row.opened(keyring)
 }
 
 /// One destination; `tenant` `None` means any tenant (platform).
 #[tracing::instrument(skip_all)]
 pub async fn get(
     db: impl PgExecutor<'_>,
+    keyring: &Keyring,
     id: Uuid,
     tenant: Option<&str>,
 ) -> Result<Option<DestinationRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    let row: Option<DestinationRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM destinations WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2)"
     ))
     .bind(id)
     .bind(tenant)
     .fetch_optional(db)
-    .await
+    .await?;
+    row.map(|row| row.opened(keyring)).transpose()
 }
 
 #[tracing::instrument(skip_all)]
 pub async fn list(
     db: impl PgExecutor<'_>,
+    keyring: &Keyring,
     tenant: Option<&str>,
 ) -> Result<Vec<DestinationRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    let rows: Vec<DestinationRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM destinations WHERE ($1::text IS NULL OR tenant_id = $1)
          ORDER BY created, id LIMIT 1000"
     ))
     .bind(tenant)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter().map(|row| row.opened(keyring)).collect()
+}
+
+/// What the metrics need of an enabled destination: no settings, no secrets.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Progress {
+    pub id: Uuid,
+    pub tenant_id: String,
+    pub kind: String,
+    pub types: Vec<String>,
+    pub delivered_tx: Xid8,
+    pub delivered_seq: i64,
+}
+
+/// Every enabled destination's progress (the secrets are not read).
+#[tracing::instrument(skip_all)]
+pub async fn enabled_progress(db: impl PgExecutor<'_>) -> Result<Vec<Progress>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, tenant_id, kind, types, delivered_tx, delivered_seq FROM destinations
+         WHERE enabled ORDER BY created, id",
+    )
     .fetch_all(db)
     .await
 }
@@ -129,58 +202,65 @@ pub async fn enabled_ids(db: impl PgExecutor<'_>) -> Result<Vec<Uuid>, sqlx::Err
 #[tracing::instrument(skip_all)]
 pub async fn rotate_secret(
     db: impl PgExecutor<'_>,
+    keyring: &Keyring,
     id: Uuid,
     secret: &str,
     previous_until: DateTime<Utc>,
 ) -> Result<Option<DestinationRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    let sealed = places::seal_signing_secret(keyring, id, secret).map_err(undecodable)?;
+    let row: Option<DestinationRow> = sqlx::query_as(&format!(
         "UPDATE destinations SET previous_secret = secret, previous_secret_until = $3, secret = $2,
                 updated = now()
          WHERE id = $1 AND kind = 'webhook' RETURNING {COLUMNS}"
     ))
     .bind(id)
-    .bind(secret)
+    .bind(sealed)
     .bind(previous_until)
     .fetch_optional(db)
-    .await
+    .await?;
+    row.map(|row| row.opened(keyring)).transpose()
 }
 
 #[tracing::instrument(skip_all)]
 pub async fn update_settings(
     db: impl PgExecutor<'_>,
+    keyring: &Keyring,
     id: Uuid,
     config: &Value,
     types: &[String],
     enabled: bool,
 ) -> Result<Option<DestinationRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    let config = places::seal_settings(keyring, id, config).map_err(undecodable)?;
+    let row: Option<DestinationRow> = sqlx::query_as(&format!(
         "UPDATE destinations SET config = $2, types = $3, enabled = $4, updated = now(),
                 disabled_reason = CASE WHEN $4 THEN NULL ELSE disabled_reason END,
                 failing_since = CASE WHEN $4 AND NOT enabled THEN NULL ELSE failing_since END
          WHERE id = $1 RETURNING {COLUMNS}"
     ))
     .bind(id)
-    .bind(config)
+    .bind(&config)
     .bind(types)
     .bind(enabled)
     .fetch_optional(db)
-    .await
+    .await?;
+    row.map(|row| row.opened(keyring)).transpose()
 }
 
+/// Deletes a destination; its tenant and kind, `None` when there was none.
 #[tracing::instrument(skip_all)]
 pub async fn delete(
     db: impl PgExecutor<'_>,
     id: Uuid,
     tenant: Option<&str>,
-) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query(
-        "DELETE FROM destinations WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2)",
+) -> Result<Option<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "DELETE FROM destinations WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2)
+         RETURNING tenant_id, kind",
     )
     .bind(id)
     .bind(tenant)
-    .execute(db)
-    .await?;
-    Ok(result.rows_affected() == 1)
+    .fetch_optional(db)
+    .await
 }
 
 /// Moves the delivered position from `from` to `to` (compare-and-set), and with
@@ -268,6 +348,16 @@ impl<'a> StatusQuery<'a> {
             id: row.id,
             tenant: &row.tenant_id,
             delivered: row.delivered(),
+            types,
+        }
+    }
+
+    /// The same, for a destination's [`Progress`].
+    pub fn of_progress(progress: &'a Progress, types: &'a [String]) -> Self {
+        Self {
+            id: progress.id,
+            tenant: &progress.tenant_id,
+            delivered: Position::new(progress.delivered_tx, progress.delivered_seq),
             types,
         }
     }

@@ -1,6 +1,7 @@
 //! SQL, one small function per statement. Writers take `&mut PgConnection` (usually a
 //! transaction) so callers decide the transaction boundary; readers take any executor.
 
+pub mod audit;
 pub mod deposits;
 pub mod destinations;
 pub mod feed;
@@ -10,6 +11,7 @@ pub mod keys;
 pub mod outbox;
 pub mod position;
 pub mod read_model;
+pub mod resealing;
 pub mod retention;
 pub mod tenants;
 pub mod webhook_attempts;

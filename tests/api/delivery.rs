@@ -499,6 +499,11 @@ async fn killed_relay_process_resumes_without_loss(
         tokio::process::Command::new(crate::helpers::eventgate_binary())
             .arg("serve")
             .env("DATABASE_URL", &url)
+            .env("EVENTGATE_SECRETS_KEY", crate::helpers::SECRETS_KEY)
+            .env(
+                "EVENTGATE_DESTINATION_ALLOW",
+                crate::helpers::TEST_DESTINATION_ALLOW,
+            )
             .env("EVENTGATE_LISTEN", format!("127.0.0.1:{port}"))
             .env("EVENTGATE_DATA_DIR", dir.path())
             .stdout(std::process::Stdio::null())

@@ -10,7 +10,11 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-pub const PLATFORM_KEY: &str = "test-platform-key-0123456789";
+/// At least 32 characters: servers with DATABASE_URL refuse a shorter one.
+pub const PLATFORM_KEY: &str = "test-platform-key-0123456789abcdef";
+
+/// The key that seals the secrets the tests store (32 bytes, base64).
+pub const SECRETS_KEY: &str = "ZXZlbnRnYXRlLXRlc3Qtc2VjcmV0cy1rZXktMzJieXQ=";
 
 pub struct TestServer {
     pub base: String,
@@ -22,10 +26,40 @@ pub struct TestServer {
     _background: eventgate::maintenance::Background,
 }
 
-/// The configuration of a bare `eventgate serve`, plus the test platform key and `extra`
-/// flags.
+/// The loopback brokers and receivers the tests use, on the operator's allowlist (the
+/// address policy refuses loopback otherwise).
+pub const TEST_DESTINATION_ALLOW: &str = "127.0.0.1,localhost";
+
+/// The configuration of a bare `eventgate serve`, plus the test platform key, the test
+/// brokers allowed, and `extra` flags.
 pub fn config(extra: &[&str]) -> ServerConfig {
-    let mut args = vec!["eventgate", "--platform-key", PLATFORM_KEY];
+    config_with_secrets_key(SECRETS_KEY, extra)
+}
+
+/// [`config`] with another secrets key (or several, comma-separated, newest first).
+pub fn config_with_secrets_key(secrets_key: &str, extra: &[&str]) -> ServerConfig {
+    let mut args = vec![
+        "eventgate",
+        "--platform-key",
+        PLATFORM_KEY,
+        "--secrets-key",
+        secrets_key,
+        "--destination-allow",
+        TEST_DESTINATION_ALLOW,
+    ];
+    args.extend_from_slice(extra);
+    ServerConfig::from_args(args).expect("test configuration parses")
+}
+
+/// A bare `eventgate serve` with nothing allowed beyond the default address policy.
+pub fn strict_config(extra: &[&str]) -> ServerConfig {
+    let mut args = vec![
+        "eventgate",
+        "--platform-key",
+        PLATFORM_KEY,
+        "--secrets-key",
+        SECRETS_KEY,
+    ];
     args.extend_from_slice(extra);
     ServerConfig::from_args(args).expect("test configuration parses")
 }
@@ -267,6 +301,8 @@ fn spawn_eventgate_to(
         .env("DATABASE_URL", database_url)
         .env("EVENTGATE_LISTEN", format!("127.0.0.1:{port}"))
         .env("EVENTGATE_PLATFORM_KEY", PLATFORM_KEY)
+        .env("EVENTGATE_DESTINATION_ALLOW", TEST_DESTINATION_ALLOW)
+        .env("EVENTGATE_SECRETS_KEY", SECRETS_KEY)
         .env("EVENTGATE_LOG_FORMAT", "text")
         .envs(env.iter().copied())
         .stdout(stdout)

@@ -1,6 +1,9 @@
 //! Integration tests against a real PostgreSQL: each test gets a fresh database from
 //! `#[sqlx::test]` (DATABASE_URL names the server) and a real eventgate on a free port.
 
+mod address_policy;
+mod api_keys;
+mod audit;
 mod broker_restart;
 mod brokers;
 mod catalogue;
@@ -20,6 +23,7 @@ mod proxy;
 mod receiver;
 mod retention;
 mod scale_out;
+mod secrets_at_rest;
 mod slow_consumers;
 mod startup;
 mod webhooks;

@@ -13,7 +13,14 @@ use crate::helpers::{PLATFORM_KEY, TestServer, config};
 
 /// A bare `eventgate serve` configuration with `platform_key` as its start-up key.
 fn with_platform_key(platform_key: &str) -> ServerConfig {
-    ServerConfig::from_args(["eventgate", "--platform-key", platform_key]).unwrap()
+    ServerConfig::from_args([
+        "eventgate",
+        "--platform-key",
+        platform_key,
+        "--secrets-key",
+        crate::helpers::SECRETS_KEY,
+    ])
+    .unwrap()
 }
 
 const NEW_PLATFORM_KEY: &str = "a-new-platform-key-0123456789abcdef";
@@ -27,6 +34,7 @@ async fn a_new_platform_key_at_start_up_revokes_the_previous_one(pool: PgPool) {
         &mut conn,
         &made_with_the_cli.hash,
         Role::Platform.as_str(),
+        None,
         None,
     )
     .await

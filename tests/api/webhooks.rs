@@ -420,40 +420,6 @@ async fn redirects_are_not_followed(pool: PgPool) {
 }
 
 #[sqlx::test]
-async fn private_and_non_http_urls_are_refused_by_default(pool: PgPool) {
-    let server = TestServer::start(pool).await;
-    let key = server.tenant_with_key("acme").await;
-    for url in [
-        "http://127.0.0.1:9/hook",
-        "http://169.254.169.254/latest/meta-data",
-        "http://10.0.0.1/",
-        "http://localhost/",
-        "http://[::1]/",
-    ] {
-        let refused = server
-            .post(
-                "/destinations",
-                &key,
-                &json!({"kind": "webhook", "url": url}),
-            )
-            .await;
-        let problem = assert_problem(refused, StatusCode::UNPROCESSABLE_ENTITY).await;
-        assert_eq!(problem["field"], "url", "{url}");
-    }
-    for url in ["ftp://example.com/", "file:///etc/passwd", "not a url"] {
-        let refused = server
-            .post(
-                "/destinations",
-                &key,
-                &json!({"kind": "webhook", "url": url}),
-            )
-            .await;
-        assert_problem(refused, StatusCode::UNPROCESSABLE_ENTITY).await;
-    }
-    assert_eq!(server.count("SELECT count(*) FROM destinations").await, 0);
-}
-
-#[sqlx::test]
 async fn entity_format_coalesces_updates_but_never_creations(pool: PgPool) {
     let server = TestServer::start_with(
         pool,

@@ -59,6 +59,12 @@ impl SinkConfig {
         }
     }
 
+    /// The host and port this destination connects to.
+    pub fn endpoint(&self) -> Option<(&str, u16)> {
+        let kind = url::UrlKind::of(self.kind());
+        kind.endpoint(self.url())
+    }
+
     pub fn url(&self) -> &str {
         match self {
             SinkConfig::Amqp(c) => &c.url,

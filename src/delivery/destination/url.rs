@@ -17,7 +17,7 @@ macro_rules! url_pattern {
             "://",
             $userinfo,
             "([A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)",
-            "(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
+            "(?::([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
             $rest,
             "$"
         )
@@ -94,13 +94,22 @@ impl UrlKind {
 
     /// The host of `url` when it is a valid URL of this kind.
     pub fn host(self, url: &str) -> Option<&str> {
+        self.endpoint(url).map(|(host, _)| host)
+    }
+
+    /// The host and port `url` connects to (the scheme's port when it names none), when
+    /// it is a valid URL of this kind.
+    pub fn endpoint(self, url: &str) -> Option<(&str, u16)> {
         if url.chars().count() > MAX_URL_CHARS {
             return None;
         }
-        self.regex()
-            .captures(url)
-            .and_then(|captures| captures.get(1))
-            .map(|host| host.as_str())
+        let captures = self.regex().captures(url)?;
+        let host = captures.get(1)?.as_str();
+        let port = match captures.get(2) {
+            Some(port) => port.as_str().parse().ok()?,
+            None => default_port(url),
+        };
+        Some((host, port))
     }
 
     /// What a valid URL of this kind looks like, for error messages.
@@ -110,6 +119,19 @@ impl UrlKind {
             Self::Mqtt => "mqtt://[user[:password]@]host[:port]",
             Self::Webhook => "http[s]://host[:port][/path][?query]",
         }
+    }
+}
+
+/// The port a scheme connects to when a URL names none.
+fn default_port(url: &str) -> u16 {
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    match scheme {
+        "amqps" => 5671,
+        "amqp" => 5672,
+        "mqtts" => 8883,
+        "mqtt" => 1883,
+        "https" => 443,
+        _ => 80,
     }
 }
 
@@ -143,5 +165,7 @@ mod tests {
         assert_eq!(webhook.host("https://user:pw@hooks.example.com/"), None);
         assert_eq!(webhook.host("http://h/a b"), None);
         assert_eq!(webhook.host(""), None);
+        assert_eq!(amqp.endpoint("amqps://h/vh"), Some(("h", 5671)));
+        assert_eq!(webhook.endpoint("http://h:8080/x"), Some(("h", 8080)));
     }
 }

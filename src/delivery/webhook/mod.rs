@@ -10,7 +10,6 @@
 //! configured delays (honouring `Retry-After` on 429/503) until the last, then fails (kept,
 //! retryable). Redirects are never followed.
 
-pub mod guard;
 pub mod payload;
 mod recorder;
 pub mod send;
@@ -29,6 +28,7 @@ use super::RelayError;
 use super::batch::next_batch;
 use super::destination::{WebhookConfig, WebhookFormat};
 use crate::config::ServerConfig;
+use crate::egress::AddressPolicy;
 use crate::store::destinations::{self, DestinationRow};
 use crate::store::feed::OutboxRow;
 use crate::store::webhooks::{self as store, NewDelivery};
@@ -42,7 +42,8 @@ pub struct WebhookSettings {
     pub retry_delays: Vec<Duration>,
     pub timeout: Duration,
     pub concurrency: usize,
-    pub allow_internal: bool,
+    /// Where webhooks may connect.
+    pub policy: AddressPolicy,
     pub disable_after: Duration,
     pub heartbeat: Duration,
     pub public_base_url: String,
@@ -58,7 +59,7 @@ impl From<&ServerConfig> for WebhookSettings {
                 .collect(),
             timeout: Duration::from_secs(config.webhook_timeout_secs),
             concurrency: config.webhook_concurrency,
-            allow_internal: config.allow_private_destinations,
+            policy: config.address_policy(),
             disable_after: Duration::from_secs(config.webhook_disable_after_secs),
             heartbeat: Duration::from_secs(config.webhook_heartbeat_secs),
             public_base_url: config.public_base_url.trim_end_matches('/').to_owned(),

@@ -5,8 +5,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 
-use super::guard;
 use super::signing::signature_header;
+use crate::delivery::destination::url::UrlKind;
+use crate::egress::AddressPolicy;
 
 /// The most of a response body kept with an attempt.
 const EXCERPT_BYTES: usize = 512;
@@ -36,7 +37,7 @@ pub async fn attempt(
     secrets: &[String],
     message_id: &str,
     payload: &str,
-    allow_internal: bool,
+    policy: &AddressPolicy,
 ) -> Outcome {
     let started = Instant::now();
     let failed = |error: String| Outcome {
@@ -46,8 +47,13 @@ pub async fn attempt(
         retry_after: None,
         excerpt: None,
     };
-    // IP literals never reach the resolver: check them here.
-    if let Err(err) = guard::check_url(url, allow_internal).await {
+    // IP literals never reach the resolver: check them here (names are checked by it).
+    let literal = UrlKind::Webhook
+        .host(url)
+        .filter(|host| host.parse::<std::net::IpAddr>().is_ok());
+    if let Some(ip) = literal.and_then(|host| host.parse().ok())
+        && let Err(err) = policy.check_ip(ip)
+    {
         return failed(err.to_string());
     }
     let timestamp = chrono::Utc::now().timestamp();

@@ -15,8 +15,9 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::recorder::{self, Finished};
-use super::{WebhookError, WebhookSettings, guard, send};
+use super::{WebhookError, WebhookSettings, send};
 use crate::delivery::destination::WebhookConfig;
+use crate::egress::resolver::PolicyResolver;
 use crate::metrics::{DeliveryOutcome, Metrics};
 use crate::store::webhook_attempts::AttemptRecord;
 use crate::store::webhooks::{self as store, DueDelivery};
@@ -49,8 +50,8 @@ impl Worker {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(settings.timeout)
             .pool_max_idle_per_host(settings.concurrency)
-            .dns_resolver(Arc::new(guard::GuardedResolver {
-                allow_internal: settings.allow_internal,
+            .dns_resolver(Arc::new(PolicyResolver {
+                policy: settings.policy.clone(),
             }))
             .build()?;
         let in_flight: Arc<Mutex<HashSet<i64>>> = Arc::default();
@@ -136,7 +137,7 @@ impl Worker {
                     &secrets,
                     &delivery.message_id,
                     &delivery.payload,
-                    settings.allow_internal,
+                    &settings.policy,
                 )
                 .await;
                 let finished = finished(&delivery, &outcome, &settings);

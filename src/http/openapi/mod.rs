@@ -77,6 +77,10 @@ pub(super) fn frame() -> OpenApi {
         },
         tags: [
             (
+                "audit",
+                "Who did which administrative action (a client key: its own tenant's).",
+            ),
+            (
                 "client",
                 "For a client key: one tenant's feed, deposits and read model.",
             ),

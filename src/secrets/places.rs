@@ -1,0 +1,103 @@
+//! The stored values that are sealed, each bound to its place (the destination's id and
+//! which value it is), so a sealed value copied into another row or column does not open:
+//! - a destination's `url` inside its settings (broker credentials, and any token a
+//!   webhook URL carries in its query);
+//! - a webhook's signing secrets, current and previous (one place for both: a rotation
+//!   moves the current one to `previous_secret` as it is).
+//!
+//! A value that is not sealed is read as it is: rows written before encryption existed,
+//! which start-up seals (`store::resealing`).
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::keyring::{self, Keyring, SecretsError};
+
+fn url_place(destination: Uuid) -> String {
+    format!("destination:{destination}:url")
+}
+
+fn signing_place(destination: Uuid) -> String {
+    format!("destination:{destination}:signing-secret")
+}
+
+/// `config` with its `url` sealed.
+pub fn seal_settings(
+    keyring: &Keyring,
+    destination: Uuid,
+    config: &Value,
+) -> Result<Value, SecretsError> {
+    let mut sealed = config.clone();
+    if let Some(Value::String(url)) = sealed.get_mut("url")
+        && !keyring::is_sealed(url)
+    {
+        *url = keyring.seal(url, &url_place(destination))?;
+    }
+    Ok(sealed)
+}
+
+/// `config` with its `url` opened.
+pub fn open_settings(
+    keyring: &Keyring,
+    destination: Uuid,
+    mut config: Value,
+) -> Result<Value, SecretsError> {
+    if let Some(Value::String(url)) = config.get_mut("url")
+        && keyring::is_sealed(url)
+    {
+        *url = keyring.open(url, &url_place(destination))?;
+    }
+    Ok(config)
+}
+
+pub fn seal_signing_secret(
+    keyring: &Keyring,
+    destination: Uuid,
+    secret: &str,
+) -> Result<String, SecretsError> {
+    keyring.seal(secret, &signing_place(destination))
+}
+
+pub fn open_signing_secret(
+    keyring: &Keyring,
+    destination: Uuid,
+    stored: Option<String>,
+) -> Result<Option<String>, SecretsError> {
+    match stored {
+        Some(sealed) if keyring::is_sealed(&sealed) => {
+            keyring.open(&sealed, &signing_place(destination)).map(Some)
+        }
+        other => Ok(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_url_opens_only_in_its_own_destination() {
+        let ring = Keyring::from_base64([Keyring::generate_base64().unwrap().as_str()]).unwrap();
+        let (id, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let config = serde_json::json!({"url": "amqp://u:hunter2@h/v", "exchange": "x"});
+        let sealed = seal_settings(&ring, id, &config).unwrap();
+        assert!(!sealed.to_string().contains("hunter2"));
+        assert_eq!(sealed["exchange"], "x", "only the url is sealed");
+        assert_eq!(open_settings(&ring, id, sealed.clone()).unwrap(), config);
+        assert!(open_settings(&ring, other, sealed).is_err());
+        let secret = seal_signing_secret(&ring, id, "whsec_x").unwrap();
+        assert_eq!(
+            open_signing_secret(&ring, id, Some(secret))
+                .unwrap()
+                .as_deref(),
+            Some("whsec_x")
+        );
+        assert_eq!(
+            open_signing_secret(&ring, id, Some("whsec_plain".into()))
+                .unwrap()
+                .as_deref(),
+            Some("whsec_plain"),
+            "a row from before encryption reads as it is"
+        );
+    }
+}
