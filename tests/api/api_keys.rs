@@ -49,8 +49,8 @@ async fn an_expired_key_is_refused_like_a_revoked_one(pool: PgPool) {
             &json!({"role": "client", "expires_at": past}),
         )
         .await;
-    let problem = assert_problem(refused, StatusCode::UNPROCESSABLE_ENTITY).await;
-    assert_eq!(problem["field"], "expires_at");
+    let problem = assert_problem(refused, StatusCode::CONFLICT).await;
+    assert!(problem["detail"].as_str().unwrap().contains("expires_at"));
 }
 
 #[sqlx::test]

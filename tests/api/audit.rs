@@ -109,17 +109,7 @@ async fn every_administrative_action_is_recorded_with_its_actor(pool: PgPool) {
             .await;
         assert_eq!(toggled.status(), StatusCode::OK);
     }
-    let rotated: Value = server
-        .post(
-            &format!("/destinations/{id}/rotate-secret"),
-            &key,
-            &json!({}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let rotated_secret = rotated["secret"].as_str().unwrap().to_owned();
+    let rotated_secret = server.rotate_secret(&id, &key).await;
     server.create_portfolio("acme", "P1").await;
     let event_id = acme_event_ids(&server.pool).await[0].clone();
     receiver

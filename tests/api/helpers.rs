@@ -145,6 +145,20 @@ impl TestServer {
             .to_owned()
     }
 
+    /// Rotates a webhook destination's signing secret and returns the new one.
+    pub async fn rotate_secret(&self, id: &str, key: &str) -> String {
+        let rotated = self
+            .post(
+                &format!("/destinations/{id}/rotate-secret"),
+                key,
+                &json!({}),
+            )
+            .await;
+        assert_eq!(rotated.status(), StatusCode::OK);
+        let rotated: Value = rotated.json().await.expect("rotated json");
+        rotated["secret"].as_str().expect("new secret").to_owned()
+    }
+
     pub async fn new_key(&self, tenant: &str, role: &str) -> Value {
         let response = self
             .post(

@@ -54,20 +54,9 @@ async fn stored_secrets_are_sealed_and_still_deliver(pool: PgPool) {
     )
     .await;
     let signing = webhook["secret"].as_str().unwrap().to_owned();
-    let rotated: Value = server
-        .post(
-            &format!(
-                "/destinations/{}/rotate-secret",
-                webhook["id"].as_str().unwrap()
-            ),
-            &key,
-            &json!({}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let new_signing = rotated["secret"].as_str().unwrap().to_owned();
+    let new_signing = server
+        .rotate_secret(webhook["id"].as_str().unwrap(), &key)
+        .await;
 
     let rows = raw_rows(&pool).await;
     assert_eq!(rows.len(), 2);

@@ -121,17 +121,7 @@ async fn envelope_webhooks_are_signed_per_the_spec(pool: PgPool) {
     assert_eq!(attempts["data"][0]["response_status"], 204);
 
     // Rotation: both secrets sign for a while.
-    let rotated: Value = server
-        .post(
-            &format!("/destinations/{id}/rotate-secret"),
-            &key,
-            &json!({}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let new_secret = rotated["secret"].as_str().unwrap().to_owned();
+    let new_secret = server.rotate_secret(&id, &key).await;
     assert_ne!(new_secret, secret);
     server.create_portfolio("acme", "P4").await;
     let requests = receiver
