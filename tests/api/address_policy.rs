@@ -181,6 +181,15 @@ async fn the_relay_checks_again_on_every_connection(pool: PgPool) {
         "nothing reached the MQTT topic"
     );
     assert!(queue.rest().await.is_empty(), "nothing reached the broker");
+    // The client can still switch off a destination the policy now refuses.
+    let disabled = relay
+        .patch(
+            &format!("/destinations/{}", ids[1]),
+            &key,
+            &json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(disabled.status(), StatusCode::OK);
     assert!(
         receiver.requests().is_empty(),
         "nothing reached the receiver"
