@@ -110,7 +110,8 @@ struct AuditEntry {
     target: Option<String>,
     /// The `x-request-id` of the request that acted.
     request_id: Option<String>,
-    /// What changed (URLs with their passwords redacted; secrets are never recorded).
+    /// What changed (URLs with their password and query redacted; secrets are never
+    /// recorded).
     changes: Value,
 }
 

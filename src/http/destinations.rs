@@ -172,7 +172,7 @@ fn take_kind(map: &mut Map<String, Value>) -> Result<Kind, ApiError> {
 fn audited(config: &SinkConfig, types: &[String], enabled: bool) -> Value {
     serde_json::json!({
         "kind": config.kind(),
-        "settings": config.redacted(),
+        "settings": config.audited(),
         "types": types,
         "enabled": enabled,
     })

@@ -72,7 +72,7 @@ async fn every_administrative_action_is_recorded_with_its_actor(pool: PgPool) {
         .post(server.url("/destinations"))
         .bearer_auth(&key)
         .header("x-request-id", "create-webhook-1")
-        .json(&json!({"kind": "webhook", "url": receiver.url("/hook")}))
+        .json(&json!({"kind": "webhook", "url": format!("{}?token=audit-query-token", receiver.url("/hook"))}))
         .send()
         .await
         .unwrap();
@@ -196,7 +196,13 @@ async fn every_administrative_action_is_recorded_with_its_actor(pool: PgPool) {
     assert_eq!(entries[12]["target"], spare_id);
     assert_eq!(entries[12]["actor"]["key_id"], platform_key_id);
     let text = serde_json::to_string(&entries).unwrap();
-    for secret in ["amqp-audit-password", &secret, &rotated_secret, &key] {
+    for secret in [
+        "amqp-audit-password",
+        "audit-query-token",
+        &secret,
+        &rotated_secret,
+        &key,
+    ] {
         assert!(!text.contains(secret), "{secret} in the audit log");
     }
 }

@@ -115,6 +115,18 @@ impl SinkConfig {
         }
         shown
     }
+
+    /// The settings as the audit log keeps them: [`Self::redacted`], and the URL's query
+    /// (where a webhook URL may carry a token) replaced too.
+    pub fn audited(&self) -> Value {
+        let mut kept = self.redacted();
+        if let Some(Value::String(url)) = kept.get_mut("url")
+            && let Some((before, _)) = url.split_once('?')
+        {
+            *url = format!("{before}?***");
+        }
+        kept
+    }
 }
 
 fn parse_fields<T: for<'de> Deserialize<'de>>(config: Value) -> Result<T, ApiError> {
@@ -179,6 +191,22 @@ mod tests {
             "amqps://user:***@host/vhost?x=1"
         );
         assert_eq!(redact_url("amqp://user@host"), "amqp://user@host");
+    }
+
+    #[test]
+    fn the_audit_log_keeps_neither_passwords_nor_queries() {
+        let webhook = SinkConfig::parse(
+            Kind::Webhook,
+            serde_json::json!({"url": "https://hooks.example.com/in?token=t0ps3cret"}),
+        )
+        .unwrap();
+        assert_eq!(webhook.audited()["url"], "https://hooks.example.com/in?***");
+        let amqp = SinkConfig::parse(
+            Kind::Amqp,
+            serde_json::json!({"url": "amqp://u:pw@h/v", "exchange": "x"}),
+        )
+        .unwrap();
+        assert_eq!(amqp.audited()["url"], "amqp://u:***@h/v");
     }
 
     #[test]
