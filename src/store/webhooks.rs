@@ -3,6 +3,8 @@
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
+use super::audit::{self, Action, NewEntry};
+
 /// A message to queue for one destination.
 pub struct NewDelivery<'a> {
     pub message_id: &'a str,
@@ -118,19 +120,37 @@ pub async fn due(
     .await
 }
 
-/// Disables a destination with the reason shown in its status.
+/// Disables an enabled destination with the reason shown in its status, and records that
+/// the server did so in the audit log (same transaction).
 #[tracing::instrument(skip_all)]
 pub async fn disable(
-    db: impl PgExecutor<'_>,
+    conn: &mut PgConnection,
     destination: Uuid,
     reason: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE destinations SET enabled = false, disabled_reason = $2, updated = now() WHERE id = $1")
-        .bind(destination)
-        .bind(reason)
-        .execute(db)
-        .await?;
-    Ok(())
+    let tenant: Option<String> = sqlx::query_scalar(
+        "UPDATE destinations SET enabled = false, disabled_reason = $2, updated = now()
+         WHERE id = $1 AND enabled RETURNING tenant_id",
+    )
+    .bind(destination)
+    .bind(reason)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(tenant) = tenant else {
+        return Ok(());
+    };
+    let target = destination.to_string();
+    let changes = serde_json::json!({"reason": reason});
+    let entry = NewEntry {
+        actor_key_id: None,
+        actor_role: "system",
+        tenant: Some(&tenant),
+        action: Action::DestinationDisabled,
+        target: Some(&target),
+        request_id: None,
+        changes: &changes,
+    };
+    audit::insert(conn, &entry).await
 }
 
 /// Marks a heartbeat as queued now; `false` if another was queued within `interval`.

@@ -690,6 +690,17 @@ async fn continuous_failure_disables_the_destination(pool: PgPool) {
         if shown["enabled"] == false {
             let reason = shown["status"]["disabled_reason"].as_str().unwrap();
             assert!(reason.contains("failing continuously"), "{reason}");
+            // The server's own action is in the audit log, by `system`, with the reason.
+            let recorded: (String, serde_json::Value) = sqlx::query_as(
+                "SELECT actor_role, changes FROM audit_log
+                 WHERE action = 'destination.disabled' AND target = $1",
+            )
+            .bind(&id)
+            .fetch_one(&server.pool)
+            .await
+            .unwrap();
+            assert_eq!(recorded.0, "system");
+            assert_eq!(recorded.1["reason"], reason);
             break;
         }
         assert!(

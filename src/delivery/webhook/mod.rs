@@ -135,7 +135,9 @@ pub async fn step(
             && (Utc::now() - since).to_std().unwrap_or_default() > settings.disable_after
         {
             let reason = format!("disabled after failing continuously since {since}");
-            store::disable(pool, id, &reason).await?;
+            let mut tx = pool.begin().await?;
+            store::disable(&mut tx, id, &reason).await?;
+            tx.commit().await?;
             return Ok(Progress::Stopped);
         }
         if config.format == WebhookFormat::Entity {

@@ -60,7 +60,7 @@ async fn write(pool: &PgPool, destination: Uuid, batch: &[Finished]) -> Result<(
     let mut tx = pool.begin().await?;
     webhook_attempts::record_attempts(&mut tx, destination, &records).await?;
     if batch.iter().any(|f| f.gone) {
-        store::disable(&mut *tx, destination, "the endpoint answered 410 Gone").await?;
+        store::disable(&mut tx, destination, "the endpoint answered 410 Gone").await?;
     }
     tx.commit().await
 }
