@@ -326,6 +326,18 @@ fn spawn_eventgate_to(
         .expect("eventgate starts")
 }
 
+/// The `/metrics` exposition of the server at `base`, read with the platform key.
+pub async fn metrics_text(http: &reqwest::Client, base: &str) -> String {
+    let response = http
+        .get(format!("{base}/metrics"))
+        .bearer_auth(PLATFORM_KEY)
+        .send()
+        .await
+        .expect("metrics request sent");
+    assert_eq!(response.status(), StatusCode::OK, "metrics");
+    response.text().await.expect("metrics text")
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

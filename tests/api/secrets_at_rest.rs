@@ -290,15 +290,7 @@ async fn secrets_never_reach_the_log_or_the_metrics(
         assert!(std::time::Instant::now() < deadline, "{status}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .bearer_auth(PLATFORM_KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::helpers::metrics_text(&http, &base).await;
     server.kill().await.unwrap();
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("DEBUG"), "the run logged at debug level");

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::helpers::{FaultSetup, PLATFORM_KEY, free_port, spawn_eventgate, wait_ready};
+use crate::helpers::{FaultSetup, free_port, metrics_text, spawn_eventgate, wait_ready};
 
 const POLLERS: usize = 1000;
 const DEPOSIT_CLIENTS: usize = 4;
@@ -61,15 +61,7 @@ async fn follow(
 }
 
 async fn waiting(http: &reqwest::Client, base: &str) -> u64 {
-    let text = http
-        .get(format!("{base}/metrics"))
-        .bearer_auth(PLATFORM_KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(http, base).await;
     text.lines()
         .find_map(|line| line.strip_prefix("eventgate_feed_waiters "))
         .and_then(|value| value.trim().parse().ok())
