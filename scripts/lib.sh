@@ -124,6 +124,29 @@ ensure_mosquitto() {
   wait_port 1883 Mosquitto
 }
 
+# tansu, a Kafka-protocol broker from crates.io (Debian has no Kafka, and nothing but the
+# package registries can be downloaded). Installed once per machine into cargo's bin
+# directory, which is its cache: the build takes 10-25 minutes on 2 cores.
+TANSU_VERSION=0.6.0
+ensure_tansu() {
+  command -v tansu >/dev/null 2>&1 && return 0
+  log "installing tansu $TANSU_VERSION (Kafka-protocol broker; once per machine, 10-25 min on 2 cores)"
+  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore
+}
+
+# A Kafka-protocol broker on 127.0.0.1:19092 (tansu, records in memory), started if absent.
+KAFKA_PORT=19092
+ensure_kafka() {
+  ensure_tansu
+  port_open "$KAFKA_PORT" && return 0
+  log "starting tansu (Kafka protocol) on 127.0.0.1:$KAFKA_PORT, records in memory"
+  setsid nohup tansu broker \
+    --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --storage-engine memory://tansu/ >/tmp/eventgate-tansu.log 2>&1 < /dev/null &
+  wait_port "$KAFKA_PORT" tansu
+}
+
 # Node.js and npm (for the AsyncAPI parser), installed if absent.
 ensure_node() {
   command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 && return 0

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: installs what is missing (Debian), starts RabbitMQ and
-# Mosquitto if they are not running, starts a throwaway PostgreSQL cluster for the tests
-# (fsync off: durability is not under test there), builds the release binary (the fault
+# Runs the whole test suite: installs what is missing (Debian; tansu from crates.io),
+# starts RabbitMQ, Mosquitto and a Kafka-protocol broker (tansu) if they are not running,
+# starts a throwaway PostgreSQL cluster for the tests (fsync off: durability is not under
+# test there), builds the release binary (the fault
 # tests run it as real processes), runs every test against them (each test gets its own
 # fresh database; the database- and broker-restart tests start private instances), then
 # scripts/contract.sh (schemathesis against openapi.yaml, the AsyncAPI check), and removes
@@ -14,6 +15,7 @@ cd "$(dirname "$0")/.."
 ensure_rust
 ensure_rabbitmq
 ensure_mosquitto
+ensure_kafka
 start_throwaway_pg -c fsync=off -c synchronous_commit=off -c full_page_writes=off
 
 # Tests that run eventgate as a real process (fault suite, zero-config) use the release

@@ -13,6 +13,8 @@ pub struct OutboundEvent {
     pub event_type: String,
     pub created: DateTime<Utc>,
     pub tenant: String,
+    /// The entity the event is about (the Kafka record key).
+    pub entity_id: String,
     /// The envelope exactly as stored.
     pub envelope: String,
 }
@@ -26,6 +28,7 @@ impl OutboundEvent {
             event_type: row.event_type,
             created: row.created,
             tenant: tenant.to_owned(),
+            entity_id: row.entity_id,
             envelope: row.envelope,
         }
     }

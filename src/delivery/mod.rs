@@ -1,4 +1,5 @@
-//! Pushing each tenant's outbox to its destinations (AMQP exchange, MQTT topic, webhook).
+//! Pushing each tenant's outbox to its destinations (AMQP exchange, MQTT topic, Kafka
+//! topic, webhook).
 //!
 //! Delivery is at-least-once, in feed order per destination: a driver reads the events
 //! after the destination's confirmed position with the feed's gap-free reader, publishes
@@ -11,6 +12,7 @@ pub mod backoff;
 pub mod batch;
 pub mod destination;
 pub mod event;
+pub mod kafka;
 pub mod mqtt;
 pub mod relay;
 pub mod webhook;
@@ -56,6 +58,8 @@ pub enum SinkError {
     MqttClient(#[from] rumqttc::v5::ClientError),
     #[error("MQTT connection: {0}")]
     MqttConnection(#[from] rumqttc::v5::ConnectionError),
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rskafka::client::error::Error),
     #[error("timed out {0}")]
     Timeout(&'static str),
     #[error("refused by the broker: {0}")]
@@ -71,6 +75,7 @@ pub enum SinkError {
 pub enum Sink {
     Amqp(Box<amqp::AmqpSink>),
     Mqtt(Box<mqtt::MqttSink>),
+    Kafka(Box<kafka::KafkaSink>),
 }
 
 impl Sink {
@@ -89,6 +94,9 @@ impl Sink {
                     .await
                     .map(|sink| Sink::Mqtt(Box::new(sink)))
             }
+            SinkConfig::Kafka(c) => kafka::KafkaSink::connect(c, policy)
+                .await
+                .map(|sink| Sink::Kafka(Box::new(sink))),
             SinkConfig::Webhook(_) => Err(SinkError::Config(
                 "webhooks are delivered through their queue, not a bus sink".into(),
             )),
@@ -100,6 +108,7 @@ impl Sink {
         match self {
             Sink::Amqp(sink) => sink.publish(events).await,
             Sink::Mqtt(sink) => sink.publish(events).await,
+            Sink::Kafka(sink) => sink.publish(events).await,
         }
     }
 }

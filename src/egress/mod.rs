@@ -3,5 +3,6 @@
 pub mod policy;
 pub mod ranges;
 pub mod resolver;
+pub mod socks;
 
 pub use policy::{AddressPolicy, Allowed, PolicyError};

@@ -9,7 +9,9 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use super::tenant_id::TenantId;
 use crate::catalogue::TypePattern;
 use crate::delivery::destination::settings::{EntityName, WebhookFormat};
-use crate::delivery::destination::{AmqpConfig, MqttConfig, WebhookConfig};
+use crate::delivery::destination::{
+    AmqpConfig, KafkaConfig, KafkaSasl, KafkaTls, MqttConfig, WebhookConfig,
+};
 
 /// Fields every kind's settings share.
 pub const COMMON_FIELDS: [&str; 2] = ["types", "enabled"];
@@ -22,6 +24,14 @@ pub fn fields_of(kind: crate::delivery::destination::Kind) -> &'static [&'static
         Kind::Amqp => &["url", "exchange", "routing_key", "cloudevents"],
         Kind::Mqtt => &["url", "topic", "qos", "cloudevents"],
         Kind::Webhook => &["url", "format", "entities", "custom_config"],
+        Kind::Kafka => &[
+            "bootstrap_servers",
+            "topic",
+            "client_id",
+            "sasl",
+            "tls",
+            "cloudevents",
+        ],
     }
 }
 
@@ -114,6 +124,8 @@ pub enum DestinationRequest {
     Mqtt(NewDestination<MqttConfig>),
     #[schemars(title = "NewWebhookDestination")]
     Webhook(NewDestination<WebhookConfig>),
+    #[schemars(title = "NewKafkaDestination")]
+    Kafka(NewDestination<KafkaConfig>),
 }
 
 /// `PATCH /destinations/{id}`: any of the destination's settings; `kind` and `tenant`
@@ -126,6 +138,7 @@ pub enum DestinationPatch {
     Amqp(AmqpPatch),
     Mqtt(MqttPatch),
     Webhook(WebhookPatch),
+    Kafka(KafkaPatch),
 }
 
 /// The patch of one kind's settings: every field optional.
@@ -150,6 +163,10 @@ patch!(AmqpPatch, {
 patch!(MqttPatch, { url: MqttUrl, topic: Topic, qos: Qos, cloudevents: bool });
 patch!(WebhookPatch, {
     url: WebhookUrl, format: WebhookFormat, entities: Vec<EntityName>, custom_config: CustomConfig,
+});
+patch!(KafkaPatch, {
+    bootstrap_servers: BootstrapServers, topic: KafkaTopic, client_id: KafkaClientId,
+    sasl: KafkaSasl, tls: KafkaTls, cloudevents: bool,
 });
 
 /// A single field's schema, taken from the full settings type's schema (so a patch and a
@@ -184,3 +201,6 @@ field_schema!(Topic, MqttConfig, "topic");
 field_schema!(Qos, MqttConfig, "qos");
 field_schema!(WebhookUrl, WebhookConfig, "url");
 field_schema!(CustomConfig, WebhookConfig, "custom_config");
+field_schema!(BootstrapServers, KafkaConfig, "bootstrap_servers");
+field_schema!(KafkaTopic, KafkaConfig, "topic");
+field_schema!(KafkaClientId, KafkaConfig, "client_id");

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::delivery::destination::{
-    AmqpConfig, Kind, MqttConfig, SinkConfig, WebhookConfig, expand_types, redact_url,
+    AmqpConfig, KafkaConfig, Kind, MqttConfig, SinkConfig, WebhookConfig, expand_types,
 };
 use crate::error::ApiError;
 use crate::feed::cursor::Cursor;
@@ -62,6 +62,7 @@ pub enum ShownSettings {
     Amqp(AmqpConfig),
     Mqtt(MqttConfig),
     Webhook(WebhookConfig),
+    Kafka(KafkaConfig),
 }
 
 impl schemars::JsonSchema for DestinationView {
@@ -86,6 +87,8 @@ enum DestinationDoc {
     Mqtt(Shown<MqttConfig>),
     #[schemars(title = "WebhookDestination")]
     Webhook(Shown<WebhookConfig>),
+    #[schemars(title = "KafkaDestination")]
+    Kafka(Shown<KafkaConfig>),
 }
 
 /// A destination of one kind: its settings, and the fields every kind has.
@@ -109,21 +112,13 @@ struct Shown<Settings> {
 }
 
 impl ShownSettings {
-    /// `config` with the password of its URL replaced.
+    /// `config` with its credentials replaced.
     fn redacted(config: SinkConfig) -> Self {
-        match config {
-            SinkConfig::Amqp(mut c) => {
-                c.url = redact_url(&c.url);
-                Self::Amqp(c)
-            }
-            SinkConfig::Mqtt(mut c) => {
-                c.url = redact_url(&c.url);
-                Self::Mqtt(c)
-            }
-            SinkConfig::Webhook(mut c) => {
-                c.url = redact_url(&c.url);
-                Self::Webhook(c)
-            }
+        match config.into_redacted() {
+            SinkConfig::Amqp(c) => Self::Amqp(c),
+            SinkConfig::Mqtt(c) => Self::Mqtt(c),
+            SinkConfig::Webhook(c) => Self::Webhook(c),
+            SinkConfig::Kafka(c) => Self::Kafka(c),
         }
     }
 }

@@ -16,6 +16,7 @@ use super::destination_view::{DestinationView, kind_of, take_object, view, views
 use crate::app::AppState;
 use crate::audit::{self, Action, Actor, Entry};
 use crate::auth::{Principal, Role};
+use crate::delivery::destination::settings;
 use crate::delivery::destination::url::UrlKind;
 use crate::delivery::destination::{Kind, SinkConfig, expand_types};
 use crate::delivery::webhook;
@@ -99,20 +100,21 @@ pub struct DestinationPath {
 /// Refuses a destination whose host, or an address it resolves to, the address policy
 /// refuses (every kind): a 422 naming the rule, and no connection is ever made.
 async fn check_address(state: &AppState, config: &SinkConfig) -> Result<(), ApiError> {
-    let Some((host, port)) = config.endpoint() else {
-        return Err(ApiError::invalid("url", "names no host"));
-    };
-    state
-        .config
-        .address_policy()
-        .check_on_save(host, port)
-        .await
-        .map_err(|err| {
+    let field = config.address_field();
+    let endpoints = config.endpoints();
+    if endpoints.is_empty() {
+        return Err(ApiError::invalid(field, "names no host"));
+    }
+    let policy = state.config.address_policy();
+    for (host, port) in endpoints {
+        policy.check_on_save(host, port).await.map_err(|err| {
             ApiError::invalid(
-                "url",
+                field,
                 format!("{err}; the operator may allow it with EVENTGATE_DESTINATION_ALLOW"),
             )
-        })
+        })?;
+    }
+    Ok(())
 }
 
 /// The tenant a client key is bound to; `None` (every tenant) for the platform.
@@ -326,7 +328,7 @@ fn check_patch_fields(kind: Kind, patch: &Map<String, Value>) -> Result<(), ApiE
         if fields_of(kind).contains(&field.as_str()) || COMMON_FIELDS.contains(&field.as_str()) {
             continue;
         }
-        let another_kinds = [Kind::Amqp, Kind::Mqtt, Kind::Webhook]
+        let another_kinds = Kind::ALL
             .into_iter()
             .any(|other| fields_of(other).contains(&field.as_str()));
         if another_kinds {
@@ -352,18 +354,31 @@ fn check_patch_url(kind: Kind, patch: &Map<String, Value>) -> Result<(), ApiErro
     let Some(Value::String(url)) = patch.get("url") else {
         return Ok(());
     };
-    let fits = |kind: Kind| UrlKind::of(kind).host(url).is_some();
-    if !fits(kind)
-        && [Kind::Amqp, Kind::Mqtt, Kind::Webhook]
-            .into_iter()
-            .any(fits)
-    {
+    let fits = |kind: Kind| UrlKind::of(kind).is_some_and(|grammar| grammar.host(url).is_some());
+    if !fits(kind) && Kind::ALL.into_iter().any(fits) {
         return Err(ApiError::conflict(format!(
             "this URL is for another kind of destination than this {} one",
             kind.as_str()
         )));
     }
     Ok(())
+}
+
+/// A `topic` that only an MQTT destination takes (a space, a `/`), sent to a Kafka one, is
+/// 409 like a URL of another kind: it fits some destination, not this one.
+fn check_patch_topic(kind: Kind, patch: &Map<String, Value>) -> Result<(), ApiError> {
+    match patch.get("topic") {
+        Some(Value::String(topic))
+            if kind == Kind::Kafka
+                && !settings::is_kafka_topic(topic)
+                && settings::is_mqtt_topic(topic) =>
+        {
+            Err(ApiError::conflict(
+                "this topic is valid for MQTT destinations, not for Kafka ones (1-249 of A-Z, a-z, 0-9, '.', '_', '-')",
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 async fn update(
@@ -382,16 +397,17 @@ async fn update(
     let kind = kind_of(&row)?;
     check_patch_fields(kind, &patch)?;
     check_patch_url(kind, &patch)?;
+    check_patch_topic(kind, &patch)?;
     let types = types.unwrap_or(row.types.clone());
     let enabled = enabled.unwrap_or(row.enabled);
     // Only a new URL is checked here: a destination the policy refuses now (the operator
     // narrowed it, or its name moved) can still be disabled, retyped or deleted; the relay
     // refuses to connect to it either way.
-    let url_changed = patch.contains_key("url");
+    let address_changed = patch.contains_key("url") || patch.contains_key("bootstrap_servers");
     let mut config = take_object(row.config.clone())?;
     config.extend(patch);
     let config = SinkConfig::parse(kind, Value::Object(config))?;
-    if url_changed {
+    if address_changed {
         check_address(&state, &config).await?;
     }
     let mut tx = state.pool.begin().await?;

@@ -1,7 +1,7 @@
 //! The stored values that are sealed, each bound to its place (the destination's id and
 //! which value it is), so a sealed value copied into another row or column does not open:
 //! - a destination's `url` inside its settings (broker credentials, and any token a
-//!   webhook URL carries in its query);
+//!   webhook URL carries in its query), and a Kafka destination's `sasl.password`;
 //! - a webhook's signing secrets, current and previous (one place for both: a rotation
 //!   moves the current one to `previous_secret` as it is).
 //!
@@ -21,31 +21,56 @@ fn signing_place(destination: Uuid) -> String {
     format!("destination:{destination}:signing-secret")
 }
 
-/// `config` with its `url` sealed.
+/// The credentials inside a destination's settings, each with its place: the `url`, and
+/// a Kafka destination's `sasl.password`.
+fn credentials(config: &mut Value, destination: Uuid) -> Vec<(&mut String, String)> {
+    let mut found = Vec::new();
+    let Some(settings) = config.as_object_mut() else {
+        return found;
+    };
+    let mut sasl_password = None;
+    for (name, value) in settings.iter_mut() {
+        match (name.as_str(), value) {
+            ("url", Value::String(url)) => found.push((url, url_place(destination))),
+            ("sasl", Value::Object(sasl)) => sasl_password = sasl.get_mut("password"),
+            _ => {}
+        }
+    }
+    if let Some(Value::String(password)) = sasl_password {
+        found.push((password, sasl_place(destination)));
+    }
+    found
+}
+
+fn sasl_place(destination: Uuid) -> String {
+    format!("destination:{destination}:sasl-password")
+}
+
+/// `config` with its credentials sealed.
 pub fn seal_settings(
     keyring: &Keyring,
     destination: Uuid,
     config: &Value,
 ) -> Result<Value, SecretsError> {
     let mut sealed = config.clone();
-    if let Some(Value::String(url)) = sealed.get_mut("url")
-        && !keyring::is_sealed(url)
-    {
-        *url = keyring.seal(url, &url_place(destination))?;
+    for (value, place) in credentials(&mut sealed, destination) {
+        if !keyring::is_sealed(value) {
+            *value = keyring.seal(value, &place)?;
+        }
     }
     Ok(sealed)
 }
 
-/// `config` with its `url` opened.
+/// `config` with its credentials opened.
 pub fn open_settings(
     keyring: &Keyring,
     destination: Uuid,
     mut config: Value,
 ) -> Result<Value, SecretsError> {
-    if let Some(Value::String(url)) = config.get_mut("url")
-        && keyring::is_sealed(url)
-    {
-        *url = keyring.open(url, &url_place(destination))?;
+    for (value, place) in credentials(&mut config, destination) {
+        if keyring::is_sealed(value) {
+            *value = keyring.open(value, &place)?;
+        }
     }
     Ok(config)
 }

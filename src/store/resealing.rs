@@ -46,6 +46,7 @@ pub async fn reseal(pool: &PgPool, keyring: &Keyring, which: Reseal) -> Result<u
             "SELECT id, config, secret, previous_secret FROM destinations
              WHERE id > $1
                AND (coalesce(config->>'url', $2) NOT LIKE $2
+                    OR coalesce(config#>>'{sasl,password}', $2) NOT LIKE $2
                     OR coalesce(secret, $2) NOT LIKE $2
                     OR coalesce(previous_secret, $2) NOT LIKE $2)
              ORDER BY id LIMIT $3 FOR UPDATE",

@@ -151,7 +151,7 @@ async fn destinations_are_managed_with_credentials_redacted(pool: PgPool) {
     );
 
     for (bad, field) in [
-        (json!({"kind": "kafka", "url": "x"}), "kind"),
+        (json!({"kind": "nats", "url": "x"}), "kind"),
         (
             json!({"kind": "amqp", "url": "http://x", "exchange": "e"}),
             "url",

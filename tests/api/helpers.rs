@@ -51,6 +51,20 @@ pub fn config_with_secrets_key(secrets_key: &str, extra: &[&str]) -> ServerConfi
     ServerConfig::from_args(args).expect("test configuration parses")
 }
 
+/// A bare `eventgate serve` whose operator allowlist is `allow` alone.
+pub fn config_with_allowlist(allow: &str) -> ServerConfig {
+    ServerConfig::from_args([
+        "eventgate",
+        "--platform-key",
+        PLATFORM_KEY,
+        "--secrets-key",
+        SECRETS_KEY,
+        "--destination-allow",
+        allow,
+    ])
+    .expect("test configuration parses")
+}
+
 /// A bare `eventgate serve` with nothing allowed beyond the default address policy.
 pub fn strict_config(extra: &[&str]) -> ServerConfig {
     let mut args = vec![

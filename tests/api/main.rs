@@ -16,6 +16,8 @@ mod feed;
 mod foundation;
 mod helpers;
 mod horizon;
+mod kafka;
+mod kafka_peer;
 mod operations;
 mod positions;
 mod private_rabbit;

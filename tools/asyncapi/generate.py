@@ -22,8 +22,9 @@ info:
     What eventgate publishes to each tenant's message bus. Every outbox event of a tenant
     is pushed, in feed order and at least once, to each of that tenant's destinations (a
     tenant configures its own via `POST /destinations`): an AMQP 0-9-1 exchange with a
-    routing key, or an MQTT 5 topic. One destination belongs to one tenant, so a channel
-    below carries exactly one tenant's events (optionally filtered by event type).
+    routing key, an MQTT 5 topic, or a Kafka topic. One destination belongs to one tenant,
+    so a channel below carries exactly one tenant's events (optionally filtered by event
+    type).
 
     The message body is the envelope exactly as served by `GET /events/` (byte for byte):
     `id`, `created`, `version`, `subject`, `action` and the type's `data`. The event `id` is
@@ -34,7 +35,9 @@ info:
     binary mode as well (AMQP headers `cloudEvents:specversion`, `cloudEvents:id`,
     `cloudEvents:source` = `/eventgate/tenants/{tenant}`, `cloudEvents:type`,
     `cloudEvents:time`, `cloudEvents:datacontenttype`; MQTT user properties of the same
-    names without the prefix), the envelope being the event data.
+    names without the prefix; Kafka headers `ce_specversion`, `ce_id`, `ce_source`,
+    `ce_type`, `ce_time` with the content type in `content-type`), the envelope being the
+    event data.
 defaultContentType: application/json
 servers:
   tenantAmqpBroker:
@@ -51,6 +54,14 @@ servers:
     description: The tenant's own MQTT 5 broker, from the destination's `url`.
     variables:
       host: {default: 'broker.example.com:1883', description: Host and port of the destination's `url`.}
+  tenantKafkaCluster:
+    host: '{host}'
+    protocol: kafka
+    description: |
+      The tenant's own Kafka cluster, reached through the destination's `bootstrap_servers`
+      (plaintext, or TLS with `tls`; SASL PLAIN or SCRAM-SHA-256/512 with `sasl`).
+    variables:
+      host: {default: 'broker.example.com:9092', description: One of the destination's `bootstrap_servers`.}
 channels:
   tenantExchange:
     address: '{routingKey}'
@@ -81,6 +92,24 @@ MESSAGES_AMQP
       topic: {description: The destination's `topic` setting.}
     messages:
 MESSAGES_MQTT
+  tenantKafkaTopic:
+    address: '{topic}'
+    title: A tenant's Kafka destination
+    description: |
+      One record per event on the destination's existing `topic` (eventgate never creates
+      it), produced with `acks=all`. Key: the id of the entity the event is about
+      (`data.id`), placed by Kafka's default partitioner (murmur2), so one entity's records
+      share a partition and arrive there in feed order; across entities, order holds per
+      partition only. Value: the envelope. Headers: `event_id`, `event_type`,
+      `content-type: application/json`. A retry after a failure may repeat records, in the
+      same order; the event `id` is the de-duplication key.
+    servers: [{$ref: '#/servers/tenantKafkaCluster'}]
+    parameters:
+      topic: {description: The destination's `topic` setting.}
+    messages:
+MESSAGES_KAFKA
+    bindings:
+      kafka: {topic: '{topic}', bindingVersion: 0.5.0}
 operations:
   publishToExchange:
     action: send
@@ -98,6 +127,16 @@ REFS_AMQP
 REFS_MQTT
     bindings:
       mqtt: {qos: 1, retain: false, bindingVersion: 0.2.0}
+  publishToKafkaTopic:
+    action: send
+    title: Push a tenant's events to its Kafka topic
+    channel: {$ref: '#/channels/tenantKafkaTopic'}
+    messages:
+REFS_KAFKA
+    bindings:
+      kafka:
+        clientId: {type: string, description: 'The destination''s `client_id` (default `eventgate`).'}
+        bindingVersion: 0.5.0
 components:
   messages:
 """
@@ -150,13 +189,17 @@ def main():
     channel_refs = "\n".join(
         f"      {t['type']}: {{$ref: '#/components/messages/{t['type']}'}}" for t in types
     )
-    out = out.replace("MESSAGES_AMQP", channel_refs).replace("MESSAGES_MQTT", channel_refs)
+    for marker in ("MESSAGES_AMQP", "MESSAGES_MQTT", "MESSAGES_KAFKA"):
+        out = out.replace(marker, channel_refs)
     out = out.replace(
         "REFS_AMQP",
         "\n".join(f"      - {{$ref: '#/channels/tenantExchange/messages/{t['type']}'}}" for t in types),
     ).replace(
         "REFS_MQTT",
         "\n".join(f"      - {{$ref: '#/channels/tenantTopic/messages/{t['type']}'}}" for t in types),
+    ).replace(
+        "REFS_KAFKA",
+        "\n".join(f"      - {{$ref: '#/channels/tenantKafkaTopic/messages/{t['type']}'}}" for t in types),
     )
     lines = [out.rstrip("\n")]
     for t in types:
@@ -170,6 +213,7 @@ def main():
             f"      payload: {{$ref: '#/components/schemas/event.{t['type']}'}}",
             "      bindings:",
             f"        amqp: {{messageType: {t['type']}, bindingVersion: 0.3.0}}",
+            "        kafka: {key: {type: string, description: The id of the entity the event is about (data.id).}, bindingVersion: 0.5.0}",
         ]
     lines.append("  schemas:")
     for t in types:

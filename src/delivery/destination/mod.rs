@@ -11,7 +11,10 @@ pub mod url;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use settings::{AmqpConfig, EntityName, MqttConfig, WebhookConfig, WebhookFormat};
+pub use settings::{
+    AmqpConfig, EntityName, KafkaConfig, KafkaSasl, KafkaTls, MqttConfig, SaslMechanism,
+    WebhookConfig, WebhookFormat,
+};
 
 use crate::catalogue::TypePattern;
 use crate::error::ApiError;
@@ -22,14 +25,18 @@ pub enum Kind {
     Amqp,
     Mqtt,
     Webhook,
+    Kafka,
 }
 
 impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Amqp, Kind::Mqtt, Kind::Webhook, Kind::Kafka];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Amqp => "amqp",
             Kind::Mqtt => "mqtt",
             Kind::Webhook => "webhook",
+            Kind::Kafka => "kafka",
         }
     }
 
@@ -38,6 +45,7 @@ impl Kind {
             "amqp" => Some(Kind::Amqp),
             "mqtt" => Some(Kind::Mqtt),
             "webhook" => Some(Kind::Webhook),
+            "kafka" => Some(Kind::Kafka),
             _ => None,
         }
     }
@@ -48,6 +56,7 @@ pub enum SinkConfig {
     Amqp(AmqpConfig),
     Mqtt(MqttConfig),
     Webhook(WebhookConfig),
+    Kafka(KafkaConfig),
 }
 
 impl SinkConfig {
@@ -56,20 +65,38 @@ impl SinkConfig {
             SinkConfig::Amqp(_) => Kind::Amqp,
             SinkConfig::Mqtt(_) => Kind::Mqtt,
             SinkConfig::Webhook(_) => Kind::Webhook,
+            SinkConfig::Kafka(_) => Kind::Kafka,
         }
     }
 
-    /// The host and port this destination connects to.
-    pub fn endpoint(&self) -> Option<(&str, u16)> {
-        let kind = url::UrlKind::of(self.kind());
-        kind.endpoint(self.url())
+    /// The hosts and ports this destination connects to first (a Kafka cluster's
+    /// metadata names more brokers; each connection is checked as it is made).
+    pub fn endpoints(&self) -> Vec<(&str, u16)> {
+        match self {
+            SinkConfig::Kafka(c) => c.endpoints(),
+            other => other
+                .url()
+                .and_then(|url| url::UrlKind::of(other.kind())?.endpoint(url))
+                .into_iter()
+                .collect(),
+        }
     }
 
-    pub fn url(&self) -> &str {
+    /// The settings field naming where the destination connects.
+    pub fn address_field(&self) -> &'static str {
         match self {
-            SinkConfig::Amqp(c) => &c.url,
-            SinkConfig::Mqtt(c) => &c.url,
-            SinkConfig::Webhook(c) => &c.url,
+            SinkConfig::Kafka(_) => "bootstrap_servers",
+            _ => "url",
+        }
+    }
+
+    /// The URL of the kinds that have one.
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            SinkConfig::Amqp(c) => Some(&c.url),
+            SinkConfig::Mqtt(c) => Some(&c.url),
+            SinkConfig::Webhook(c) => Some(&c.url),
+            SinkConfig::Kafka(_) => None,
         }
     }
 
@@ -78,6 +105,7 @@ impl SinkConfig {
             SinkConfig::Amqp(c) => serde_json::to_value(c),
             SinkConfig::Mqtt(c) => serde_json::to_value(c),
             SinkConfig::Webhook(c) => serde_json::to_value(c),
+            SinkConfig::Kafka(c) => serde_json::to_value(c),
         }
         .unwrap_or(Value::Null)
     }
@@ -96,6 +124,7 @@ impl SinkConfig {
             Kind::Amqp => SinkConfig::Amqp(parse_fields(config)?),
             Kind::Mqtt => SinkConfig::Mqtt(parse_fields(config)?),
             Kind::Webhook => SinkConfig::Webhook(parse_fields(config)?),
+            Kind::Kafka => SinkConfig::Kafka(parse_fields(config)?),
         })
     }
 
@@ -104,16 +133,38 @@ impl SinkConfig {
             SinkConfig::Amqp(c) => c.validate(),
             SinkConfig::Mqtt(c) => c.validate(),
             SinkConfig::Webhook(c) => c.validate(),
+            SinkConfig::Kafka(c) => c.validate(),
         }
     }
 
-    /// The settings as shown to clients: the URL's password replaced.
+    /// The settings as shown to clients: the URL's password, and a SASL password,
+    /// replaced.
     pub fn redacted(&self) -> Value {
-        let mut shown = self.to_json();
-        if let Some(url) = shown.get_mut("url") {
-            *url = Value::String(redact_url(self.url()));
+        self.clone().into_redacted().to_json()
+    }
+
+    /// These settings with every credential replaced by `***`.
+    pub fn into_redacted(self) -> Self {
+        match self {
+            SinkConfig::Amqp(mut c) => {
+                c.url = redact_url(&c.url);
+                SinkConfig::Amqp(c)
+            }
+            SinkConfig::Mqtt(mut c) => {
+                c.url = redact_url(&c.url);
+                SinkConfig::Mqtt(c)
+            }
+            SinkConfig::Webhook(mut c) => {
+                c.url = redact_url(&c.url);
+                SinkConfig::Webhook(c)
+            }
+            SinkConfig::Kafka(mut c) => {
+                if let Some(sasl) = &mut c.sasl {
+                    sasl.password = "***".to_owned();
+                }
+                SinkConfig::Kafka(c)
+            }
         }
-        shown
     }
 
     /// The settings as the audit log keeps them: [`Self::redacted`], and the URL's query

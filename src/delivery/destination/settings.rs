@@ -122,6 +122,16 @@ fn qos<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u8, D::Error
     }
 }
 
+/// Whether `topic` is a valid MQTT topic to publish to.
+pub fn is_mqtt_topic(topic: &str) -> bool {
+    TOPIC.is_match(topic)
+}
+
+/// Whether `topic` is a valid Kafka topic name.
+pub fn is_kafka_topic(topic: &str) -> bool {
+    KAFKA_TOPIC.is_match(topic)
+}
+
 impl MqttConfig {
     pub(super) fn validate(&self) -> Result<(), ApiError> {
         check_url(&self.url, UrlKind::Mqtt)?;
@@ -220,3 +230,151 @@ impl WebhookConfig {
 #[schemars(transparent, inline)]
 #[allow(dead_code)]
 struct NoNul(#[schemars(regex(pattern = NO_NUL_PATTERN))] String);
+
+/// A Kafka broker to bootstrap from: `host:port` (a name or IPv4 address).
+const BOOTSTRAP_SERVER_PATTERN: &str = concat!(
+    "^([A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)",
+    ":([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"
+);
+/// A Kafka topic name: 1-249 of `[A-Za-z0-9._-]`, as Kafka itself allows.
+const KAFKA_TOPIC_PATTERN: &str = r"^[A-Za-z0-9._-]{1,249}$";
+/// A Kafka client id: 1-255 of `[A-Za-z0-9._-]`.
+const KAFKA_CLIENT_ID_PATTERN: &str = r"^[A-Za-z0-9._-]{1,255}$";
+/// A SASL user name or password: 1-255 characters, no NUL (PLAIN separates with NUL).
+const SASL_TEXT_PATTERN: &str = r"^[^\x00]{1,255}$";
+/// Most bootstrap servers one destination names.
+const MAX_BOOTSTRAP_SERVERS: usize = 16;
+/// Largest CA bundle accepted.
+const MAX_CA_PEM_CHARS: usize = 65_536;
+
+static BOOTSTRAP_SERVER: LazyLock<Regex> = LazyLock::new(|| regex(BOOTSTRAP_SERVER_PATTERN));
+static KAFKA_TOPIC: LazyLock<Regex> = LazyLock::new(|| regex(KAFKA_TOPIC_PATTERN));
+static KAFKA_CLIENT_ID: LazyLock<Regex> = LazyLock::new(|| regex(KAFKA_CLIENT_ID_PATTERN));
+static SASL_TEXT: LazyLock<Regex> = LazyLock::new(|| regex(SASL_TEXT_PATTERN));
+
+/// Kafka: one record per event on `topic`, keyed by the entity the event is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Brokers to bootstrap from (`host:port`); the cluster's metadata names the rest.
+    #[schemars(length(min = 1, max = 16), inner(regex(pattern = BOOTSTRAP_SERVER_PATTERN)))]
+    pub bootstrap_servers: Vec<String>,
+    /// The client's topic (it must exist; eventgate never creates it).
+    #[schemars(regex(pattern = KAFKA_TOPIC_PATTERN))]
+    pub topic: String,
+    /// The Kafka client id eventgate connects with (default `eventgate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = KAFKA_CLIENT_ID_PATTERN))]
+    pub client_id: Option<String>,
+    /// SASL authentication (the password is shown as `***`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl: Option<KafkaSasl>,
+    /// TLS to the brokers; plaintext when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<KafkaTls>,
+    /// CloudEvents Kafka binding, binary mode: attributes as `ce_` headers.
+    #[serde(default)]
+    pub cloudevents: bool,
+}
+
+/// A SASL mechanism Kafka brokers offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+/// SASL credentials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSasl {
+    pub mechanism: SaslMechanism,
+    #[schemars(regex(pattern = SASL_TEXT_PATTERN))]
+    pub username: String,
+    #[schemars(regex(pattern = SASL_TEXT_PATTERN))]
+    pub password: String,
+}
+
+/// TLS settings: the brokers' certificates are checked against `ca_pem` when given, else
+/// against the public web roots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaTls {
+    /// CA certificates (PEM) to trust for these brokers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536), regex(pattern = NO_NUL_PATTERN))]
+    pub ca_pem: Option<String>,
+}
+
+impl KafkaConfig {
+    pub(super) fn validate(&self) -> Result<(), ApiError> {
+        if self.bootstrap_servers.is_empty() || self.bootstrap_servers.len() > MAX_BOOTSTRAP_SERVERS
+        {
+            return Err(ApiError::invalid(
+                "bootstrap_servers",
+                format!("must name 1-{MAX_BOOTSTRAP_SERVERS} brokers"),
+            ));
+        }
+        for (i, server) in self.bootstrap_servers.iter().enumerate() {
+            check(
+                &format!("bootstrap_servers[{i}]"),
+                server,
+                &BOOTSTRAP_SERVER,
+                "must be host:port (a name or IPv4 address, and a port 1-65535)",
+            )?;
+        }
+        check(
+            "topic",
+            &self.topic,
+            &KAFKA_TOPIC,
+            "must be 1-249 characters of A-Z, a-z, 0-9, '.', '_' and '-'",
+        )?;
+        if let Some(client_id) = &self.client_id {
+            check(
+                "client_id",
+                client_id,
+                &KAFKA_CLIENT_ID,
+                "must be 1-255 characters of A-Z, a-z, 0-9, '.', '_' and '-'",
+            )?;
+        }
+        if let Some(sasl) = &self.sasl {
+            let what = "must be 1-255 characters without NUL";
+            check("sasl.username", &sasl.username, &SASL_TEXT, what)?;
+            check("sasl.password", &sasl.password, &SASL_TEXT, what)?;
+        }
+        if let Some(ca_pem) = self.tls.as_ref().and_then(|tls| tls.ca_pem.as_deref()) {
+            if ca_pem.chars().count() > MAX_CA_PEM_CHARS || ca_pem.contains('\0') {
+                return Err(ApiError::invalid(
+                    "tls.ca_pem",
+                    format!("must be at most {MAX_CA_PEM_CHARS} characters without NUL"),
+                ));
+            }
+            // The schema can say "text", not "PEM that parses": a bundle that fits the
+            // schema but does not parse conflicts with what the field is for (409).
+            if let Err(err) = crate::delivery::kafka::tls::certificates(ca_pem) {
+                return Err(ApiError::conflict(format!(
+                    "tls.ca_pem must hold one or more PEM certificates: {err}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Each bootstrap server's host and port (valid settings only).
+    pub fn endpoints(&self) -> Vec<(&str, u16)> {
+        self.bootstrap_servers
+            .iter()
+            .filter_map(|server| {
+                let captures = BOOTSTRAP_SERVER.captures(server)?;
+                Some((
+                    captures.get(1)?.as_str(),
+                    captures.get(2)?.as_str().parse().ok()?,
+                ))
+            })
+            .collect()
+    }
+}

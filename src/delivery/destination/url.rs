@@ -67,12 +67,13 @@ pub enum UrlKind {
 }
 
 impl UrlKind {
-    /// The URL grammar of destinations of `kind`.
-    pub fn of(kind: super::Kind) -> Self {
+    /// The URL grammar of destinations of `kind`; `None` for Kafka, which has no URL.
+    pub fn of(kind: super::Kind) -> Option<Self> {
         match kind {
-            super::Kind::Amqp => Self::Amqp,
-            super::Kind::Mqtt => Self::Mqtt,
-            super::Kind::Webhook => Self::Webhook,
+            super::Kind::Amqp => Some(Self::Amqp),
+            super::Kind::Mqtt => Some(Self::Mqtt),
+            super::Kind::Webhook => Some(Self::Webhook),
+            super::Kind::Kafka => None,
         }
     }
 
