@@ -7,9 +7,10 @@
 //!   seed-feed events=1000000                 inserts events for tenant `feedbench` (SQL)
 //!   follow    limit=1000                     events/s paging the whole feed
 //!   longpoll  waiters=500 server_pid=PID     wake-up latency of waiting long-polls
-//!   relay-backlog kind=amqp|mqtt events=100000   relay rate from a backlog to a broker
-//!   relay-latency rate=1000 seconds=10       commit-to-receipt latency through RabbitMQ
+//!   relay-backlog kind=amqp|mqtt|kafka events=100000   relay rate from a backlog to a broker
+//!   relay-latency kind=amqp|kafka rate=1000 seconds=10  commit-to-receipt latency through a broker
 //!   amqp-ceiling events=100000               a bare lapin publisher with confirms
+//!   kafka-ceiling events=100000              a bare rskafka producer, acks=all, same records
 //!   webhook-backlog events=50000             webhook deliveries/s from a backlog
 //!   webhook-latency rate=500 seconds=10      commit-to-receipt latency of webhooks
 //! Environment: EVENTGATE_URL, EVENTGATE_PLATFORM_KEY, DATABASE_URL (seed-feed only).
@@ -20,6 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+#[path = "load/kafka.rs"]
+mod kafka;
 
 struct Ctx {
     url: String,
@@ -498,7 +502,13 @@ async fn relay_backlog(ctx: Arc<Ctx>) {
     let run = uuid::Uuid::now_v7().simple().to_string();
     let tenant = format!("rb{}", &run[20..]);
     let key = ctx.tenant(&tenant).await;
-    let (count, body) = if kind == "mqtt" {
+    let (count, body) = if kind == "kafka" {
+        let topic = format!("bench-{run}");
+        (
+            kafka::counter(&topic).await.0,
+            json!({"kind": "kafka", "bootstrap_servers": [kafka::address()], "topic": topic, "enabled": false}),
+        )
+    } else if kind == "mqtt" {
         let topic = format!("bench/{run}");
         (
             mqtt_counter(&topic).await,
@@ -542,14 +552,21 @@ async fn relay_latency(ctx: Arc<Ctx>) {
     let run = uuid::Uuid::now_v7().simple().to_string();
     let tenant = format!("rl{}", &run[20..]);
     let key = ctx.tenant(&tenant).await;
-    let exchange = format!("bench-{run}");
-    let (count, latencies) = amqp_counter(&exchange).await;
-    ctx.post(
-        "/destinations",
-        &key,
-        &json!({"kind": "amqp", "url": AMQP_URL, "exchange": exchange}),
-    )
-    .await;
+    let kind = ctx.args.get("kind").map_or("amqp", String::as_str);
+    let name = format!("bench-{run}");
+    let (count, latencies, body) = if kind == "kafka" {
+        let (count, latencies) = kafka::counter(&name).await;
+        let body = json!({"kind": "kafka", "bootstrap_servers": [kafka::address()], "topic": name});
+        (count, latencies, body)
+    } else {
+        let (count, latencies) = amqp_counter(&name).await;
+        (
+            count,
+            latencies,
+            json!({"kind": "amqp", "url": AMQP_URL, "exchange": name}),
+        )
+    };
+    ctx.post("/destinations", &key, &body).await;
     // The relay picks a new destination up at its next tick.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let per_tick = (rate / 100).max(1);
@@ -577,7 +594,7 @@ async fn relay_latency(ctx: Arc<Ctx>) {
     let mut latencies = latencies.lock().await.clone();
     latencies.sort();
     println!(
-        "relay-latency: {sent} events at {rate}/s for {seconds}s; commit-to-receipt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "relay-latency {kind}: {sent} events at {rate}/s for {seconds}s; commit-to-receipt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         percentile(&latencies, 0.5).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
@@ -776,6 +793,13 @@ async fn main() {
         "relay-backlog" => relay_backlog(ctx).await,
         "relay-latency" => relay_latency(ctx).await,
         "amqp-ceiling" => amqp_ceiling(ctx).await,
+        "kafka-ceiling" => {
+            let events = ctx.arg("events", 100_000);
+            let rate = kafka::ceiling(events).await;
+            println!(
+                "kafka-ceiling: {events} records acknowledged (acks=all) = {rate:.0} records/s"
+            );
+        }
         "webhook-backlog" => webhook_backlog(ctx).await,
         "webhook-latency" => webhook_latency(ctx).await,
         _ => {

@@ -2,7 +2,7 @@
 # Benchmarks (not tests): a release eventgate on a throwaway, durable PostgreSQL (default
 # settings, fsync on), driven over 127.0.0.1 by benches/load.rs, next to the ceilings
 # PostgreSQL itself reaches (pgbench running the same SQL, COPY of the same rows).
-# Usage: scripts/bench.sh [deposits|feed|relay|webhooks|all]. Results go to stdout; docs/BENCHMARKS.md
+# Usage: scripts/bench.sh [deposits|feed|relay|kafka|webhooks|all]. Results go to stdout; docs/BENCHMARKS.md
 # records the latest figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,7 @@ what=${1:-all}
 ensure_rust
 ensure_rabbitmq
 ensure_mosquitto
+ensure_kafka
 for tool in curl bc; do command -v "$tool" >/dev/null 2>&1 || apt_install "$tool"; done
 cargo build --release --locked --bin eventgate
 cargo bench --locked --bench load --no-run
@@ -61,6 +62,12 @@ if [ "$what" = feed ] || [ "$what" = all ]; then
   load longpoll waiters=500 server_pid="$server_pid"
 fi
 
+if [ "$what" = kafka ] || [ "$what" = all ]; then
+  log "Kafka: relay from a backlog next to a bare producer, then commit-to-consumer latency"
+  load kafka-ceiling events=100000
+  load relay-backlog kind=kafka events=100000
+  load relay-latency kind=kafka rate=1000 seconds=10
+fi
 if [ "$what" = relay ] || [ "$what" = all ]; then
   load amqp-ceiling events=100000
   load relay-backlog kind=amqp events=100000
