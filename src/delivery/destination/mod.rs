@@ -261,6 +261,20 @@ mod tests {
     }
 
     #[test]
+    fn a_kafka_password_is_never_shown() {
+        let kafka = SinkConfig::parse(
+            Kind::Kafka,
+            serde_json::json!({"bootstrap_servers": ["b1:9092", "b2:9093"], "topic": "acme.events",
+                "sasl": {"mechanism": "SCRAM-SHA-256", "username": "acme", "password": "hunter2"}}),
+        )
+        .unwrap();
+        assert_eq!(kafka.redacted()["sasl"]["password"], "***");
+        assert_eq!(kafka.audited()["sasl"]["password"], "***");
+        assert!(!format!("{kafka:?}").contains("hunter2"));
+        assert_eq!(kafka.endpoints(), [("b1", 9092), ("b2", 9093)]);
+    }
+
+    #[test]
     fn settings_are_validated_per_kind() {
         let ok =
             serde_json::json!({"url": "mqtt://127.0.0.1:1883", "topic": "acme/events", "qos": 1});

@@ -289,7 +289,7 @@ pub enum SaslMechanism {
 }
 
 /// SASL credentials.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSasl {
     pub mechanism: SaslMechanism,
@@ -297,6 +297,16 @@ pub struct KafkaSasl {
     pub username: String,
     #[schemars(regex(pattern = SASL_TEXT_PATTERN))]
     pub password: String,
+}
+
+impl std::fmt::Debug for KafkaSasl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password: settings end up in logs through `Debug`.
+        f.debug_struct("KafkaSasl")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 /// TLS settings: the brokers' certificates are checked against `ca_pem` when given, else
