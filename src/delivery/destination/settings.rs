@@ -244,13 +244,16 @@ const KAFKA_CLIENT_ID_PATTERN: &str = r"^[A-Za-z0-9._-]{1,255}$";
 const SASL_TEXT_PATTERN: &str = r"^[^\x00]{1,255}$";
 /// Most bootstrap servers one destination names.
 const MAX_BOOTSTRAP_SERVERS: usize = 16;
-/// Largest CA bundle accepted.
-const MAX_CA_PEM_CHARS: usize = 65_536;
+/// Largest CA bundle accepted: a few certificates, well inside the request body limit.
+const MAX_CA_PEM_CHARS: usize = 16_384;
+/// PEM text: printable ASCII, tabs and line breaks.
+const PEM_TEXT_PATTERN: &str = r"^[\x09\x0a\x0d\x20-\x7e]*$";
 
 static BOOTSTRAP_SERVER: LazyLock<Regex> = LazyLock::new(|| regex(BOOTSTRAP_SERVER_PATTERN));
 static KAFKA_TOPIC: LazyLock<Regex> = LazyLock::new(|| regex(KAFKA_TOPIC_PATTERN));
 static KAFKA_CLIENT_ID: LazyLock<Regex> = LazyLock::new(|| regex(KAFKA_CLIENT_ID_PATTERN));
 static SASL_TEXT: LazyLock<Regex> = LazyLock::new(|| regex(SASL_TEXT_PATTERN));
+static PEM_TEXT: LazyLock<Regex> = LazyLock::new(|| regex(PEM_TEXT_PATTERN));
 
 /// Kafka: one record per event on `topic`, keyed by the entity the event is about.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -316,7 +319,7 @@ impl std::fmt::Debug for KafkaSasl {
 pub struct KafkaTls {
     /// CA certificates (PEM) to trust for these brokers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 65536), regex(pattern = NO_NUL_PATTERN))]
+    #[schemars(length(max = 16384), regex(pattern = PEM_TEXT_PATTERN))]
     pub ca_pem: Option<String>,
 }
 
@@ -357,10 +360,12 @@ impl KafkaConfig {
             check("sasl.password", &sasl.password, &SASL_TEXT, what)?;
         }
         if let Some(ca_pem) = self.tls.as_ref().and_then(|tls| tls.ca_pem.as_deref()) {
-            if ca_pem.chars().count() > MAX_CA_PEM_CHARS || ca_pem.contains('\0') {
+            if ca_pem.len() > MAX_CA_PEM_CHARS || !PEM_TEXT.is_match(ca_pem) {
                 return Err(ApiError::invalid(
                     "tls.ca_pem",
-                    format!("must be at most {MAX_CA_PEM_CHARS} characters without NUL"),
+                    format!(
+                        "must be PEM text: at most {MAX_CA_PEM_CHARS} printable ASCII characters, tabs and line breaks"
+                    ),
                 ));
             }
             // The schema can say "text", not "PEM that parses": a bundle that fits the
