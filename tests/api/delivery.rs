@@ -14,7 +14,7 @@ use crate::helpers::{PLATFORM_KEY, TestServer, assert_problem, config};
 use crate::proxy::Proxy;
 
 /// Stored envelopes of the tenant in feed order.
-async fn feed_envelopes(server: &TestServer, tenant: &str) -> Vec<String> {
+pub(crate) async fn feed_envelopes(server: &TestServer, tenant: &str) -> Vec<String> {
     server.settle().await;
     sqlx::query_scalar("SELECT envelope FROM outbox WHERE tenant_id = $1 ORDER BY tx_id, seq")
         .bind(tenant)
@@ -58,7 +58,7 @@ fn ids_in_order(messages: &[Received]) -> Vec<String> {
         .collect()
 }
 
-fn envelope_ids(envelopes: &[String]) -> Vec<String> {
+pub(crate) fn envelope_ids(envelopes: &[String]) -> Vec<String> {
     envelopes
         .iter()
         .map(|e| {
@@ -71,7 +71,7 @@ fn envelope_ids(envelopes: &[String]) -> Vec<String> {
 }
 
 /// Waits until the destination reports no lag (everything confirmed).
-async fn wait_caught_up(server: &TestServer, key: &str, id: &str) -> Value {
+pub(crate) async fn wait_caught_up(server: &TestServer, key: &str, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let view: Value = server

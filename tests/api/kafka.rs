@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use crate::brokers::unique;
+use crate::delivery::{envelope_ids, feed_envelopes, wait_caught_up};
 use crate::helpers::{PLATFORM_KEY, TestServer, assert_problem, config, strict_config};
 use crate::kafka_peer::{
     Consumed, PrivateBroker, by_partition, create_topic, kafka_address, read_at_least,
@@ -22,16 +23,6 @@ async fn create_destination(server: &TestServer, key: &str, body: Value) -> Stri
     created["id"].as_str().unwrap().to_owned()
 }
 
-/// Stored envelopes of the tenant in feed order.
-async fn feed_envelopes(server: &TestServer, tenant: &str) -> Vec<String> {
-    server.settle().await;
-    sqlx::query_scalar("SELECT envelope FROM outbox WHERE tenant_id = $1 ORDER BY tx_id, seq")
-        .bind(tenant)
-        .fetch_all(&server.pool)
-        .await
-        .unwrap()
-}
-
 async fn status(server: &TestServer, key: &str, id: &str) -> Value {
     server
         .get(&format!("/destinations/{id}"), key)
@@ -39,18 +30,6 @@ async fn status(server: &TestServer, key: &str, id: &str) -> Value {
         .json()
         .await
         .unwrap()
-}
-
-async fn wait_caught_up(server: &TestServer, key: &str, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let view = status(server, key, id).await;
-        if view["status"]["lag"] == 0 {
-            return view;
-        }
-        assert!(Instant::now() < deadline, "never caught up: {view}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn wait_for_error(server: &TestServer, key: &str, id: &str) -> Value {
@@ -113,18 +92,10 @@ async fn records_are_keyed_by_entity_in_feed_order_with_headers(pool: PgPool) {
     let records = read_at_least(&kafka_address(), &topic, feed.len()).await;
     assert_eq!(records.len(), feed.len(), "one record per event, no extra");
 
-    let position: HashMap<String, usize> = feed
-        .iter()
+    let position: HashMap<String, usize> = envelope_ids(&feed)
+        .into_iter()
         .enumerate()
-        .map(|(i, e)| {
-            (
-                serde_json::from_str::<Value>(e).unwrap()["id"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned(),
-                i,
-            )
-        })
+        .map(|(i, id)| (id, i))
         .collect();
     let mut partition_of_entity: HashMap<String, i32> = HashMap::new();
     for record in &records {
@@ -443,16 +414,7 @@ async fn a_broker_outage_mid_stream_loses_nothing(pool: PgPool) {
     tokio::time::sleep(Duration::from_secs(30).saturating_sub(started.elapsed())).await;
     proxy.restore();
 
-    let feed: Vec<String> = feed_envelopes(&server, "acme")
-        .await
-        .iter()
-        .map(|e| {
-            serde_json::from_str::<Value>(e).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let feed: Vec<String> = envelope_ids(&feed_envelopes(&server, "acme").await);
     let view = wait_caught_up(&server, &key, &id).await;
     assert_eq!(view["status"]["last_error"], Value::Null, "recovered");
     let records = read_at_least(&address, &topic, 200).await;
@@ -502,16 +464,7 @@ async fn two_relays_never_both_publish_a_destination(
         let server = if i % 2 == 0 { &first } else { &second };
         server.create_portfolio("acme", &format!("P{i}")).await;
     }
-    let feed: Vec<String> = feed_envelopes(&first, "acme")
-        .await
-        .iter()
-        .map(|e| {
-            serde_json::from_str::<Value>(e).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let feed: Vec<String> = envelope_ids(&feed_envelopes(&first, "acme").await);
     wait_caught_up(&first, &key, &id).await;
     // Two supervisor ticks for a second driver, if there were one, to publish again.
     tokio::time::sleep(Duration::from_secs(2)).await;
