@@ -16,6 +16,9 @@ ensure_rust
 ensure_rabbitmq
 ensure_mosquitto
 ensure_kafka
+# An independent ed25519 verifier (PyNaCl) for the asymmetric signature tests.
+ensure_python_venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -r tools/verifiers/requirements.txt
 start_throwaway_pg -c fsync=off -c synchronous_commit=off -c full_page_writes=off
 
 # Tests that run eventgate as a real process (fault suite, zero-config) use the release

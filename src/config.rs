@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, ValueEnum};
 
-use crate::egress::{AddressPolicy, Allowed};
+use crate::egress::{AddressPolicy, Allowed, EgressProxy};
 
 /// A string that must never be logged: `Debug` and `Display` print `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
@@ -223,6 +223,13 @@ pub struct ServerConfig {
     #[arg(long, env = "EVENTGATE_DESTINATION_ALLOW", value_delimiter = ',',
           value_parser = parse_allowed)]
     pub destination_allow: Vec<Allowed>,
+
+    /// An HTTP CONNECT proxy every webhook delivery and OAuth2 token request goes through
+    /// (`http://[user:password@]host:port`), so they leave from one address. Unset: direct.
+    /// `HTTPS_PROXY` and the like are never read.
+    #[arg(long, env = "EVENTGATE_EGRESS_PROXY", hide_env_values = true,
+          value_parser = EgressProxy::parse)]
+    pub egress_proxy: Option<EgressProxy>,
 
     /// A webhook destination failing without a success for this long is disabled.
     #[arg(long, env = "EVENTGATE_WEBHOOK_DISABLE_AFTER_SECS", default_value_t = 5 * 24 * 3600)]

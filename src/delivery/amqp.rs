@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use lapin::Confirmation;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -22,6 +23,21 @@ use crate::egress::AddressPolicy;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const PERSISTENT: u8 = 2;
+
+/// `amqps://`: the destination's CA (trusted beside the web roots, as lapin does) and its
+/// client certificate for mutual TLS.
+fn tls_config(config: &AmqpConfig) -> OwnedTLSConfig {
+    let Some(tls) = &config.tls else {
+        return OwnedTLSConfig::default();
+    };
+    OwnedTLSConfig {
+        identity: tls.identity().map(|identity| OwnedIdentity::PKCS8 {
+            pem: identity.certificate_pem.as_bytes().to_vec(),
+            key: identity.key_pem.as_bytes().to_vec(),
+        }),
+        cert_chain: tls.ca_pem.clone(),
+    }
+}
 
 pub struct AmqpSink {
     _connection: Connection,
@@ -48,10 +64,12 @@ impl AmqpSink {
         }
         let properties =
             ConnectionProperties::default().with_connection_name(LongString::from("eventgate"));
-        let connection =
-            tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri, properties))
-                .await
-                .map_err(|_| SinkError::Timeout("connecting to the AMQP broker"))??;
+        let runtime = lapin::runtime::default_runtime()?;
+        let connecting =
+            Connection::connect_uri_with_config(uri, properties, tls_config(config), runtime);
+        let connection = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .map_err(|_| SinkError::Timeout("connecting to the AMQP broker"))??;
         let channel = connection.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())

@@ -4,6 +4,7 @@
 //! written to the socket for QoS 0).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::Outgoing;
@@ -12,6 +13,7 @@ use rumqttc::v5::mqttbytes::v5::{
     ConnectReturnCode, Packet, PubAckReason, PubCompReason, PublishProperties,
 };
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+use rumqttc::{TlsConfiguration, Transport};
 use url::Url;
 
 use super::SinkError;
@@ -30,7 +32,9 @@ pub struct MqttSink {
 }
 
 impl MqttSink {
-    /// Connects to the broker at the very address `policy` allowed.
+    /// Connects to the broker at an address `policy` allows. Plain `mqtt://` connects to
+    /// the very address that was checked; `mqtts://` connects by name after the check,
+    /// because its certificate is checked against the name.
     pub async fn connect(
         config: &MqttConfig,
         client_id: &str,
@@ -38,12 +42,26 @@ impl MqttSink {
     ) -> Result<Self, SinkError> {
         let url = Url::parse(&config.url).map_err(|e| SinkError::Config(e.to_string()))?;
         let host = url.host_str().unwrap_or_default();
-        let port = url.port().unwrap_or(1883);
+        let secure = url.scheme() == "mqtts";
+        let port = url.port().unwrap_or(if secure { 8883 } else { 1883 });
         let addresses = policy.resolve(host, port).await?;
         let address = addresses
             .first()
             .ok_or_else(|| SinkError::Config("the MQTT host has no address".into()))?;
-        let mut options = MqttOptions::new(client_id, address.ip().to_string(), address.port());
+        let mut options = if secure {
+            let tls = match &config.tls {
+                Some(tls) => tls.client_config(),
+                None => crate::tls::client_config(&crate::tls::Trust::WebRoots, None),
+            }
+            .map_err(|err| SinkError::Config(format!("TLS settings: {err}")))?;
+            let mut options = MqttOptions::new(client_id, host, port);
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                Arc::new(tls),
+            )));
+            options
+        } else {
+            MqttOptions::new(client_id, address.ip().to_string(), address.port())
+        };
         options.set_keep_alive(Duration::from_secs(30));
         options.set_clean_start(true);
         if !url.username().is_empty() {

@@ -213,10 +213,13 @@ async fn drive_until_stopped(
                 _ => std::future::pending::<()>().await,
             }
         };
+        // A freed slot or a recorded outcome can make more due: a saturated driver refills,
+        // and an idle one (an ordered destination whose entities wait on sends in flight)
+        // sends the next of an entity as soon as the one before is recorded.
         let freed = state.worker.as_ref().map(|w| w.freed.clone());
         let slot_freed = async {
             match freed {
-                Some(freed) if saturated => freed.notified().await,
+                Some(freed) if saturated || idle => freed.notified().await,
                 _ => std::future::pending::<()>().await,
             }
         };
@@ -262,11 +265,20 @@ async fn deliver_once(
         SinkConfig::stored(kind, destination.config.clone()).map_err(RelayError::Settings)?;
     let types = expand_types(&destination.types).map_err(RelayError::Settings)?;
     if let SinkConfig::Webhook(webhook_config) = &config {
+        // Changed endpoint settings (TLS, auth, limits) take a new worker; the old one's
+        // sends finish first.
+        if let Some(stale) = state.worker.take_if(|worker| !worker.fits(webhook_config)) {
+            stale.finish().await;
+        }
         let worker = match &mut state.worker {
             Some(worker) => worker,
-            None => state
-                .worker
-                .insert(Worker::new(pool, id, settings, relay.metrics.clone())?),
+            None => state.worker.insert(Worker::new(
+                pool,
+                id,
+                webhook_config,
+                settings,
+                relay.metrics.clone(),
+            )?),
         };
         let progress =
             webhook::step(pool, &destination, webhook_config, &types, worker, settings).await?;
@@ -304,7 +316,7 @@ async fn deliver_once(
     let connected = match &mut state.sink {
         Some((_, connected)) => connected,
         None => {
-            let connected = Sink::connect(&config, id, &settings.policy).await?;
+            let connected = Sink::connect(&config, id, &settings.egress.policy).await?;
             &mut state.sink.insert((config, connected)).1
         }
     };

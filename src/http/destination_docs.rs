@@ -8,9 +8,10 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 
 use super::tenant_id::TenantId;
 use crate::catalogue::TypePattern;
-use crate::delivery::destination::settings::{EntityName, WebhookFormat};
+use crate::delivery::destination::endpoint_auth::{HeadersDoc, OAuth2};
 use crate::delivery::destination::{
-    AmqpConfig, KafkaConfig, KafkaSasl, KafkaTls, MqttConfig, WebhookConfig,
+    AmqpConfig, ClientTls, EntityName, KafkaConfig, KafkaSasl, MqttConfig, Ordering,
+    SignatureScheme, WebhookConfig, WebhookFormat,
 };
 
 /// Fields every kind's settings share.
@@ -21,9 +22,22 @@ pub const COMMON_FIELDS: [&str; 2] = ["types", "enabled"];
 pub fn fields_of(kind: crate::delivery::destination::Kind) -> &'static [&'static str] {
     use crate::delivery::destination::Kind;
     match kind {
-        Kind::Amqp => &["url", "exchange", "routing_key", "cloudevents"],
-        Kind::Mqtt => &["url", "topic", "qos", "cloudevents"],
-        Kind::Webhook => &["url", "format", "entities", "custom_config"],
+        Kind::Amqp => &["url", "exchange", "routing_key", "cloudevents", "tls"],
+        Kind::Mqtt => &["url", "topic", "qos", "cloudevents", "tls"],
+        Kind::Webhook => &[
+            "url",
+            "format",
+            "entities",
+            "custom_config",
+            "signature",
+            "tls",
+            "oauth2",
+            "headers",
+            "max_in_flight",
+            "rate_limit",
+            "timeout",
+            "ordering",
+        ],
         Kind::Kafka => &[
             "bootstrap_servers",
             "topic",
@@ -158,15 +172,17 @@ macro_rules! patch {
 }
 
 patch!(AmqpPatch, {
-    url: AmqpUrl, exchange: Exchange, routing_key: RoutingKey, cloudevents: bool,
+    url: AmqpUrl, exchange: Exchange, routing_key: RoutingKey, cloudevents: bool, tls: ClientTls,
 });
-patch!(MqttPatch, { url: MqttUrl, topic: Topic, qos: Qos, cloudevents: bool });
+patch!(MqttPatch, { url: MqttUrl, topic: Topic, qos: Qos, cloudevents: bool, tls: ClientTls });
 patch!(WebhookPatch, {
     url: WebhookUrl, format: WebhookFormat, entities: Vec<EntityName>, custom_config: CustomConfig,
+    signature: SignatureScheme, tls: ClientTls, oauth2: OAuth2, headers: HeadersDoc,
+    max_in_flight: MaxInFlight, rate_limit: RateLimit, timeout: Timeout, ordering: Ordering,
 });
 patch!(KafkaPatch, {
     bootstrap_servers: BootstrapServers, topic: KafkaTopic, client_id: KafkaClientId,
-    sasl: KafkaSasl, tls: KafkaTls, cloudevents: bool,
+    sasl: KafkaSasl, tls: ClientTls, cloudevents: bool,
 });
 
 /// A single field's schema, taken from the full settings type's schema (so a patch and a
@@ -201,6 +217,9 @@ field_schema!(Topic, MqttConfig, "topic");
 field_schema!(Qos, MqttConfig, "qos");
 field_schema!(WebhookUrl, WebhookConfig, "url");
 field_schema!(CustomConfig, WebhookConfig, "custom_config");
+field_schema!(MaxInFlight, WebhookConfig, "max_in_flight");
+field_schema!(RateLimit, WebhookConfig, "rate_limit");
+field_schema!(Timeout, WebhookConfig, "timeout");
 field_schema!(BootstrapServers, KafkaConfig, "bootstrap_servers");
 field_schema!(KafkaTopic, KafkaConfig, "topic");
 field_schema!(KafkaClientId, KafkaConfig, "client_id");

@@ -11,6 +11,7 @@ use crate::app::AppState;
 use crate::delivery::destination::{
     AmqpConfig, KafkaConfig, Kind, MqttConfig, SinkConfig, WebhookConfig, expand_types,
 };
+use crate::delivery::webhook::signing;
 use crate::error::ApiError;
 use crate::feed::cursor::Cursor;
 use crate::feed::horizon::HeldBack;
@@ -53,6 +54,12 @@ pub struct DestinationView {
     /// After a rotation: the old secret signs beside the new one until then.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_secret_valid_until: Option<DateTime<Utc>>,
+    /// Webhooks signed with ed25519: the `whpk_` public key receivers verify with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// During a rotation: the old key's public key, which still signs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_public_key: Option<String>,
 }
 
 /// A destination's settings by kind.
@@ -109,6 +116,10 @@ struct Shown<Settings> {
     secret: Option<String>,
     /// After a rotation: the old secret signs beside the new one until then.
     previous_secret_valid_until: Option<DateTime<Utc>>,
+    /// Webhooks signed with ed25519: the `whpk_` public key receivers verify with.
+    public_key: Option<String>,
+    /// During a rotation: the old key's public key, which still signs.
+    previous_public_key: Option<String>,
 }
 
 impl ShownSettings {
@@ -202,6 +213,8 @@ fn shown(
     let kind = kind_of(&row)?;
     let config = SinkConfig::stored(kind, row.config.clone())?;
     let delivered = row.delivered();
+    let public_key = row.secret.as_deref().and_then(signing::public_key);
+    let previous_public_key = row.previous_key().and_then(signing::public_key);
     let gap = status
         .purged_through
         .filter(|purged| delivered < *purged)
@@ -232,5 +245,7 @@ fn shown(
         },
         secret: None,
         previous_secret_valid_until: None,
+        public_key,
+        previous_public_key,
     })
 }

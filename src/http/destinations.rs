@@ -18,12 +18,13 @@ use crate::audit::{self, Action, Actor, Entry};
 use crate::auth::{Principal, Role};
 use crate::delivery::destination::settings;
 use crate::delivery::destination::url::UrlKind;
-use crate::delivery::destination::{Kind, SinkConfig, expand_types};
+use crate::delivery::destination::{Kind, REDACTED, SinkConfig, expand_types, redact_url};
 use crate::delivery::webhook;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::feed::cursor::Position;
 use crate::http::openapi::{Problems, Unparsed, link};
 use crate::http::tenant_id::TenantId;
+use crate::secrets::places;
 use crate::store::destinations::{self as store, DestinationRow, NewDestination};
 use crate::store::{feed, tenants};
 
@@ -162,10 +163,10 @@ fn take_enabled(map: &mut Map<String, Value>) -> Result<Option<bool>, ApiError> 
 fn take_kind(map: &mut Map<String, Value>) -> Result<Kind, ApiError> {
     match map.remove("kind") {
         Some(Value::String(kind)) => Kind::parse(&kind)
-            .ok_or_else(|| ApiError::invalid("kind", "must be one of: amqp, mqtt, webhook")),
+            .ok_or_else(|| ApiError::invalid("kind", "must be one of: amqp, mqtt, webhook, kafka")),
         _ => Err(ApiError::invalid(
             "kind",
-            "is required: amqp, mqtt or webhook",
+            "is required: amqp, mqtt, webhook or kafka",
         )),
     }
 }
@@ -214,7 +215,9 @@ async fn create(
     let tenant = owner(principal, named)?;
     check_address(&state, &config).await?;
     let secret = match &config {
-        SinkConfig::Webhook(_) => Some(webhook::signing::new_secret().map_err(ApiError::internal)?),
+        SinkConfig::Webhook(webhook_config) => {
+            Some(webhook::signing::new_key(webhook_config.signature).map_err(ApiError::internal)?)
+        }
         _ => None,
     };
     let mut tx = state.pool.begin().await?;
@@ -258,8 +261,9 @@ async fn create(
     audit::record(&mut tx, &actor, entry).await?;
     tx.commit().await?;
     let mut shown = view(&state, row).await?;
-    // The only time the secret is shown, besides a rotation.
-    shown.secret = secret;
+    // The only time an HMAC secret is shown, besides a rotation; an ed25519 private key is
+    // never shown (its public key always is).
+    shown.secret = secret.filter(|key| key.starts_with(webhook::signing::SECRET_PREFIX));
     Ok((StatusCode::CREATED, Json(shown)))
 }
 
@@ -398,15 +402,36 @@ async fn update(
     check_patch_fields(kind, &patch)?;
     check_patch_url(kind, &patch)?;
     check_patch_topic(kind, &patch)?;
+    // A URL sent back as it was shown (its password `***`) is the stored URL.
+    if let (Some(Value::String(url)), Some(Value::String(stored))) =
+        (patch.get("url"), row.config.get("url"))
+        && *url == redact_url(stored)
+    {
+        patch.insert("url".into(), Value::String(stored.clone()));
+    }
+    if let (Some(sent), Some(stored)) = (patch.get("signature"), row.config.get("signature"))
+        && sent != stored
+    {
+        return Err(ApiError::conflict(
+            "the signature scheme is chosen when a destination is created; create a new destination to change it",
+        ));
+    }
     let types = types.unwrap_or(row.types.clone());
     let enabled = enabled.unwrap_or(row.enabled);
     // Only a new URL is checked here: a destination the policy refuses now (the operator
     // narrowed it, or its name moved) can still be disabled, retyped or deleted; the relay
     // refuses to connect to it either way.
-    let address_changed = patch.contains_key("url") || patch.contains_key("bootstrap_servers");
+    let address_changed = ["url", "bootstrap_servers", "oauth2"].iter().any(|field| {
+        patch
+            .get(*field)
+            .is_some_and(|sent| row.config.get(*field) != Some(sent))
+    });
     let mut config = take_object(row.config.clone())?;
     config.extend(patch);
-    let config = SinkConfig::parse(kind, Value::Object(config))?;
+    let mut config = Value::Object(config);
+    // Credentials sent back as shown (`***`) keep their stored values.
+    places::keep_redacted(&mut config, &row.config, REDACTED);
+    let config = SinkConfig::parse(kind, config)?;
     if address_changed {
         check_address(&state, &config).await?;
     }

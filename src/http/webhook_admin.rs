@@ -1,5 +1,6 @@
-//! Webhook-only operations on a destination: rotating the signing secret, listing delivery
-//! attempts, and sending one event again. Same access rules as `/destinations`.
+//! Webhook-only operations on a destination: rotating the signing key, sending a test
+//! event, listing delivery attempts, and sending one event again. Same access rules as
+//! `/destinations`.
 
 use aide::axum::ApiRouter;
 use aide::axum::routing::{get_with, post_with};
@@ -10,12 +11,12 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::destination_view::{DestinationView, view};
+use super::destination_view::{DestinationView, kind_of, view};
 use super::destinations::{DestinationPath, find};
 use crate::app::AppState;
 use crate::audit::{self, Action, Actor, Entry};
 use crate::auth::Principal;
-use crate::delivery::destination::Kind;
+use crate::delivery::destination::SinkConfig;
 use crate::delivery::webhook;
 use crate::error::{ApiError, ApiPath, ApiQuery};
 use crate::http::openapi::Problems;
@@ -30,13 +31,34 @@ pub fn router() -> ApiRouter<AppState> {
             "/destinations/{id}/rotate-secret",
             post_with(rotate_secret, |op| {
                 op.id("rotateSecret")
-                    .summary("Webhooks: a new signing secret, shown once")
+                    .summary("Webhooks: a new signing key (an HMAC secret is shown once)")
                     .description(
-                        "The old secret keeps signing beside the new one for 24 h. A \
-                         destination that is not a webhook has no secret: 409.",
+                        "A new key of the destination's signature scheme. The old key keeps \
+                         signing beside the new one for 24 h. An HMAC secret is in `secret`, \
+                         this once; for ed25519 the new key's public half is in \
+                         `public_key`, the old one's in `previous_public_key`. A destination \
+                         that is not a webhook has no signing key: 409.",
                     )
                     .tag("destinations")
                     .response::<200, Json<DestinationView>>()
+                    .problems(&[404, 409])
+            }),
+        )
+        .api_route(
+            "/destinations/{id}/test",
+            post_with(send_test, |op| {
+                op.id("testDestination")
+                    .summary("Webhooks: send a signed test event now, and see the attempt")
+                    .description(
+                        "Sends one test message through the destination's real path (its TLS \
+                         and client certificate, OAuth2 token, static headers, the egress \
+                         proxy, the signature) and answers with what happened. Nothing is \
+                         queued or retried, and its lifecycle and status do not change. The \
+                         body is an envelope of type `destinations.test` (entity format: a \
+                         `Test` lifecycle message). Not a webhook: 409.",
+                    )
+                    .tag("destinations")
+                    .response::<200, Json<TestAttempt>>()
                     .problems(&[404, 409])
             }),
         )
@@ -67,13 +89,14 @@ async fn rotate_secret(
     ApiPath(DestinationPath { id }): ApiPath<DestinationPath>,
 ) -> Result<Json<DestinationView>, ApiError> {
     let row = find(&state, &principal, id).await?;
-    if row.kind != Kind::Webhook.as_str() {
+    let SinkConfig::Webhook(config) = SinkConfig::stored(kind_of(&row)?, row.config.clone())?
+    else {
         return Err(ApiError::conflict(format!(
             "this is an {} destination: only webhook destinations have a signing secret",
             row.kind
         )));
-    }
-    let secret = webhook::signing::new_secret().map_err(ApiError::internal)?;
+    };
+    let secret = webhook::signing::new_key(config.signature).map_err(ApiError::internal)?;
     let previous_until = Utc::now() + chrono::Duration::hours(24);
     let mut tx = state.pool.begin().await?;
     let row = store::rotate_secret(&mut *tx, &state.keyring, id, &secret, previous_until)
@@ -90,9 +113,63 @@ async fn rotate_secret(
     audit::record(&mut tx, &Actor::from(&principal), entry).await?;
     tx.commit().await?;
     let mut shown = view(&state, row).await?;
-    shown.secret = Some(secret);
+    // An ed25519 private key is never shown: its new public key is in the view.
+    shown.secret = Some(secret).filter(|key| key.starts_with(webhook::signing::SECRET_PREFIX));
     shown.previous_secret_valid_until = Some(previous_until);
     Ok(Json(shown))
+}
+
+/// What came of a test send.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+struct TestAttempt {
+    /// The `webhook-id` the test message was sent with.
+    message_id: String,
+    /// The endpoint answered 2xx.
+    succeeded: bool,
+    /// The endpoint's HTTP status; null when no answer came.
+    response_status: Option<u16>,
+    /// From the start of the attempt to the end of the answer, token fetch included.
+    duration_ms: u64,
+    /// Why it failed: the answer's status, a TLS or connection error, an address the
+    /// policy refuses, an OAuth2 token that could not be had.
+    error: Option<String>,
+    /// The first 512 bytes of the response body.
+    response_excerpt: Option<String>,
+}
+
+async fn send_test(
+    principal: Principal,
+    State(state): State<AppState>,
+    ApiPath(DestinationPath { id }): ApiPath<DestinationPath>,
+) -> Result<Json<TestAttempt>, ApiError> {
+    let row = find(&state, &principal, id).await?;
+    let SinkConfig::Webhook(config) = SinkConfig::stored(kind_of(&row)?, row.config.clone())?
+    else {
+        return Err(ApiError::conflict(format!(
+            "this is an {} destination: only webhook destinations take a test event",
+            row.kind
+        )));
+    };
+    let settings = webhook::WebhookSettings::from(state.config.as_ref());
+    let endpoint = webhook::endpoint::Endpoint::new(&config, &settings)
+        .map_err(|err| ApiError::conflict(format!("the destination cannot send: {err}")))?;
+    let message_id = Uuid::now_v7().to_string();
+    let payload = webhook::payload::test_message(&message_id, id, &config, Utc::now());
+    let keys = row.signing_keys();
+    let message = webhook::send::Message {
+        id: &message_id,
+        payload: &payload,
+        keys: &keys,
+    };
+    let outcome = webhook::send::attempt(&endpoint, &message).await;
+    Ok(Json(TestAttempt {
+        message_id,
+        succeeded: outcome.succeeded(),
+        response_status: outcome.status,
+        duration_ms: outcome.duration.as_millis().min(u128::from(u64::MAX)) as u64,
+        error: outcome.error,
+        response_excerpt: outcome.excerpt,
+    }))
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, schemars::JsonSchema)]

@@ -1,9 +1,10 @@
 //! The stored values that are sealed, each bound to its place (the destination's id and
 //! which value it is), so a sealed value copied into another row or column does not open:
 //! - a destination's `url` inside its settings (broker credentials, and any token a
-//!   webhook URL carries in its query), and a Kafka destination's `sasl.password`;
-//! - a webhook's signing secrets, current and previous (one place for both: a rotation
-//!   moves the current one to `previous_secret` as it is).
+//!   webhook URL carries in its query), a Kafka destination's `sasl.password`, a client
+//!   certificate's key, a webhook's OAuth2 client secret and static header values;
+//! - a webhook's signing secrets or ed25519 private keys, current and previous (one place
+//!   for both: a rotation moves the current one to `previous_secret` as it is).
 //!
 //! A value that is not sealed is read as it is: rows written before encryption existed,
 //! which start-up seals (`store::resealing`).
@@ -21,29 +22,66 @@ fn signing_place(destination: Uuid) -> String {
     format!("destination:{destination}:signing-secret")
 }
 
-/// The credentials inside a destination's settings, each with its place: the `url`, and
-/// a Kafka destination's `sasl.password`.
+/// The credentials inside a destination's settings, each with its place: the `url`, a
+/// Kafka destination's `sasl.password`, a client certificate's `tls.client_key_pem`, a
+/// webhook's `oauth2.client_secret` and the value of each of its `headers`.
 fn credentials(config: &mut Value, destination: Uuid) -> Vec<(&mut String, String)> {
     let mut found = Vec::new();
     let Some(settings) = config.as_object_mut() else {
         return found;
     };
-    let mut sasl_password = None;
+    let place = |what: &str| format!("destination:{destination}:{what}");
     for (name, value) in settings.iter_mut() {
         match (name.as_str(), value) {
             ("url", Value::String(url)) => found.push((url, url_place(destination))),
-            ("sasl", Value::Object(sasl)) => sasl_password = sasl.get_mut("password"),
+            ("sasl", Value::Object(sasl)) => {
+                if let Some(Value::String(password)) = sasl.get_mut("password") {
+                    found.push((password, place("sasl-password")));
+                }
+            }
+            ("tls", Value::Object(tls)) => {
+                if let Some(Value::String(key)) = tls.get_mut("client_key_pem") {
+                    found.push((key, place("tls-client-key")));
+                }
+            }
+            ("oauth2", Value::Object(oauth2)) => {
+                if let Some(Value::String(secret)) = oauth2.get_mut("client_secret") {
+                    found.push((secret, place("oauth2-client-secret")));
+                }
+            }
+            ("headers", Value::Object(headers)) => {
+                for (header, value) in headers.iter_mut() {
+                    if let Value::String(value) = value {
+                        let what = format!("header:{}", header.to_ascii_lowercase());
+                        found.push((value, place(&what)));
+                    }
+                }
+            }
             _ => {}
         }
-    }
-    if let Some(Value::String(password)) = sasl_password {
-        found.push((password, sasl_place(destination)));
     }
     found
 }
 
-fn sasl_place(destination: Uuid) -> String {
-    format!("destination:{destination}:sasl-password")
+/// A PATCH sends back what it was shown: every credential that is still `redacted` (`***`)
+/// in `config` takes the value it has at the same place in `stored`, so a client can change
+/// one field without re-sending every secret. A credential with no stored value stays as
+/// sent (and fails validation if it must parse).
+pub fn keep_redacted(config: &mut Value, stored: &Value, redacted: &str) {
+    let mut stored = stored.clone();
+    // The places are per destination; any one id pairs the two sides.
+    let id = Uuid::nil();
+    let kept: std::collections::HashMap<String, String> = credentials(&mut stored, id)
+        .into_iter()
+        .map(|(value, place)| (place, value.clone()))
+        .collect();
+    for (value, place) in credentials(config, id) {
+        if value == redacted
+            && let Some(old) = kept.get(&place)
+        {
+            value.clone_from(old);
+        }
+    }
 }
 
 /// `config` with its credentials sealed.

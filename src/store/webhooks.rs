@@ -95,27 +95,66 @@ pub struct DueDelivery {
     pub message_id: String,
     pub payload: String,
     pub attempts: i32,
+    pub entity: Option<String>,
+    pub entity_id: Option<String>,
 }
 
-/// Pending deliveries whose time has come, oldest first, skipping those in flight.
+impl DueDelivery {
+    /// The entity this delivery is about (lifecycle messages are about none).
+    pub fn entity_key(&self) -> Option<(String, String)> {
+        self.entity.clone().zip(self.entity_id.clone())
+    }
+}
+
+/// Which deliveries to pick up.
+pub struct DueQuery<'a> {
+    pub destination: Uuid,
+    /// Deliveries being sent: never picked up twice.
+    pub in_flight: &'a [i64],
+    /// A disabled destination sends only its lifecycle messages.
+    pub lifecycle_only: bool,
+    /// Entity order: a delivery waits while an earlier one of its entity is pending (due
+    /// or not, in flight included) or failed, or while one of its entity is in flight.
+    pub ordered: bool,
+    /// Entities with a delivery in flight (ordered destinations).
+    pub busy_entities: &'a [(String, String)],
+    pub limit: i64,
+}
+
+/// Pending deliveries whose time has come, oldest first, skipping those in flight (and,
+/// for an ordered destination, those behind an earlier delivery of their entity).
 #[tracing::instrument(skip_all)]
 pub async fn due(
     db: impl PgExecutor<'_>,
-    destination: Uuid,
-    in_flight: &[i64],
-    lifecycle_only: bool,
-    limit: i64,
+    query: &DueQuery<'_>,
 ) -> Result<Vec<DueDelivery>, sqlx::Error> {
+    let (busy_entities, busy_ids): (Vec<&str>, Vec<&str>) = query
+        .busy_entities
+        .iter()
+        .map(|(entity, id)| (entity.as_str(), id.as_str()))
+        .unzip();
+    // Queue order (`id`) is feed order: events are queued in feed order, and a coalesced
+    // `Updated` replaces its predecessor at the end, behind every earlier event.
     sqlx::query_as(
-        "SELECT id, message_id, payload, attempts FROM webhook_deliveries
-         WHERE destination_id = $1 AND status = 'pending' AND next_attempt_at <= now()
-           AND NOT (id = ANY ($2)) AND (NOT $3 OR event_id IS NULL)
-         ORDER BY next_attempt_at, id LIMIT $4",
+        "SELECT d.id, d.message_id, d.payload, d.attempts, d.entity, d.entity_id
+         FROM webhook_deliveries d
+         WHERE d.destination_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
+           AND NOT (d.id = ANY ($2)) AND (NOT $3 OR d.event_id IS NULL)
+           AND (NOT $5 OR d.entity IS NULL OR (
+                NOT EXISTS (SELECT 1 FROM webhook_deliveries e
+                            WHERE e.destination_id = d.destination_id AND e.entity = d.entity
+                              AND e.entity_id = d.entity_id AND e.id < d.id
+                              AND e.status IN ('pending', 'failed'))
+                AND (d.entity, d.entity_id) NOT IN (SELECT * FROM UNNEST($6::text[], $7::text[]))))
+         ORDER BY d.next_attempt_at, d.id LIMIT $4",
     )
-    .bind(destination)
-    .bind(in_flight)
-    .bind(lifecycle_only)
-    .bind(limit)
+    .bind(query.destination)
+    .bind(query.in_flight)
+    .bind(query.lifecycle_only)
+    .bind(query.limit)
+    .bind(query.ordered)
+    .bind(&busy_entities)
+    .bind(&busy_ids)
     .fetch_all(db)
     .await
 }

@@ -1,6 +1,7 @@
 //! A real HTTP endpoint on 127.0.0.1 for webhook tests: records every request and answers
 //! as the test's script says.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,29 +65,57 @@ pub struct Receiver {
     pub base: String,
     requests: Arc<Mutex<Vec<Request>>>,
     script: Arc<Mutex<Arc<Script>>>,
+    /// Requests being answered now, and the most there ever were at once.
+    active: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
 }
 
 impl Receiver {
     pub async fn start(script: impl Fn(&str, usize) -> Reply + Send + Sync + 'static) -> Self {
-        let receiver = Self {
-            base: String::new(),
-            requests: Arc::default(),
-            script: Arc::new(Mutex::new(Arc::new(script))),
-        };
+        let receiver = Self::detached(script);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let handler_state = receiver.clone();
-        let app = Router::new().fallback(
-            move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
-                let state = handler_state.clone();
-                async move { state.handle(uri.path().to_owned(), headers, body).await }
-            },
-        );
+        let app = receiver.router();
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { base, ..receiver }
     }
 
+    /// A receiver not yet listening anywhere: serve [`Self::router`] yourself (over TLS).
+    pub fn detached(script: impl Fn(&str, usize) -> Reply + Send + Sync + 'static) -> Self {
+        Self {
+            base: String::new(),
+            requests: Arc::default(),
+            script: Arc::new(Mutex::new(Arc::new(script))),
+            active: Arc::default(),
+            peak: Arc::default(),
+        }
+    }
+
+    /// The app that records and answers requests.
+    pub fn router(&self) -> Router {
+        let handler_state = self.clone();
+        Router::new().fallback(
+            move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+                let state = handler_state.clone();
+                async move { state.handle(uri.path().to_owned(), headers, body).await }
+            },
+        )
+    }
+
+    /// The most requests this receiver was answering at one time.
+    pub fn peak_concurrency(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+
     async fn handle(&self, path: String, headers: HeaderMap, body: Bytes) -> Response {
+        let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        let response = self.answer(path, headers, body).await;
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        response
+    }
+
+    async fn answer(&self, path: String, headers: HeaderMap, body: Bytes) -> Response {
         // The reply is chosen while the request is recorded, so what a test reads always
         // says what the sender was (or is about to be) answered.
         let reply = {

@@ -16,7 +16,7 @@ use crate::helpers::{TestServer, assert_problem, config};
 use crate::receiver::{Receiver, Reply, Request};
 
 /// Verifies a delivery the way a receiver library would, written from the spec.
-fn verify(request: &Request, secret: &str) -> bool {
+pub fn verify(request: &Request, secret: &str) -> bool {
     let key = STANDARD
         .decode(secret.strip_prefix("whsec_").unwrap())
         .unwrap();
@@ -35,7 +35,7 @@ fn verify(request: &Request, secret: &str) -> bool {
         .any(|s| s == expected)
 }
 
-fn webhook_server_args(extra: &[&'static str]) -> Vec<&'static str> {
+pub fn webhook_server_args(extra: &[&'static str]) -> Vec<&'static str> {
     let mut args = vec![
         "--allow-private-destinations",
         "true",
@@ -46,7 +46,7 @@ fn webhook_server_args(extra: &[&'static str]) -> Vec<&'static str> {
     args
 }
 
-async fn create_webhook(server: &TestServer, key: &str, body: Value) -> Value {
+pub async fn create_webhook(server: &TestServer, key: &str, body: Value) -> Value {
     let response = server.post("/destinations", key, &body).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     response.json().await.unwrap()
@@ -54,7 +54,7 @@ async fn create_webhook(server: &TestServer, key: &str, body: Value) -> Value {
 
 /// The destination's attempts once at least `n` are recorded. The receiver sees a request
 /// before the server records its attempt, so the list can lag the requests for a moment.
-async fn attempts_once(server: &TestServer, key: &str, path: &str, n: usize) -> Value {
+pub async fn attempts_once(server: &TestServer, key: &str, path: &str, n: usize) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let attempts: Value = server.get(path, key).await.json().await.unwrap();
@@ -69,13 +69,35 @@ async fn attempts_once(server: &TestServer, key: &str, path: &str, n: usize) -> 
     }
 }
 
-async fn view(server: &TestServer, key: &str, id: &str) -> Value {
+pub async fn view(server: &TestServer, key: &str, id: &str) -> Value {
     server
         .get(&format!("/destinations/{id}"), key)
         .await
         .json()
         .await
         .unwrap()
+}
+
+/// Waits (bounded) until the destination's view satisfies `done`, and returns it.
+pub async fn wait_view(
+    server: &TestServer,
+    key: &str,
+    id: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let shown = view(server, key, id).await;
+        if done(&shown) {
+            return shown;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[sqlx::test]

@@ -5,16 +5,19 @@
 //! Bodies are dispatched on `kind` by hand, not with a serde-tagged enum: serde buffers
 //! tagged enums through an internal form that breaks exact numbers (`qos: 1`).
 
+pub mod endpoint_auth;
+pub mod numbers;
 pub mod settings;
+pub mod tls;
 pub mod url;
+pub mod webhook;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use settings::{
-    AmqpConfig, EntityName, KafkaConfig, KafkaSasl, KafkaTls, MqttConfig, SaslMechanism,
-    WebhookConfig, WebhookFormat,
-};
+pub use settings::{AmqpConfig, KafkaConfig, KafkaSasl, MqttConfig, SaslMechanism};
+pub use tls::ClientTls;
+pub use webhook::{EntityName, Ordering, SignatureScheme, WebhookConfig, WebhookFormat};
 
 use crate::catalogue::TypePattern;
 use crate::error::ApiError;
@@ -74,6 +77,7 @@ impl SinkConfig {
     pub fn endpoints(&self) -> Vec<(&str, u16)> {
         match self {
             SinkConfig::Kafka(c) => c.endpoints(),
+            SinkConfig::Webhook(c) => c.endpoints(),
             other => other
                 .url()
                 .and_then(|url| url::UrlKind::of(other.kind())?.endpoint(url))
@@ -148,35 +152,62 @@ impl SinkConfig {
         match self {
             SinkConfig::Amqp(mut c) => {
                 c.url = redact_url(&c.url);
+                redact_tls(&mut c.tls);
                 SinkConfig::Amqp(c)
             }
             SinkConfig::Mqtt(mut c) => {
                 c.url = redact_url(&c.url);
+                redact_tls(&mut c.tls);
                 SinkConfig::Mqtt(c)
             }
             SinkConfig::Webhook(mut c) => {
                 c.url = redact_url(&c.url);
+                redact_tls(&mut c.tls);
+                if let Some(oauth2) = &mut c.oauth2 {
+                    oauth2.client_secret = REDACTED.to_owned();
+                }
+                for value in c.headers.values_mut() {
+                    *value = REDACTED.to_owned();
+                }
                 SinkConfig::Webhook(c)
             }
             SinkConfig::Kafka(mut c) => {
                 if let Some(sasl) = &mut c.sasl {
-                    sasl.password = "***".to_owned();
+                    sasl.password = REDACTED.to_owned();
                 }
+                redact_tls(&mut c.tls);
                 SinkConfig::Kafka(c)
             }
         }
     }
 
-    /// The settings as the audit log keeps them: [`Self::redacted`], and the URL's query
-    /// (where a webhook URL may carry a token) replaced too.
+    /// The settings as the audit log keeps them: [`Self::redacted`], and the queries of
+    /// the URL and the token URL (where a token may be carried) replaced too.
     pub fn audited(&self) -> Value {
         let mut kept = self.redacted();
-        if let Some(Value::String(url)) = kept.get_mut("url")
-            && let Some((before, _)) = url.split_once('?')
-        {
-            *url = format!("{before}?***");
+        let hide_query = |url: &mut Value| {
+            if let Value::String(url) = url
+                && let Some((before, _)) = url.split_once('?')
+            {
+                *url = format!("{before}?***");
+            }
+        };
+        if let Some(url) = kept.get_mut("url") {
+            hide_query(url);
+        }
+        if let Some(url) = kept.pointer_mut("/oauth2/token_url") {
+            hide_query(url);
         }
         kept
+    }
+}
+
+/// What a credential is shown as.
+pub const REDACTED: &str = "***";
+
+fn redact_tls(tls: &mut Option<ClientTls>) {
+    if let Some(key) = tls.as_mut().and_then(|tls| tls.client_key_pem.as_mut()) {
+        *key = REDACTED.to_owned();
     }
 }
 

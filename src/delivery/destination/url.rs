@@ -40,8 +40,8 @@ macro_rules! path {
 
 /// `amqp://` or `amqps://`, with credentials, host, port and virtual host.
 pub const AMQP_URL_PATTERN: &str = url_pattern!("amqps?", userinfo!(), path!());
-/// `mqtt://` with credentials, host and port.
-pub const MQTT_URL_PATTERN: &str = url_pattern!("mqtt", userinfo!(), "/?");
+/// `mqtt://` or `mqtts://` with credentials, host and port.
+pub const MQTT_URL_PATTERN: &str = url_pattern!("mqtts?", userinfo!(), "/?");
 /// `http://` or `https://` with host, port, path and query; no credentials.
 pub const WEBHOOK_URL_PATTERN: &str = url_pattern!(
     "https?",
@@ -117,7 +117,7 @@ impl UrlKind {
     pub fn expected(self) -> &'static str {
         match self {
             Self::Amqp => "amqp[s]://[user[:password]@]host[:port][/vhost]",
-            Self::Mqtt => "mqtt://[user[:password]@]host[:port]",
+            Self::Mqtt => "mqtt[s]://[user[:password]@]host[:port]",
             Self::Webhook => "http[s]://host[:port][/path][?query]",
         }
     }

@@ -14,7 +14,6 @@
 //! address policy through [`SocksEndpoint`].
 
 pub mod partitioner;
-pub mod tls;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -78,9 +77,10 @@ impl KafkaSink {
                 deadline: Some(Duration::from_secs(10)),
             });
         if let Some(tls) = &config.tls {
-            let tls = tls::client_config(tls.ca_pem.as_deref())
-                .map_err(|err| SinkError::Config(err.to_string()))?;
-            builder = builder.tls_config(tls);
+            let tls = tls
+                .client_config()
+                .map_err(|err| SinkError::Config(format!("TLS settings: {err}")))?;
+            builder = builder.tls_config(std::sync::Arc::new(tls));
         }
         if let Some(sasl) = &config.sasl {
             let credentials = Credentials::new(sasl.username.clone(), sasl.password.clone());

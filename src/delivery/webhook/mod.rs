@@ -4,12 +4,16 @@
 //! Unlike the buses, webhooks promise no order (second seed) and a failing event must not
 //! hold others back. So a destination's driver moves events from the feed into a delivery
 //! queue (advancing its feed position in the same transaction), and sends due deliveries
-//! concurrently, each on its own retry schedule. In the entity format a queued `Updated`
+//! concurrently, each on its own retry schedule (with `"ordering": "entity"`, one at a time
+//! per entity, in feed order). In the entity format a queued `Updated`
 //! is replaced by a newer one for the same entity (coalescing); `Created`/`Deleted` never
 //! are. 2xx is delivered; 410 disables the destination; anything else retries after the
 //! configured delays (honouring `Retry-After` on 429/503) until the last, then fails (kept,
 //! retryable). Redirects are never followed.
 
+pub mod client;
+pub mod endpoint;
+pub mod oauth;
 pub mod payload;
 mod recorder;
 pub mod send;
@@ -28,10 +32,10 @@ use super::RelayError;
 use super::batch::next_batch;
 use super::destination::{WebhookConfig, WebhookFormat};
 use crate::config::ServerConfig;
-use crate::egress::AddressPolicy;
 use crate::store::destinations::{self, DestinationRow};
 use crate::store::feed::OutboxRow;
 use crate::store::webhooks::{self as store, NewDelivery};
+use client::{ClientError, Egress};
 
 /// Events moved from the feed into the queue per step.
 const BATCH: i64 = 256;
@@ -42,8 +46,8 @@ pub struct WebhookSettings {
     pub retry_delays: Vec<Duration>,
     pub timeout: Duration,
     pub concurrency: usize,
-    /// Where webhooks may connect.
-    pub policy: AddressPolicy,
+    /// Where deliveries may connect (every kind), and the egress proxy webhooks use.
+    pub egress: Egress,
     pub disable_after: Duration,
     pub heartbeat: Duration,
     pub public_base_url: String,
@@ -59,7 +63,10 @@ impl From<&ServerConfig> for WebhookSettings {
                 .collect(),
             timeout: Duration::from_secs(config.webhook_timeout_secs),
             concurrency: config.webhook_concurrency,
-            policy: config.address_policy(),
+            egress: Egress {
+                policy: config.address_policy(),
+                proxy: config.egress_proxy.clone(),
+            },
             disable_after: Duration::from_secs(config.webhook_disable_after_secs),
             heartbeat: Duration::from_secs(config.webhook_heartbeat_secs),
             public_base_url: config.public_base_url.trim_end_matches('/').to_owned(),
@@ -67,12 +74,19 @@ impl From<&ServerConfig> for WebhookSettings {
     }
 }
 
+impl WebhookSettings {
+    /// The longest configured retry delay: the most an endpoint's `Retry-After` can ask.
+    pub fn longest_retry_delay(&self) -> Duration {
+        self.retry_delays.iter().max().copied().unwrap_or_default()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("cannot build the HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    Client(#[from] ClientError),
 }
 
 /// Queues a lifecycle message (`Activated`, `Deactivated`, `DailyHeartBeat`) for an
@@ -153,7 +167,7 @@ pub async fn step(
         .dispatch(
             pool,
             id,
-            &destination.signing_secrets(),
+            &destination.signing_keys(),
             config,
             settings,
             !destination.enabled,
@@ -237,14 +251,18 @@ fn resource_url(base: &str, entity: &str, id: &str) -> Option<String> {
 }
 
 impl DestinationRow {
-    /// Secrets that sign now: the current one, and the previous one during a rotation.
-    pub fn signing_secrets(&self) -> Vec<String> {
-        let mut secrets: Vec<String> = self.secret.iter().cloned().collect();
-        if let (Some(previous), Some(until)) = (&self.previous_secret, self.previous_secret_until)
-            && until > Utc::now()
-        {
-            secrets.push(previous.clone());
+    /// Keys that sign now: the current one, and the previous one during a rotation.
+    pub fn signing_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.secret.iter().cloned().collect();
+        keys.extend(self.previous_key().map(str::to_owned));
+        keys
+    }
+
+    /// The previous signing key while it still signs beside the current one.
+    pub fn previous_key(&self) -> Option<&str> {
+        match (&self.previous_secret, self.previous_secret_until) {
+            (Some(previous), Some(until)) if until > Utc::now() => Some(previous),
+            _ => None,
         }
-        secrets
     }
 }

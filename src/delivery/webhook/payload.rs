@@ -6,6 +6,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::delivery::destination::{WebhookConfig, WebhookFormat};
+
 /// A destination's `custom_config`: names to values.
 pub type CustomConfig = serde_json::Map<String, Value>;
 
@@ -68,6 +70,31 @@ pub fn lifecycle(
         url: None,
         custom_config,
     })
+}
+
+/// The body of a test send (`POST /destinations/{id}/test`): an envelope of type
+/// `destinations.test`, or a `Test` lifecycle message in the entity format.
+pub fn test_message(
+    message_id: &str,
+    destination: uuid::Uuid,
+    config: &WebhookConfig,
+    at: DateTime<Utc>,
+) -> String {
+    match config.format {
+        WebhookFormat::Entity => lifecycle(message_id, "Test", at, config.custom_config.as_ref()),
+        WebhookFormat::Envelope => serde_json::json!({
+            "id": message_id,
+            "created": timestamp(at),
+            "version": "1.0.0",
+            "subject": "destinations",
+            "action": "test",
+            "data": {
+                "destination_id": destination,
+                "message": "A test event from eventgate: nothing happened.",
+            },
+        })
+        .to_string(),
+    }
 }
 
 fn serialize(change: &EntityChange<'_>) -> String {

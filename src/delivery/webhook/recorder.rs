@@ -6,8 +6,7 @@
 //! its outcome is committed, so it is never picked up again in between; if the commit
 //! fails the delivery is still pending in the database and is sent again (at-least-once).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 
 use sqlx::PgPool;
 use tokio::sync::{Notify, mpsc};
@@ -32,7 +31,7 @@ pub fn spawn(
     tasks: &TaskTracker,
     pool: PgPool,
     destination: Uuid,
-    in_flight: Arc<Mutex<HashSet<i64>>>,
+    in_flight: super::sender::InFlight,
     recorded: Arc<Notify>,
     capacity: usize,
 ) -> mpsc::Sender<Finished> {

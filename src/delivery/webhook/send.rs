@@ -1,13 +1,14 @@
-//! One signed webhook attempt and what came of it.
+//! One signed webhook attempt and what came of it: the target checked by the address
+//! policy, the static headers and the OAuth2 token added, and a 401 answered by fetching a
+//! new token and trying once more.
 
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 
+use super::endpoint::Endpoint;
 use super::signing::signature_header;
-use crate::delivery::destination::url::UrlKind;
-use crate::egress::AddressPolicy;
 
 /// The most of a response body kept with an attempt.
 const EXCERPT_BYTES: usize = 512;
@@ -31,14 +32,14 @@ impl Outcome {
     }
 }
 
-pub async fn attempt(
-    client: &reqwest::Client,
-    url: &str,
-    secrets: &[String],
-    message_id: &str,
-    payload: &str,
-    policy: &AddressPolicy,
-) -> Outcome {
+/// What a message is: its id and body, signed with `keys`.
+pub struct Message<'a> {
+    pub id: &'a str,
+    pub payload: &'a str,
+    pub keys: &'a [String],
+}
+
+pub async fn attempt(endpoint: &Endpoint, message: &Message<'_>) -> Outcome {
     let started = Instant::now();
     let failed = |error: String| Outcome {
         status: None,
@@ -47,27 +48,52 @@ pub async fn attempt(
         retry_after: None,
         excerpt: None,
     };
-    // IP literals never reach the resolver: check them here (names are checked by it).
-    let literal = UrlKind::Webhook
-        .host(url)
-        .filter(|host| host.parse::<std::net::IpAddr>().is_ok());
-    if let Some(ip) = literal.and_then(|host| host.parse().ok())
-        && let Err(err) = policy.check_ip(ip)
-    {
+    if let Err(err) = endpoint.egress.check_target(&endpoint.url).await {
         return failed(err.to_string());
     }
+    let mut token = match &endpoint.oauth {
+        Some(source) => match source.token().await {
+            Ok(token) => Some(token),
+            Err(err) => return failed(err.to_string()),
+        },
+        None => None,
+    };
     let timestamp = chrono::Utc::now().timestamp();
-    let signature = signature_header(secrets, message_id, timestamp, payload.as_bytes());
-    let sent = client
-        .post(url)
-        .header(CONTENT_TYPE, "application/json")
-        .header(USER_AGENT, "eventgate-webhooks")
-        .header("webhook-id", message_id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
-        .body(payload.to_owned())
-        .send()
-        .await;
+    let signature = signature_header(
+        message.keys,
+        message.id,
+        timestamp,
+        message.payload.as_bytes(),
+    );
+    let send = |token: Option<&str>| {
+        let mut request = endpoint
+            .client
+            .post(&endpoint.url)
+            .headers(endpoint.headers.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(USER_AGENT, "eventgate-webhooks")
+            .header("webhook-id", message.id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature.as_str())
+            .body(message.payload.to_owned());
+        if let Some(token) = token {
+            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        request.send()
+    };
+    let mut sent = send(token.as_deref()).await;
+    let rejected = matches!(&sent, Ok(response) if response.status() == StatusCode::UNAUTHORIZED);
+    if let (true, Some(source), Some(rejected_token)) = (rejected, &endpoint.oauth, &token) {
+        // One new token and one more try: a token revoked or expired early.
+        match source.replace(rejected_token).await {
+            Ok(fresh) => {
+                sent = send(Some(&fresh)).await;
+                token = Some(fresh);
+            }
+            Err(err) => return failed(err.to_string()),
+        }
+    }
+    drop(token);
     let mut response = match sent {
         Ok(response) => response,
         Err(err) if err.is_timeout() => return failed("timed out".into()),
@@ -99,8 +125,9 @@ pub async fn attempt(
     }
 }
 
-/// reqwest errors name the URL; attempts are shown to clients, so keep only the cause.
-fn without_url(err: &reqwest::Error) -> String {
+/// reqwest errors name the URL; attempts are shown to clients, so keep only the cause (a
+/// TLS handshake failure says why, e.g. a certificate the endpoint refused).
+pub fn without_url(err: &reqwest::Error) -> String {
     let mut cause = std::error::Error::source(err);
     let mut last = None;
     while let Some(inner) = cause {

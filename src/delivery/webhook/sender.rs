@@ -1,33 +1,73 @@
-//! Sends due webhook deliveries concurrently, a bounded number per destination.
+//! Sends due webhook deliveries concurrently, within the destination's own limits.
 //!
 //! Each send runs on its own task, so a slow or hung endpoint answer holds one slot, not
-//! the queue. Its outcome goes to the destination's [`recorder`](super::recorder); the slot
-//! is freed as soon as the answer is in, without waiting for the commit.
+//! the queue. A destination has at most `max_in_flight` sends at once and at most
+//! `rate_limit` a second; an endpoint that answers 429 or 503 with `Retry-After` pauses
+//! this destination alone. Outcomes go to the destination's
+//! [`recorder`](super::recorder); a slot is freed as soon as the answer is in, without
+//! waiting for the commit.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use sqlx::PgPool;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use super::endpoint::Endpoint;
 use super::recorder::{self, Finished};
-use super::{WebhookError, WebhookSettings, send};
-use crate::delivery::destination::WebhookConfig;
-use crate::egress::resolver::PolicyResolver;
+use super::send::{self, Message};
+use super::{WebhookError, WebhookSettings};
+use crate::delivery::destination::{Ordering, WebhookConfig};
 use crate::metrics::{DeliveryOutcome, Metrics};
 use crate::store::webhook_attempts::AttemptRecord;
-use crate::store::webhooks::{self as store, DueDelivery};
+use crate::store::webhooks::{self as store, DueDelivery, DueQuery};
+
+/// Deliveries sent or being sent whose outcome is not committed yet, with the entity each
+/// is about (ordered destinations send one per entity at a time).
+pub type InFlight = Arc<Mutex<HashMap<i64, Option<(String, String)>>>>;
+
+/// The settings a worker is built from: when any of them changes, the driver starts a new
+/// worker (after the sends under way finish).
+#[derive(Debug, Clone, PartialEq)]
+struct Shape {
+    url: String,
+    tls: Option<crate::delivery::destination::ClientTls>,
+    oauth2: Option<crate::delivery::destination::endpoint_auth::OAuth2>,
+    headers: crate::delivery::destination::endpoint_auth::Headers,
+    max_in_flight: Option<u16>,
+    rate_limit: Option<u32>,
+    timeout: Option<u16>,
+}
+
+impl Shape {
+    fn of(config: &WebhookConfig) -> Self {
+        Self {
+            url: config.url.clone(),
+            tls: config.tls.clone(),
+            oauth2: config.oauth2.clone(),
+            headers: config.headers.clone(),
+            max_in_flight: config.max_in_flight,
+            rate_limit: config.rate_limit,
+            timeout: config.timeout,
+        }
+    }
+}
 
 /// A destination's sending state, kept by its driver between steps.
 pub struct Worker {
-    client: reqwest::Client,
+    endpoint: Arc<Endpoint>,
+    shape: Shape,
     slots: Arc<Semaphore>,
-    /// Deliveries sent or being sent whose outcome is not committed yet.
-    in_flight: Arc<Mutex<HashSet<i64>>>,
+    rate: Option<Arc<DefaultDirectRateLimiter>>,
+    /// Until when the endpoint asked us to wait (`Retry-After` on 429/503).
+    paused_until: Arc<Mutex<Option<Instant>>>,
+    in_flight: InFlight,
     recorder: mpsc::Sender<Finished>,
     /// Signalled whenever a slot frees or outcomes are committed, so a saturated driver
     /// refills at once.
@@ -41,20 +81,20 @@ impl Worker {
     pub fn new(
         pool: &PgPool,
         destination: Uuid,
+        config: &WebhookConfig,
         settings: &WebhookSettings,
         metrics: Metrics,
     ) -> Result<Self, WebhookError> {
         let tasks = TaskTracker::new();
-        crate::tls::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(settings.timeout)
-            .pool_max_idle_per_host(settings.concurrency)
-            .dns_resolver(Arc::new(PolicyResolver {
-                policy: settings.policy.clone(),
-            }))
-            .build()?;
-        let in_flight: Arc<Mutex<HashSet<i64>>> = Arc::default();
+        let endpoint = Endpoint::new(config, settings)?;
+        let slots = config
+            .max_in_flight
+            .map_or(settings.concurrency, usize::from);
+        let rate = config
+            .rate_limit
+            .and_then(NonZeroU32::new)
+            .map(|per_second| Arc::new(RateLimiter::direct(Quota::per_second(per_second))));
+        let in_flight: InFlight = Arc::default();
         let freed: Arc<Notify> = Arc::default();
         let recorder = recorder::spawn(
             &tasks,
@@ -62,17 +102,25 @@ impl Worker {
             destination,
             in_flight.clone(),
             freed.clone(),
-            settings.concurrency * 4,
+            slots * 4,
         );
         Ok(Self {
-            client,
-            slots: Arc::new(Semaphore::new(settings.concurrency)),
+            endpoint: Arc::new(endpoint),
+            shape: Shape::of(config),
+            slots: Arc::new(Semaphore::new(slots)),
+            rate,
+            paused_until: Arc::default(),
             in_flight,
             recorder,
             freed,
             metrics,
             tasks,
         })
+    }
+
+    /// Whether this worker was built from these settings (else the driver replaces it).
+    pub fn fits(&self, config: &WebhookConfig) -> bool {
+        self.shape == Shape::of(config)
     }
 
     /// Waits until the sends under way have finished and their outcomes are recorded: a
@@ -87,7 +135,14 @@ impl Worker {
     }
 
     pub fn saturated(&self) -> bool {
-        self.slots.available_permits() == 0
+        self.slots.available_permits() == 0 || self.paused()
+    }
+
+    fn paused(&self) -> bool {
+        self.paused_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|until| Instant::now() < until)
     }
 
     /// Starts sending due deliveries in free slots; returns how many were started.
@@ -95,25 +150,36 @@ impl Worker {
         &self,
         pool: &PgPool,
         destination: Uuid,
-        secrets: &[String],
+        keys: &[String],
         config: &WebhookConfig,
         settings: &WebhookSettings,
         lifecycle_only: bool,
     ) -> Result<usize, WebhookError> {
         let free = self.slots.available_permits();
-        if free == 0 {
+        if free == 0 || self.paused() {
             return Ok(0);
         }
         // Taken before the query: an id leaves the set only after its outcome commits, so
         // the query either excludes it or sees it no longer due.
-        let in_flight: Vec<i64> = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .copied()
-            .collect();
-        let due = store::due(pool, destination, &in_flight, lifecycle_only, free as i64).await?;
+        let (in_flight, busy_entities): (Vec<i64>, Vec<(String, String)>) = {
+            let in_flight = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            (
+                in_flight.keys().copied().collect(),
+                in_flight.values().flatten().cloned().collect(),
+            )
+        };
+        let query = DueQuery {
+            destination,
+            in_flight: &in_flight,
+            lifecycle_only,
+            ordered: config.ordering == Ordering::Entity,
+            busy_entities: &busy_entities,
+            limit: free as i64,
+        };
+        let due = store::due(pool, &query).await?;
         let started = due.len();
         for delivery in due {
             let Ok(permit) = self.slots.clone().try_acquire_owned() else {
@@ -122,24 +188,31 @@ impl Worker {
             self.in_flight
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(delivery.id);
-            let (client, recorder, freed, metrics) = (
-                self.client.clone(),
+                .insert(delivery.id, delivery.entity_key());
+            let (endpoint, recorder, freed, metrics, rate, paused_until) = (
+                self.endpoint.clone(),
                 self.recorder.clone(),
                 self.freed.clone(),
                 self.metrics.clone(),
+                self.rate.clone(),
+                self.paused_until.clone(),
             );
-            let (url, secrets, settings) = (config.url.clone(), secrets.to_vec(), settings.clone());
+            let (keys, settings) = (keys.to_vec(), settings.clone());
             self.tasks.spawn(async move {
-                let outcome = send::attempt(
-                    &client,
-                    &url,
-                    &secrets,
-                    &delivery.message_id,
-                    &delivery.payload,
-                    &settings.policy,
-                )
-                .await;
+                if let Some(rate) = &rate {
+                    rate.until_ready().await;
+                }
+                let message = Message {
+                    id: &delivery.message_id,
+                    payload: &delivery.payload,
+                    keys: &keys,
+                };
+                let outcome = send::attempt(&endpoint, &message).await;
+                if let Some(asked) = outcome.retry_after {
+                    let pause = asked.min(settings.longest_retry_delay());
+                    *paused_until.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some(Instant::now() + pause);
+                }
                 let finished = finished(&delivery, &outcome, &settings);
                 let counted = if outcome.succeeded() {
                     DeliveryOutcome::Delivered
@@ -194,13 +267,11 @@ fn retry_at(
     asked: Option<Duration>,
     settings: &WebhookSettings,
 ) -> chrono::DateTime<Utc> {
-    let longest = settings
-        .retry_delays
-        .iter()
-        .max()
-        .copied()
-        .unwrap_or_default();
-    let delay = jittered(scheduled).max(asked.unwrap_or_default().min(longest));
+    let delay = jittered(scheduled).max(
+        asked
+            .unwrap_or_default()
+            .min(settings.longest_retry_delay()),
+    );
     let now = Utc::now();
     chrono::Duration::from_std(delay)
         .ok()
