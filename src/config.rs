@@ -231,6 +231,12 @@ pub struct ServerConfig {
           value_parser = EgressProxy::parse)]
     pub egress_proxy: Option<EgressProxy>,
 
+    /// A destination (any kind) failing without a success for this long is reported with a
+    /// `destinations.failing` event in its tenant's feed (and the platform's).
+    #[arg(long, env = "EVENTGATE_DESTINATION_FAILING_AFTER_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(0..=7 * 24 * 3600))]
+    pub destination_failing_after_secs: u64,
+
     /// A webhook destination failing without a success for this long is disabled.
     #[arg(long, env = "EVENTGATE_WEBHOOK_DISABLE_AFTER_SECS", default_value_t = 5 * 24 * 3600)]
     pub webhook_disable_after_secs: u64,

@@ -132,6 +132,11 @@ async fn apply(
         | D::ProfileResultUpdate(_)
         | D::ProfileAssessmentResultUpdate(_)
         | D::ReportStatusUpdate(_) => Ok(Change::Updated),
+        // eventgate's own delivery health events are refused from the platform before
+        // this; they change no read model.
+        D::DestinationFailing(_) | D::DestinationRecovered(_) | D::DestinationDisabled(_) => {
+            Ok(Change::Updated)
+        }
     }
 }
 

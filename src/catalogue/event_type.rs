@@ -20,6 +20,9 @@ pub enum EventType {
     ProfilesResultUpdate,
     ProfilesAssessmentResultUpdate,
     ReportsStatusUpdate,
+    DestinationsFailing,
+    DestinationsRecovered,
+    DestinationsDisabled,
 }
 
 /// The entity an event is about, as named in the entity-change format.
@@ -30,6 +33,8 @@ pub enum Entity {
     User,
     Profile,
     Report,
+    /// One of the tenant's own destinations (eventgate's delivery health events).
+    Destination,
 }
 
 impl Entity {
@@ -40,6 +45,7 @@ impl Entity {
             Entity::User => "User",
             Entity::Profile => "Profile",
             Entity::Report => "Report",
+            Entity::Destination => "Destination",
         }
     }
 
@@ -86,6 +92,8 @@ struct TypeInfo {
     preview: bool,
     entity: Entity,
     change: ChangeRule,
+    /// Emitted by eventgate itself, never published by the platform.
+    emitted: bool,
 }
 
 const TYPES: &[TypeInfo] = &[
@@ -193,7 +201,25 @@ const TYPES: &[TypeInfo] = &[
         Entity::Report,
         ChangeRule::Always(Change::Updated),
     ),
+    emitted(EventType::DestinationsFailing, "failing"),
+    emitted(EventType::DestinationsRecovered, "recovered"),
+    emitted(EventType::DestinationsDisabled, "disabled"),
 ];
+
+/// A delivery health event about one of the tenant's destinations.
+const fn emitted(ty: EventType, action: &'static str) -> TypeInfo {
+    TypeInfo {
+        emitted: true,
+        ..info(
+            ty,
+            "destinations",
+            action,
+            false,
+            Entity::Destination,
+            ChangeRule::Always(Change::Updated),
+        )
+    }
+}
 
 const fn info(
     ty: EventType,
@@ -210,6 +236,7 @@ const fn info(
         preview,
         entity,
         change,
+        emitted: false,
     }
 }
 
@@ -238,6 +265,11 @@ impl EventType {
 
     pub fn is_preview(self) -> bool {
         self.info().preview
+    }
+
+    /// Emitted by eventgate itself (delivery health), never published by the platform.
+    pub fn is_emitted(self) -> bool {
+        self.info().emitted
     }
 
     pub fn entity(self) -> Entity {
@@ -320,7 +352,7 @@ mod tests {
     #[test]
     fn every_type_has_one_catalogue_row_and_round_trips_its_name() {
         let all: Vec<_> = EventType::all().collect();
-        assert_eq!(all.len(), 13);
+        assert_eq!(all.len(), 16);
         for ty in all {
             assert_eq!(TYPES.iter().filter(|t| t.ty == ty).count(), 1);
             assert_eq!(EventType::from_name(&ty.name()), Some(ty));

@@ -25,6 +25,12 @@ impl EntityId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id of something eventgate names by UUID (a destination): hex digits and
+    /// dashes, always valid.
+    pub fn from_uuid(id: uuid::Uuid) -> Self {
+        Self(id.to_string())
+    }
 }
 
 impl fmt::Display for EntityId {

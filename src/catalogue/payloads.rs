@@ -1,6 +1,7 @@
 //! The typed `data` of every catalogue event (serde with `deny_unknown_fields`, enums for
 //! every closed value set), and parsing `data` by event type with the failing field's path.
 
+use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -8,6 +9,7 @@ use serde_json::Value;
 use super::event_type::EventType;
 use super::ids::{EntityId, Text};
 use super::money::{Amount, Currency, DivestAmount};
+use crate::delivery::destination::Kind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -184,6 +186,53 @@ pub struct ReportStatusUpdate {
     pub output_format: ReportFormat,
 }
 
+/// Who disabled a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DisabledBy {
+    /// eventgate: the endpoint answered 410 Gone, or failed for too long.
+    System,
+    /// The tenant's client key.
+    Client,
+    /// The platform key.
+    Platform,
+}
+
+/// `destinations.failing`: one of the tenant's destinations has failed to deliver for
+/// EVENTGATE_DESTINATION_FAILING_AFTER_SECS; its events wait (nothing is lost).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationFailing {
+    /// The destination's id.
+    pub id: EntityId,
+    pub kind: Kind,
+    /// Its `last_error`.
+    pub error: String,
+    pub failing_since: DateTime<Utc>,
+}
+
+/// `destinations.recovered`: a destination that was reported failing delivers again.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationRecovered {
+    pub id: EntityId,
+    pub kind: Kind,
+    /// Since when it had been failing.
+    pub failing_since: DateTime<Utc>,
+}
+
+/// `destinations.disabled`: a destination stopped delivering until it is enabled again.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationDisabled {
+    pub id: EntityId,
+    pub kind: Kind,
+    pub by: DisabledBy,
+    /// Why, when eventgate disabled it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// The `data` of one event, typed.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
@@ -201,6 +250,9 @@ pub enum EventData {
     ProfileResultUpdate(ProfileResultUpdate),
     ProfileAssessmentResultUpdate(ProfileAssessmentResultUpdate),
     ReportStatusUpdate(ReportStatusUpdate),
+    DestinationFailing(DestinationFailing),
+    DestinationRecovered(DestinationRecovered),
+    DestinationDisabled(DestinationDisabled),
 }
 
 /// Why `data` does not fit its type: the JSON path of the culprit and what is wrong.
@@ -239,6 +291,9 @@ impl EventData {
             T::ProfilesResultUpdate => Self::ProfileResultUpdate(parse(data)?),
             T::ProfilesAssessmentResultUpdate => Self::ProfileAssessmentResultUpdate(parse(data)?),
             T::ReportsStatusUpdate => Self::ReportStatusUpdate(parse(data)?),
+            T::DestinationsFailing => Self::DestinationFailing(parse(data)?),
+            T::DestinationsRecovered => Self::DestinationRecovered(parse(data)?),
+            T::DestinationsDisabled => Self::DestinationDisabled(parse(data)?),
         })
     }
 
@@ -257,6 +312,9 @@ impl EventData {
             Self::ProfileResultUpdate(d) => &d.id,
             Self::ProfileAssessmentResultUpdate(d) => &d.id,
             Self::ReportStatusUpdate(d) => &d.id,
+            Self::DestinationFailing(d) => &d.id,
+            Self::DestinationRecovered(d) => &d.id,
+            Self::DestinationDisabled(d) => &d.id,
         }
     }
 
@@ -280,8 +338,6 @@ impl EventData {
 pub fn portfolio_lock_key(tenant: &str, portfolio: &EntityId) -> String {
     format!("{tenant}/portfolio/{portfolio}")
 }
-
-impl EventData {}
 
 /// The JSON Schema of `ty`'s `data` as events carry it, standing alone (as `GET /catalogue`
 /// serves it; amounts are JSON numbers there).
@@ -332,5 +388,8 @@ fn payload_schema(ty: EventType) -> PayloadSchema {
         T::ProfilesResultUpdate => schema_of::<ProfileResultUpdate>(),
         T::ProfilesAssessmentResultUpdate => schema_of::<ProfileAssessmentResultUpdate>(),
         T::ReportsStatusUpdate => schema_of::<ReportStatusUpdate>(),
+        T::DestinationsFailing => schema_of::<DestinationFailing>(),
+        T::DestinationsRecovered => schema_of::<DestinationRecovered>(),
+        T::DestinationsDisabled => schema_of::<DestinationDisabled>(),
     }
 }

@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod batch;
 pub mod destination;
 pub mod event;
+pub mod health;
 pub mod kafka;
 pub mod mqtt;
 pub mod relay;

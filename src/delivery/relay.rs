@@ -259,6 +259,7 @@ async fn deliver_once(
             relay.notifier.subscribe(&destination.tenant_id),
         ));
     }
+    super::health::observe(pool, &destination, settings.failing_after).await?;
     let kind = Kind::parse(&destination.kind)
         .ok_or_else(|| RelayError::UnknownKind(destination.kind.clone()))?;
     let config =

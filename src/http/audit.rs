@@ -3,15 +3,13 @@
 //! only. Pages follow each other with `after` like the feed's, and never skip an entry
 //! that commits late.
 
-use std::borrow::Cow;
-
 use aide::axum::ApiRouter;
 use aide::axum::routing::get_with;
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use schemars::{JsonSchema, Schema, SchemaGenerator};
-use serde::{Deserialize, Deserializer, Serialize};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -21,7 +19,7 @@ use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ApiQuery};
 use crate::feed::cursor::{Cursor, Position};
 use crate::http::openapi::Problems;
-use crate::http::pagination::Limit;
+use crate::http::pagination::{CursorParam, Limit};
 use crate::http::tenant_id::TenantId;
 use crate::store::audit::{self as store, EntryRow, Filter};
 
@@ -46,29 +44,6 @@ pub fn router() -> ApiRouter<AppState> {
     )
 }
 
-/// `after`: an audit position this server issued.
-#[derive(Debug, Clone, Copy)]
-struct AuditCursor(Position);
-
-impl<'de> Deserialize<'de> for AuditCursor {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = Cow::<str>::deserialize(deserializer)?;
-        Position::decode(&text)
-            .map(Self)
-            .ok_or_else(|| serde::de::Error::custom("after: not a cursor this server issued"))
-    }
-}
-
-impl JsonSchema for AuditCursor {
-    fn schema_name() -> Cow<'static, str> {
-        Cursor::schema_name()
-    }
-
-    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        Cursor::json_schema(generator)
-    }
-}
-
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct AuditParams {
@@ -81,7 +56,7 @@ struct AuditParams {
     /// Only entries recorded before this time.
     until: Option<DateTime<Utc>>,
     /// The `next_cursor` of the previous page.
-    after: Option<AuditCursor>,
+    after: Option<CursorParam>,
     limit: Option<Limit>,
 }
 

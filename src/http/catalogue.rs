@@ -37,6 +37,8 @@ struct TypeEntry {
     subject: &'static str,
     action: &'static str,
     preview: bool,
+    /// Emitted by eventgate itself (delivery health); `POST /platform/events` refuses it.
+    emitted: bool,
     entity: &'static str,
     /// `Created`, `Updated`, `Deleted`, or `CreatedThenUpdated` (first event creates).
     change: &'static str,
@@ -54,6 +56,7 @@ async fn catalogue(State(state): State<AppState>) -> Json<Catalogue> {
             subject: ty.subject(),
             action: ty.action(),
             preview: ty.is_preview(),
+            emitted: ty.is_emitted(),
             entity: ty.entity().as_str(),
             change: match ty.change_rule() {
                 ChangeRule::Always(change) => change.as_str(),

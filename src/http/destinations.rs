@@ -16,10 +16,11 @@ use super::destination_view::{DestinationView, kind_of, take_object, view, views
 use crate::app::AppState;
 use crate::audit::{self, Action, Actor, Entry};
 use crate::auth::{Principal, Role};
+use crate::catalogue::payloads::DisabledBy;
 use crate::delivery::destination::settings;
 use crate::delivery::destination::url::UrlKind;
 use crate::delivery::destination::{Kind, REDACTED, SinkConfig, expand_types, redact_url};
-use crate::delivery::webhook;
+use crate::delivery::{health, webhook};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::feed::cursor::Position;
 use crate::http::openapi::{Problems, Unparsed, link};
@@ -453,6 +454,13 @@ async fn update(
     {
         let event = if enabled { "Activated" } else { "Deactivated" };
         webhook::queue_lifecycle(&mut tx, id, webhook_config, event).await?;
+    }
+    if row.enabled && !enabled {
+        let by = match principal.role {
+            Role::Client => DisabledBy::Client,
+            Role::Platform => DisabledBy::Platform,
+        };
+        health::disabled(&mut tx, &row.tenant_id, id, kind, by, None).await?;
     }
     let action = match (row.enabled, enabled) {
         (false, true) => Action::DestinationEnabled,

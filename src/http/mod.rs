@@ -14,6 +14,7 @@ use crate::error::ApiError;
 mod audit;
 mod catalogue;
 mod contract;
+mod delivery_events;
 mod deposits;
 mod destination_docs;
 mod destination_replay;
@@ -51,6 +52,7 @@ fn routes() -> ApiRouter<AppState> {
         .merge(metrics::router())
         .merge(platform_admin::router())
         .merge(platform_events::router())
+        .merge(delivery_events::router())
         .merge(catalogue::router())
         .merge(read_model::router())
         .merge(deposits::router())

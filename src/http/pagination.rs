@@ -1,4 +1,4 @@
-//! Shared list parameters: `limit` bounds.
+//! Shared list parameters: `limit` bounds, and `after` cursors.
 
 use std::borrow::Cow;
 
@@ -62,5 +62,28 @@ impl JsonSchema for Limit {
             "maximum": MAX_LIMIT,
             "default": DEFAULT_LIMIT
         })
+    }
+}
+
+/// `after`: a feed-ordered position this server issued (a cursor).
+#[derive(Debug, Clone, Copy)]
+pub struct CursorParam(pub crate::feed::cursor::Position);
+
+impl<'de> Deserialize<'de> for CursorParam {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = Cow::<str>::deserialize(deserializer)?;
+        crate::feed::cursor::Position::decode(&text)
+            .map(Self)
+            .ok_or_else(|| de::Error::custom("after: not a cursor this server issued"))
+    }
+}
+
+impl JsonSchema for CursorParam {
+    fn schema_name() -> Cow<'static, str> {
+        crate::feed::cursor::Cursor::schema_name()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        crate::feed::cursor::Cursor::json_schema(generator)
     }
 }

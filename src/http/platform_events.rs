@@ -138,6 +138,14 @@ fn parse_request(body: Value, prefix: &str, preview_enabled: bool) -> Result<Che
             ),
         )
     })?;
+    if ty.is_emitted() {
+        return Err(ApiError::invalid(
+            nest(prefix, "subject"),
+            format!(
+                "'{ty}' is emitted by eventgate itself when a destination's delivery changes; it cannot be published"
+            ),
+        ));
+    }
     if ty.is_preview() && !preview_enabled {
         return Err(ApiError::invalid(
             nest(prefix, "action"),

@@ -30,6 +30,9 @@ pub struct DestinationRow {
     pub previous_secret: Option<String>,
     pub previous_secret_until: Option<DateTime<Utc>>,
     pub disabled_reason: Option<String>,
+    /// Set while a `destinations.failing` event about it stands (to the failing_since it
+    /// reported).
+    pub failing_reported_since: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for DestinationRow {
@@ -71,7 +74,7 @@ impl DestinationRow {
 
 const COLUMNS: &str =
     "id, tenant_id, kind, config, types, enabled, delivered_tx, delivered_seq, last_error, last_error_at, failing_since, last_success_at, created, updated,
-    secret, previous_secret, previous_secret_until, disabled_reason";
+    secret, previous_secret, previous_secret_until, disabled_reason, failing_reported_since";
 
 pub struct NewDestination<'a> {
     pub tenant: &'a str,

@@ -2,6 +2,7 @@
 //! transaction) so callers decide the transaction boundary; readers take any executor.
 
 pub mod audit;
+pub mod delivery_health;
 pub mod deposits;
 pub mod destinations;
 pub mod feed;

@@ -160,13 +160,13 @@ pub async fn due(
 }
 
 /// Disables an enabled destination with the reason shown in its status, and records that
-/// the server did so in the audit log (same transaction).
+/// the server did so in the audit log (same transaction); its tenant when it was enabled.
 #[tracing::instrument(skip_all)]
 pub async fn disable(
     conn: &mut PgConnection,
     destination: Uuid,
     reason: &str,
-) -> Result<(), sqlx::Error> {
+) -> Result<Option<String>, sqlx::Error> {
     let tenant: Option<String> = sqlx::query_scalar(
         "UPDATE destinations SET enabled = false, disabled_reason = $2, updated = now()
          WHERE id = $1 AND enabled RETURNING tenant_id",
@@ -176,7 +176,7 @@ pub async fn disable(
     .fetch_optional(&mut *conn)
     .await?;
     let Some(tenant) = tenant else {
-        return Ok(());
+        return Ok(None);
     };
     let target = destination.to_string();
     let changes = serde_json::json!({"reason": reason});
@@ -189,7 +189,8 @@ pub async fn disable(
         request_id: None,
         changes: &changes,
     };
-    audit::insert(conn, &entry).await
+    audit::insert(conn, &entry).await?;
+    Ok(Some(tenant))
 }
 
 /// Marks a heartbeat as queued now; `false` if another was queued within `interval`.

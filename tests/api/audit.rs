@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{PLATFORM_KEY, TestServer, acme_event_ids, assert_problem, config};
+use crate::helpers::{PLATFORM_KEY, TestServer, assert_problem, config};
 use crate::receiver::{Receiver, Reply};
 
 /// Waits until no audit entry is held back by an open transaction (tests share one
@@ -111,7 +111,12 @@ async fn every_administrative_action_is_recorded_with_its_actor(pool: PgPool) {
     }
     let rotated_secret = server.rotate_secret(&id, &key).await;
     server.create_portfolio("acme", "P1").await;
-    let event_id = acme_event_ids(&server.pool).await[0].clone();
+    // The feed also holds the `destinations.disabled` of the toggle above.
+    let event_id: String =
+        sqlx::query_scalar("SELECT id::text FROM outbox WHERE event_type = 'portfolios.creation'")
+            .fetch_one(&server.pool)
+            .await
+            .unwrap();
     receiver
         .wait_until("the event's first attempt", |r| {
             r.iter()

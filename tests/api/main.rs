@@ -12,6 +12,7 @@ mod connect_proxy;
 mod contract;
 mod database_restart;
 mod delivery;
+mod delivery_health;
 mod deposits;
 mod egress;
 mod endpoint_auth;

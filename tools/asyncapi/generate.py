@@ -204,6 +204,8 @@ def main():
     lines = [out.rstrip("\n")]
     for t in types:
         preview = " Preview: published only with EVENTGATE_PREVIEW_EVENTS=true." if t["preview"] else ""
+        if t.get("emitted"):
+            preview += " Emitted by eventgate itself when a destination fails, recovers or is disabled."
         lines += [
             f"    {t['type']}:",
             f"      name: {t['type']}",

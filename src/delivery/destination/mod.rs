@@ -22,7 +22,8 @@ pub use webhook::{EntityName, Ordering, SignatureScheme, WebhookConfig, WebhookF
 use crate::catalogue::TypePattern;
 use crate::error::ApiError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A kind of destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Amqp,

@@ -30,6 +30,8 @@ pub enum EntityName {
     User,
     Profile,
     Report,
+    /// The tenant's own destinations: delivery health events.
+    Destination,
 }
 
 impl EntityName {
@@ -40,6 +42,7 @@ impl EntityName {
             Self::User => "User",
             Self::Profile => "Profile",
             Self::Report => "Report",
+            Self::Destination => "Destination",
         }
     }
 }

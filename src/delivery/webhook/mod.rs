@@ -30,7 +30,9 @@ use uuid::Uuid;
 
 use super::RelayError;
 use super::batch::next_batch;
-use super::destination::{WebhookConfig, WebhookFormat};
+use super::destination::{Kind, WebhookConfig, WebhookFormat};
+use super::health;
+use crate::catalogue::payloads::DisabledBy;
 use crate::config::ServerConfig;
 use crate::store::destinations::{self, DestinationRow};
 use crate::store::feed::OutboxRow;
@@ -51,6 +53,8 @@ pub struct WebhookSettings {
     pub disable_after: Duration,
     pub heartbeat: Duration,
     pub public_base_url: String,
+    /// Every kind: how long a destination fails before `destinations.failing` is emitted.
+    pub failing_after: Duration,
 }
 
 impl From<&ServerConfig> for WebhookSettings {
@@ -70,6 +74,7 @@ impl From<&ServerConfig> for WebhookSettings {
             disable_after: Duration::from_secs(config.webhook_disable_after_secs),
             heartbeat: Duration::from_secs(config.webhook_heartbeat_secs),
             public_base_url: config.public_base_url.trim_end_matches('/').to_owned(),
+            failing_after: Duration::from_secs(config.destination_failing_after_secs),
         }
     }
 }
@@ -123,6 +128,28 @@ pub async fn queue_lifecycle(
     .await
 }
 
+/// eventgate disables a webhook (410 Gone, or failing too long): its status says why, the
+/// audit log records it, and the tenant's feed gets `destinations.disabled`, all in the
+/// caller's transaction.
+pub async fn disable(
+    conn: &mut PgConnection,
+    destination: Uuid,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    if let Some(tenant) = store::disable(conn, destination, reason).await? {
+        health::disabled(
+            conn,
+            &tenant,
+            destination,
+            Kind::Webhook,
+            DisabledBy::System,
+            Some(reason),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// What one step did.
 pub enum Progress {
     Busy,
@@ -150,7 +177,7 @@ pub async fn step(
         {
             let reason = format!("disabled after failing continuously since {since}");
             let mut tx = pool.begin().await?;
-            store::disable(&mut tx, id, &reason).await?;
+            disable(&mut tx, id, &reason).await?;
             tx.commit().await?;
             return Ok(Progress::Stopped);
         }
@@ -245,6 +272,7 @@ fn resource_url(base: &str, entity: &str, id: &str) -> Option<String> {
     let path = match entity {
         "Portfolio" => "portfolios",
         "Optimization" => "optimizations",
+        "Destination" => "destinations",
         _ => return None,
     };
     Some(format!("{base}/{path}/{id}"))

@@ -14,7 +14,6 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::store::webhook_attempts::{self, AttemptRecord};
-use crate::store::webhooks as store;
 
 /// Most outcomes written in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -59,7 +58,7 @@ async fn write(pool: &PgPool, destination: Uuid, batch: &[Finished]) -> Result<(
     let mut tx = pool.begin().await?;
     webhook_attempts::record_attempts(&mut tx, destination, &records).await?;
     if batch.iter().any(|f| f.gone) {
-        store::disable(&mut tx, destination, "the endpoint answered 410 Gone").await?;
+        super::disable(&mut tx, destination, "the endpoint answered 410 Gone").await?;
     }
     tx.commit().await
 }

@@ -21,9 +21,10 @@ impl JsonSchema for EventRequest {
     }
 
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        // Preview types are refused unless the operator enables them: not documented.
+        // Preview types are refused unless the operator enables them, and eventgate's own
+        // delivery health events always: not documented.
         let variants: Vec<Value> = EventType::all()
-            .filter(|ty| !ty.is_preview())
+            .filter(|ty| !ty.is_preview() && !ty.is_emitted())
             .map(|ty| {
                 serde_json::json!({
                     "type": "object",
