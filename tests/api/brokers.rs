@@ -200,7 +200,15 @@ pub type MqttMessage = (String, Vec<(String, String)>);
 
 /// Subscribes to `topic` (QoS 1) and returns once the broker confirmed the subscription.
 pub async fn mqtt_subscribe(topic: &str) -> (mpsc::UnboundedReceiver<MqttMessage>, JoinHandle<()>) {
-    let mut options = MqttOptions::new(unique("sub"), "127.0.0.1", 1883);
+    mqtt_subscribe_at(1883, topic).await
+}
+
+/// [`mqtt_subscribe`] on the broker at 127.0.0.1:`port`.
+pub async fn mqtt_subscribe_at(
+    port: u16,
+    topic: &str,
+) -> (mpsc::UnboundedReceiver<MqttMessage>, JoinHandle<()>) {
+    let mut options = MqttOptions::new(unique("sub"), "127.0.0.1", port);
     options.set_keep_alive(Duration::from_secs(30));
     let (client, mut eventloop) = AsyncClient::new(options, 100);
     client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();

@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::connect_proxy::ConnectProxy;
+use crate::helpers::wait_view;
 use crate::helpers::{
     PLATFORM_KEY, TestServer, config, database_url, free_port, spawn_eventgate, strict_config,
     wait_ready,
@@ -18,7 +19,7 @@ use crate::pki::TestCa;
 use crate::receiver::{Receiver, Reply};
 use crate::tls_receiver::TlsReceiver;
 use crate::token_endpoint::TokenEndpoint;
-use crate::webhooks::{create_webhook, verify, wait_view, webhook_server_args};
+use crate::webhooks::{create_webhook, verify, webhook_server_args};
 
 fn port_of(url: &str) -> String {
     url.rsplit(':')

@@ -10,11 +10,12 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use crate::helpers::{TestServer, assert_problem, config};
+use crate::helpers::{view, wait_view};
 use crate::pki::TestCa;
 use crate::receiver::{Receiver, Reply};
 use crate::tls_receiver::TlsReceiver;
 use crate::token_endpoint::TokenEndpoint;
-use crate::webhooks::{create_webhook, verify, view, wait_view, webhook_server_args};
+use crate::webhooks::{create_webhook, verify, webhook_server_args};
 
 async fn stored_config(server: &TestServer, id: &str) -> String {
     sqlx::query_scalar("SELECT config::text FROM destinations WHERE id = $1::uuid")

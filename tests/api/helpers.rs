@@ -441,3 +441,35 @@ pub async fn acme_event_ids(pool: &PgPool) -> Vec<String> {
         .await
         .unwrap()
 }
+
+/// A destination as `GET /destinations/{id}` shows it.
+pub async fn view(server: &TestServer, key: &str, id: &str) -> Value {
+    server
+        .get(&format!("/destinations/{id}"), key)
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Waits (bounded) until the destination's view satisfies `done`, and returns it.
+pub async fn wait_view(
+    server: &TestServer,
+    key: &str,
+    id: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let shown = view(server, key, id).await;
+        if done(&shown) {
+            return shown;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

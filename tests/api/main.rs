@@ -6,6 +6,7 @@ mod api_keys;
 mod asymmetric_signatures;
 mod audit;
 mod broker_restart;
+mod broker_tls;
 mod brokers;
 mod catalogue;
 mod connect_proxy;

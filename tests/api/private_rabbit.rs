@@ -40,14 +40,21 @@ impl Drop for PrivateRabbit {
 
 impl PrivateRabbit {
     pub async fn start() -> Self {
+        Self::start_with(|_| String::new()).await
+    }
+
+    /// A node whose `rabbitmq.conf` also has the lines `extra` writes, given the node's
+    /// directory (for files those lines name).
+    pub async fn start_with(extra: impl FnOnce(&std::path::Path) -> String) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         for sub in ["mnesia", "log"] {
             std::fs::create_dir_all(dir.path().join(sub)).expect("node directories");
         }
         let port = free_port();
+        let extra = extra(dir.path());
         std::fs::write(
             dir.path().join("rabbitmq.conf"),
-            format!("listeners.tcp.1 = 127.0.0.1:{port}\n"),
+            format!("listeners.tcp.1 = 127.0.0.1:{port}\n{extra}"),
         )
         .expect("node config");
         // No plugins (the management plugin would want the shared node's port 15672) and

@@ -10,43 +10,13 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use crate::brokers::{AMQP_URL, AmqpQueue, unique};
-use crate::helpers::{TestServer, assert_problem, config};
+use crate::helpers::{TestServer, assert_problem, config, view, wait_view};
 
 async fn create(server: &TestServer, key: &str, body: Value) -> String {
     let response = server.post("/destinations", key, &body).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let created: Value = response.json().await.unwrap();
     created["id"].as_str().unwrap().to_owned()
-}
-
-async fn view(server: &TestServer, key: &str, id: &str) -> Value {
-    server
-        .get(&format!("/destinations/{id}"), key)
-        .await
-        .json()
-        .await
-        .unwrap()
-}
-
-/// Polls the destination's view until `done` holds (bounded).
-async fn view_until(
-    server: &TestServer,
-    key: &str,
-    id: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let shown = view(server, key, id).await;
-        if done(&shown) {
-            return shown;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never reached the expected state: {shown}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn outbox_rows(server: &TestServer, tenant: &str) -> i64 {
@@ -138,8 +108,11 @@ async fn one_tenants_stuck_destination_never_holds_back_another_tenant(pool: PgP
     server.create_portfolio("acme", "A1").await;
     server.create_portfolio("acme", "A2").await;
     queue.take(2).await;
-    view_until(&server, &acme, &live, |v| v["status"]["lag"] == 0).await;
-    view_until(&server, &bank, &stuck, |v| {
+    wait_view(&server, &acme, &live, "the expected state", |v| {
+        v["status"]["lag"] == 0
+    })
+    .await;
+    wait_view(&server, &bank, &stuck, "the expected state", |v| {
         v["status"]["last_error"].is_string()
     })
     .await;
@@ -199,7 +172,7 @@ async fn a_destination_behind_the_purge_shows_the_gap_and_waits_for_its_client(p
 
     // It does not skip ahead on its own: a new event waits, and the status says why.
     server.create_portfolio("acme", "P3").await;
-    let stalled = view_until(&server, &key, &id, |v| {
+    let stalled = wait_view(&server, &key, &id, "the expected state", |v| {
         v["status"]["last_error"]
             .as_str()
             .is_some_and(|e| e.contains("purged"))
@@ -236,7 +209,7 @@ async fn a_destination_behind_the_purge_shows_the_gap_and_waits_for_its_client(p
         body["data"]["id"], "P3",
         "delivery resumes with the oldest kept event"
     );
-    view_until(&server, &key, &id, |v| {
+    wait_view(&server, &key, &id, "the expected state", |v| {
         v["status"]["lag"] == 0 && v["status"]["last_error"].is_null()
     })
     .await;

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use sqlx::PgPool;
 
-use crate::helpers::{TestServer, assert_problem, config};
+use crate::helpers::{TestServer, assert_problem, config, view};
+
 use crate::receiver::{Receiver, Reply, Request};
 
 /// Verifies a delivery the way a receiver library would, written from the spec.
@@ -66,37 +67,6 @@ pub async fn attempts_once(server: &TestServer, key: &str, path: &str, n: usize)
             "only {attempts} recorded"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-pub async fn view(server: &TestServer, key: &str, id: &str) -> Value {
-    server
-        .get(&format!("/destinations/{id}"), key)
-        .await
-        .json()
-        .await
-        .unwrap()
-}
-
-/// Waits (bounded) until the destination's view satisfies `done`, and returns it.
-pub async fn wait_view(
-    server: &TestServer,
-    key: &str,
-    id: &str,
-    what: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let shown = view(server, key, id).await;
-        if done(&shown) {
-            return shown;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {shown}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
