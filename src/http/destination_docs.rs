@@ -136,7 +136,28 @@ pub enum DestinationRequest {
     Amqp(NewDestination<AmqpConfig>),
     #[schemars(title = "NewMqttDestination")]
     Mqtt(NewDestination<MqttConfig>),
-    #[schemars(title = "NewWebhookDestination")]
+    #[schemars(
+        title = "NewWebhookDestination",
+        extend("examples" = [{
+            "kind": "webhook",
+            "url": "https://gateway.bank.example/eventgate",
+            "tls": {
+                "ca_pem": "-----BEGIN CERTIFICATE-----\n(the bank's CA)\n-----END CERTIFICATE-----\n",
+                "client_cert_pem": "-----BEGIN CERTIFICATE-----\n(our client certificate)\n-----END CERTIFICATE-----\n",
+                "client_key_pem": "-----BEGIN PRIVATE KEY-----\n(its key)\n-----END PRIVATE KEY-----\n"
+            },
+            "oauth2": {
+                "token_url": "https://login.bank.example/oauth2/token",
+                "client_id": "eventgate-acme",
+                "client_secret": "(from the bank)",
+                "scope": "events.write"
+            },
+            "signature": "ed25519",
+            "ordering": "entity",
+            "max_in_flight": 8,
+            "timeout": 10
+        }])
+    )]
     Webhook(NewDestination<WebhookConfig>),
     #[schemars(title = "NewKafkaDestination")]
     Kafka(NewDestination<KafkaConfig>),
