@@ -172,6 +172,17 @@ fn take_kind(map: &mut Map<String, Value>) -> Result<Kind, ApiError> {
     }
 }
 
+/// A credential left as `***` with no stored value behind it is a view copied by mistake,
+/// not a secret: 409 (the text itself fits the schema).
+fn refuse_redacted(config: &Value) -> Result<(), ApiError> {
+    match places::still_redacted(config, REDACTED) {
+        Some(field) => Err(ApiError::conflict(format!(
+            "`{field}` is `{REDACTED}`, which is how a stored secret is shown; send the secret itself"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// A destination's settings as the audit log keeps them (credentials redacted).
 fn audited(config: &SinkConfig, types: &[String], enabled: bool) -> Value {
     serde_json::json!({
@@ -211,7 +222,9 @@ async fn create(
     let named = map.remove("tenant");
     let types = take_types(&mut map)?.unwrap_or_default();
     let enabled = take_enabled(&mut map)?.unwrap_or(true);
-    let config = SinkConfig::parse(kind, Value::Object(map))?;
+    let config = Value::Object(map);
+    refuse_redacted(&config)?;
+    let config = SinkConfig::parse(kind, config)?;
     let actor = Actor::from(&principal);
     let tenant = owner(principal, named)?;
     check_address(&state, &config).await?;
@@ -432,6 +445,7 @@ async fn update(
     let mut config = Value::Object(config);
     // Credentials sent back as shown (`***`) keep their stored values.
     places::keep_redacted(&mut config, &row.config, REDACTED);
+    refuse_redacted(&config)?;
     let config = SinkConfig::parse(kind, config)?;
     if address_changed {
         check_address(&state, &config).await?;

@@ -63,6 +63,30 @@ fn credentials(config: &mut Value, destination: Uuid) -> Vec<(&mut String, Strin
     found
 }
 
+/// The settings field a credential's place names (`tls.client_key_pem`), for messages.
+fn field_of(place: &str) -> String {
+    let what = place.rsplit_once(':').map_or(place, |(_, what)| what);
+    match place.split(':').nth(2) {
+        Some("header") => format!("headers.{what}"),
+        _ => match what {
+            "sasl-password" => "sasl.password".into(),
+            "tls-client-key" => "tls.client_key_pem".into(),
+            "oauth2-client-secret" => "oauth2.client_secret".into(),
+            other => other.into(),
+        },
+    }
+}
+
+/// The first credential (other than the URL) that is still `redacted` in `config`: a value
+/// copied from a view where there is no stored value to keep.
+pub fn still_redacted(config: &Value, redacted: &str) -> Option<String> {
+    let mut config = config.clone();
+    credentials(&mut config, Uuid::nil())
+        .into_iter()
+        .find(|(value, place)| value.as_str() == redacted && !place.ends_with(":url"))
+        .map(|(_, place)| field_of(&place))
+}
+
 /// A PATCH sends back what it was shown: every credential that is still `redacted` (`***`)
 /// in `config` takes the value it has at the same place in `stored`, so a client can change
 /// one field without re-sending every secret. A credential with no stored value stays as

@@ -329,6 +329,8 @@ async fn static_headers_are_sent_sealed_redacted_and_kept_when_sent_back_redacte
         ),
         (json!({"Content-Type": "text/plain"}), StatusCode::CONFLICT),
         (json!({"X-A": "1", "x-a": "2"}), StatusCode::CONFLICT),
+        // A value copied from a view, with nothing stored behind it.
+        (json!({"X-Api-Key": "***"}), StatusCode::CONFLICT),
         (json!({"bad header": "x"}), StatusCode::UNPROCESSABLE_ENTITY),
         (
             json!({"X-Ok": "line\r\nbreak"}),
