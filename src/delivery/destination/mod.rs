@@ -7,6 +7,7 @@
 
 pub mod endpoint_auth;
 pub mod numbers;
+pub mod objects;
 pub mod settings;
 pub mod tls;
 pub mod url;

@@ -7,6 +7,7 @@ use regex_lite::Regex;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::objects;
 use super::tls::ClientTls;
 use super::url::{AMQP_URL_PATTERN, MAX_URL_CHARS, MQTT_URL_PATTERN, UrlKind};
 use crate::error::ApiError;
@@ -81,7 +82,11 @@ pub struct AmqpConfig {
     #[serde(default)]
     pub cloudevents: bool,
     /// `amqps://` only: the CA to trust and a client certificate (mutual TLS).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "objects::optional"
+    )]
     pub tls: Option<ClientTls>,
 }
 
@@ -120,7 +125,11 @@ pub struct MqttConfig {
     #[serde(default)]
     pub cloudevents: bool,
     /// `mqtts://` only: the CA to trust and a client certificate (mutual TLS).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "objects::optional"
+    )]
     pub tls: Option<ClientTls>,
 }
 
@@ -188,10 +197,18 @@ pub struct KafkaConfig {
     #[schemars(regex(pattern = KAFKA_CLIENT_ID_PATTERN))]
     pub client_id: Option<String>,
     /// SASL authentication (the password is shown as `***`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "objects::optional"
+    )]
     pub sasl: Option<KafkaSasl>,
     /// TLS to the brokers; plaintext when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "objects::optional"
+    )]
     pub tls: Option<ClientTls>,
     /// CloudEvents Kafka binding, binary mode: attributes as `ce_` headers.
     #[serde(default)]

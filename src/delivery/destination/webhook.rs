@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::endpoint_auth::{Headers, HeadersDoc, OAuth2, validate_headers};
 use super::numbers;
+use super::objects;
 use super::settings::{NO_NUL_PATTERN, check_url};
 use super::tls::ClientTls;
 use super::url::{UrlKind, WEBHOOK_URL_PATTERN};
@@ -66,10 +67,18 @@ pub struct WebhookConfig {
     #[serde(default)]
     pub signature: SignatureScheme,
     /// The CA to trust for this endpoint, and a client certificate (mutual TLS).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "objects::optional"
+    )]
     pub tls: Option<ClientTls>,
     /// An OAuth2 client credentials grant; the token goes in `Authorization: Bearer`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "objects::optional"
+    )]
     pub oauth2: Option<OAuth2>,
     /// Static headers sent with every request (values shown as `***`). The signing
     /// headers, `content-type` and the connection's headers cannot be set.
