@@ -9,10 +9,12 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use sqlx::PgPool;
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -64,7 +66,9 @@ pub struct Worker {
     endpoint: Arc<Endpoint>,
     shape: Shape,
     slots: Arc<Semaphore>,
-    rate: Option<Arc<DefaultDirectRateLimiter>>,
+    rate: Option<DefaultDirectRateLimiter>,
+    /// A wake-up for when the rate limit lets the next request go is under way.
+    rate_wake_pending: Arc<AtomicBool>,
     /// Until when the endpoint asked us to wait (`Retry-After` on 429/503).
     paused_until: Arc<Mutex<Option<Instant>>>,
     in_flight: InFlight,
@@ -93,7 +97,7 @@ impl Worker {
         let rate = config
             .rate_limit
             .and_then(NonZeroU32::new)
-            .map(|per_second| Arc::new(RateLimiter::direct(Quota::per_second(per_second))));
+            .map(|per_second| RateLimiter::direct(Quota::per_second(per_second)));
         let in_flight: InFlight = Arc::default();
         let freed: Arc<Notify> = Arc::default();
         let recorder = recorder::spawn(
@@ -109,6 +113,7 @@ impl Worker {
             shape: Shape::of(config),
             slots: Arc::new(Semaphore::new(slots)),
             rate,
+            rate_wake_pending: Arc::default(),
             paused_until: Arc::default(),
             in_flight,
             recorder,
@@ -143,6 +148,27 @@ impl Worker {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Whether the destination's rate limit lets one more request go now. When it does not,
+    /// the driver is woken when it will (it waits on [`Worker::freed`]).
+    fn rate_allows_one(&self) -> bool {
+        let Some(rate) = &self.rate else {
+            return true;
+        };
+        let Err(not_until) = rate.check() else {
+            return true;
+        };
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        if !self.rate_wake_pending.swap(true, AtomicOrdering::SeqCst) {
+            let (freed, pending) = (self.freed.clone(), self.rate_wake_pending.clone());
+            self.tasks.spawn(async move {
+                tokio::time::sleep(wait).await;
+                pending.store(false, AtomicOrdering::SeqCst);
+                freed.notify_one();
+            });
+        }
+        false
     }
 
     /// Starts sending due deliveries in free slots; returns how many were started.
@@ -180,28 +206,28 @@ impl Worker {
             limit: free as i64,
         };
         let due = store::due(pool, &query).await?;
-        let started = due.len();
+        let mut started = 0;
         for delivery in due {
             let Ok(permit) = self.slots.clone().try_acquire_owned() else {
                 break;
             };
+            if !self.rate_allows_one() {
+                break;
+            }
+            started += 1;
             self.in_flight
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(delivery.id, delivery.entity_key());
-            let (endpoint, recorder, freed, metrics, rate, paused_until) = (
+            let (endpoint, recorder, freed, metrics, paused_until) = (
                 self.endpoint.clone(),
                 self.recorder.clone(),
                 self.freed.clone(),
                 self.metrics.clone(),
-                self.rate.clone(),
                 self.paused_until.clone(),
             );
             let (keys, settings) = (keys.to_vec(), settings.clone());
             self.tasks.spawn(async move {
-                if let Some(rate) = &rate {
-                    rate.until_ready().await;
-                }
                 let message = Message {
                     id: &delivery.message_id,
                     payload: &delivery.payload,
