@@ -120,6 +120,32 @@ async fn destination(server: &TestServer, key: &str, body: Value) -> String {
     created["id"].as_str().unwrap().to_owned()
 }
 
+/// Two destinations made by `settings` from `tls` settings: one with a certificate of the
+/// broker's client CA, one with a certificate of another CA; the second one's id.
+async fn ours_and_a_strangers(
+    server: &TestServer,
+    key: &str,
+    pki: &BrokerPki,
+    settings: impl Fn(Value) -> Value,
+) -> String {
+    let ours = pki.client_ca.client("eventgate");
+    destination(server, key, settings(pki.tls(&ours))).await;
+    let stranger = TestCa::new("another CA").client("eventgate");
+    destination(server, key, settings(pki.tls(&stranger))).await
+}
+
+/// Waits until the destination shows why its handshake failed, with nothing delivered.
+async fn assert_refused(server: &TestServer, key: &str, id: &str) {
+    let shown = wait_view(server, key, id, "the refused handshake", |v| {
+        v["status"]["last_error"].is_string()
+    })
+    .await;
+    assert_eq!(
+        shown["status"]["lag"], 1,
+        "nothing counted as delivered: {shown}"
+    );
+}
+
 #[sqlx::test]
 async fn mqtts_with_a_client_certificate(pool: PgPool) {
     let pki = BrokerPki::new();
@@ -129,37 +155,26 @@ async fn mqtts_with_a_client_certificate(pool: PgPool) {
     let topic = unique("acme/tls");
     let (mut messages, _subscriber) = mqtt_subscribe_at(broker.plain, &topic).await;
     let url = format!("mqtts://127.0.0.1:{}", broker.tls);
-    let ours = pki.client_ca.client("eventgate");
-    destination(
+    let refused = ours_and_a_strangers(
         &server,
         &key,
-        json!({"kind": "mqtt", "url": url, "topic": topic, "tls": pki.tls(&ours)}),
-    )
-    .await;
-    let stranger = TestCa::new("another CA").client("eventgate");
-    let refused = destination(
-        &server,
-        &key,
-        json!({"kind": "mqtt", "url": url, "topic": format!("{topic}/x"), "tls": pki.tls(&stranger)}),
+        &pki,
+        |tls| json!({"kind": "mqtt", "url": url, "topic": topic, "tls": tls}),
     )
     .await;
 
     server.create_portfolio("acme", "P1").await;
     let received = mqtt_take(&mut messages, 1).await;
-    assert_eq!(
-        serde_json::from_str::<Value>(&received[0].0).unwrap()["data"]["id"],
-        "P1"
-    );
-    let shown = wait_view(&server, &key, &refused, "the refused handshake", |v| {
-        v["status"]["last_error"].is_string()
-    })
-    .await;
-    assert_eq!(
-        shown["status"]["lag"], 1,
-        "nothing counted as delivered: {shown}"
+    let body: Value = serde_json::from_str(&received[0].0).unwrap();
+    assert_eq!(body["data"]["id"], "P1");
+    assert_refused(&server, &key, &refused).await;
+    assert!(
+        messages.try_recv().is_err(),
+        "only the good destination's event arrived"
     );
 
     // `tls` with a plain URL would silently do nothing: refused.
+    let ours = pki.client_ca.client("eventgate");
     let plain = server
         .post(
             "/destinations",
@@ -193,18 +208,11 @@ async fn amqps_with_a_client_certificate(pool: PgPool) {
     let server = TestServer::start(pool).await;
     let key = server.tenant_with_key("acme").await;
     let url = format!("amqps://guest:guest@127.0.0.1:{tls_port}/%2f");
-    let ours = pki.client_ca.client("eventgate");
-    destination(
+    let refused = ours_and_a_strangers(
         &server,
         &key,
-        json!({"kind": "amqp", "url": url, "exchange": exchange, "tls": pki.tls(&ours)}),
-    )
-    .await;
-    let stranger = TestCa::new("another CA").client("eventgate");
-    let refused = destination(
-        &server,
-        &key,
-        json!({"kind": "amqp", "url": url, "exchange": exchange, "tls": pki.tls(&stranger)}),
+        &pki,
+        |tls| json!({"kind": "amqp", "url": url, "exchange": exchange, "tls": tls}),
     )
     .await;
 
@@ -212,14 +220,7 @@ async fn amqps_with_a_client_certificate(pool: PgPool) {
     let received = queue.take(1).await;
     let body: Value = serde_json::from_str(&received[0].body).unwrap();
     assert_eq!(body["data"]["id"], "P1");
-    let shown = wait_view(&server, &key, &refused, "the refused handshake", |v| {
-        v["status"]["last_error"].is_string()
-    })
-    .await;
-    assert_eq!(
-        shown["status"]["lag"], 1,
-        "nothing counted as delivered: {shown}"
-    );
+    assert_refused(&server, &key, &refused).await;
     assert!(
         queue.rest().await.is_empty(),
         "only the good destination's event arrived"

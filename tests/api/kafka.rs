@@ -9,7 +9,9 @@ use sqlx::PgPool;
 
 use crate::brokers::unique;
 use crate::delivery::{envelope_ids, feed_envelopes, wait_caught_up};
-use crate::helpers::{PLATFORM_KEY, TestServer, assert_problem, config, strict_config};
+use crate::helpers::{
+    PLATFORM_KEY, TestServer, assert_problem, config, strict_config, view, wait_view,
+};
 use crate::kafka_peer::{
     Consumed, PrivateBroker, by_partition, create_topic, kafka_address, read_at_least,
 };
@@ -23,25 +25,11 @@ async fn create_destination(server: &TestServer, key: &str, body: Value) -> Stri
     created["id"].as_str().unwrap().to_owned()
 }
 
-async fn status(server: &TestServer, key: &str, id: &str) -> Value {
-    server
-        .get(&format!("/destinations/{id}"), key)
-        .await
-        .json()
-        .await
-        .unwrap()
-}
-
 async fn wait_for_error(server: &TestServer, key: &str, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let view = status(server, key, id).await;
-        if view["status"]["last_error"].is_string() {
-            return view;
-        }
-        assert!(Instant::now() < deadline, "no error showed: {view}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_view(server, key, id, "an error in the status", |v| {
+        v["status"]["last_error"].is_string()
+    })
+    .await
 }
 
 /// Event ids in order of first appearance.
@@ -176,8 +164,8 @@ async fn types_filter_tenant_isolation_and_disabled_destinations(pool: PgPool) {
         ["PA", "PA2"],
         "only acme's creations, nothing of bank-b"
     );
-    let view = status(&server, &key_b, &off).await;
-    assert_eq!(view["enabled"], false);
+    let shown = view(&server, &key_b, &off).await;
+    assert_eq!(shown["enabled"], false);
     assert!(
         read_at_least(&kafka_address(), &topic_off, 0)
             .await
@@ -229,7 +217,7 @@ async fn credentials_are_redacted_and_sealed_and_addresses_checked_on_save(pool:
     let key = server.tenant_with_key("acme").await;
     let id = create_destination(&server, &key, json!({"kind": "kafka", "bootstrap_servers": [kafka_address()], "topic": "acme.events", "enabled": false,
         "sasl": {"mechanism": "SCRAM-SHA-512", "username": "acme", "password": "k4fka-s3cret"}})).await;
-    let shown = status(&server, &key, &id).await;
+    let shown = view(&server, &key, &id).await;
     assert_eq!(shown["kind"], "kafka");
     assert_eq!(shown["sasl"]["password"], "***");
     assert_eq!(shown["sasl"]["username"], "acme");
