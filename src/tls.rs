@@ -61,18 +61,21 @@ impl ClientIdentity<'_> {
 
 /// Which servers a client trusts.
 pub enum Trust<'a> {
-    /// The public web roots.
+    /// The operating system's trust store (what an HTTPS client trusts by default, a
+    /// company CA the operator installed included).
+    System,
+    /// The public web roots compiled in (for checks that must not depend on the system).
     WebRoots,
     /// Only the certificates of this PEM bundle.
     Only(&'a str),
-    /// The public web roots and this PEM bundle.
-    WebRootsAnd(&'a str),
+    /// The operating system's trust store and this PEM bundle.
+    SystemAnd(&'a str),
 }
 
 impl<'a> Trust<'a> {
-    /// Only `ca_pem` when given, else the web roots.
-    pub fn only_or_web(ca_pem: Option<&'a str>) -> Self {
-        ca_pem.map_or(Self::WebRoots, Self::Only)
+    /// Only `ca_pem` when given, else the system's trust store.
+    pub fn only_or_system(ca_pem: Option<&'a str>) -> Self {
+        ca_pem.map_or(Self::System, Self::Only)
     }
 }
 
@@ -82,21 +85,36 @@ pub fn client_config(
     trust: &Trust<'_>,
     identity: Option<&ClientIdentity<'_>>,
 ) -> Result<ClientConfig, TlsError> {
-    let mut roots = RootCertStore::empty();
-    if matches!(trust, Trust::WebRoots | Trust::WebRootsAnd(_)) {
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    }
-    if let Trust::Only(pem) | Trust::WebRootsAnd(pem) = trust {
-        for certificate in certificates(pem)? {
-            roots.add(certificate)?;
-        }
-    }
     // The provider is named here rather than taken from the process default, so building
     // a configuration never depends on start-up order.
-    let builder =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = match trust {
+        Trust::System | Trust::SystemAnd(_) => {
+            let extra = match trust {
+                Trust::SystemAnd(pem) => certificates(pem)?,
+                _ => Vec::new(),
+            };
+            let verifier =
+                rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider)?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
+        }
+        Trust::WebRoots | Trust::Only(_) => {
+            let mut roots = RootCertStore::empty();
+            match trust {
+                Trust::Only(pem) => {
+                    for certificate in certificates(pem)? {
+                        roots.add(certificate)?;
+                    }
+                }
+                _ => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+            }
+            builder.with_root_certificates(roots)
+        }
+    };
     Ok(match identity {
         Some(identity) => {
             let (chain, key) = identity.parsed()?;
@@ -104,4 +122,56 @@ pub fn client_config(
         }
         None => builder.with_no_client_auth(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certificate_and_key() -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["client.example".to_owned()]).unwrap();
+        (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn every_kind_of_trust_builds_a_configuration() {
+        let (ca, _) = certificate_and_key();
+        for trust in [
+            Trust::System,
+            Trust::WebRoots,
+            Trust::Only(&ca),
+            Trust::SystemAnd(&ca),
+        ] {
+            assert!(client_config(&trust, None).is_ok());
+        }
+        assert!(matches!(
+            client_config(&Trust::Only("no PEM here"), None),
+            Err(TlsError::NoCertificate)
+        ));
+    }
+
+    #[test]
+    fn a_client_identity_must_be_a_certificate_and_its_own_key() {
+        let (certificate_pem, key_pem) = certificate_and_key();
+        let (_, other_key) = certificate_and_key();
+        let pair = ClientIdentity {
+            certificate_pem: &certificate_pem,
+            key_pem: &key_pem,
+        };
+        assert!(pair.check().is_ok());
+        let mismatched = ClientIdentity {
+            certificate_pem: &certificate_pem,
+            key_pem: &other_key,
+        };
+        assert!(mismatched.check().is_err(), "a key of another certificate");
+        let no_certificate = ClientIdentity {
+            certificate_pem: &key_pem,
+            key_pem: &key_pem,
+        };
+        assert!(matches!(
+            no_certificate.check(),
+            Err(TlsError::NoClientCertificate)
+        ));
+    }
 }

@@ -24,7 +24,7 @@ use crate::egress::AddressPolicy;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const PERSISTENT: u8 = 2;
 
-/// `amqps://`: the destination's CA (trusted beside the web roots, as lapin does) and its
+/// `amqps://`: the destination's CA (trusted beside the public web roots, as lapin does) and its
 /// client certificate for mutual TLS.
 fn tls_config(config: &AmqpConfig) -> OwnedTLSConfig {
     let Some(tls) = &config.tls else {

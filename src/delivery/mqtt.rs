@@ -51,7 +51,7 @@ impl MqttSink {
         let mut options = if secure {
             let tls = match &config.tls {
                 Some(tls) => tls.client_config(),
-                None => crate::tls::client_config(&crate::tls::Trust::WebRoots, None),
+                None => crate::tls::client_config(&crate::tls::Trust::System, None),
             }
             .map_err(|err| SinkError::Config(format!("TLS settings: {err}")))?;
             let mut options = MqttOptions::new(client_id, host, port);

@@ -14,12 +14,13 @@ pub const MAX_PEM_CHARS: usize = 16_384;
 pub const PEM_TEXT_PATTERN: &str = r"^[\x09\x0a\x0d\x20-\x7e]*$";
 
 /// TLS settings: the server is checked against `ca_pem` when given, else against the
-/// public web roots; `client_cert_pem` and `client_key_pem` (both or neither) are
+/// operating system's trust store; `client_cert_pem` and `client_key_pem` (both or neither) are
 /// presented when the server asks for a client certificate.
 #[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientTls {
-    /// CA certificates (PEM) to trust for this endpoint, instead of the public web roots.
+    /// CA certificates (PEM) to trust for this endpoint, instead of the system's trust
+    /// store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16384), regex(pattern = PEM_TEXT_PATTERN))]
     pub ca_pem: Option<String>,
@@ -109,9 +110,9 @@ impl ClientTls {
         })
     }
 
-    /// Whom to trust: the bundle alone when given, else the web roots.
+    /// Whom to trust: the bundle alone when given, else the system's trust store.
     pub fn trust(&self) -> Trust<'_> {
-        Trust::only_or_web(self.ca_pem.as_deref())
+        Trust::only_or_system(self.ca_pem.as_deref())
     }
 
     /// The client configuration these settings describe.

@@ -82,7 +82,7 @@ impl Egress {
         timeout: Duration,
         idle_per_host: usize,
     ) -> Result<reqwest::Client, ClientError> {
-        let trust = tls.map_or(Trust::WebRoots, ClientTls::trust);
+        let trust = tls.map_or(Trust::System, ClientTls::trust);
         let identity = tls.and_then(ClientTls::identity);
         self.client(&trust, identity.as_ref(), timeout, idle_per_host)
     }

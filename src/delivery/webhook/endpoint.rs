@@ -34,10 +34,10 @@ impl Endpoint {
         let oauth = match &config.oauth2 {
             Some(oauth2) => {
                 // The token endpoint is usually another party's (an identity provider):
-                // it is trusted by the web roots, and by the endpoint's own CA if given.
+                // it is trusted by the system's store, and by the endpoint's own CA if given.
                 let trust = match config.tls.as_ref().and_then(|tls| tls.ca_pem.as_deref()) {
-                    Some(ca_pem) => Trust::WebRootsAnd(ca_pem),
-                    None => Trust::WebRoots,
+                    Some(ca_pem) => Trust::SystemAnd(ca_pem),
+                    None => Trust::System,
                 };
                 let token_client = egress.client(&trust, None, timeout, 1)?;
                 Some(TokenSource::new(
