@@ -20,6 +20,8 @@ use crate::store::{outbox, read_model};
 pub struct Published {
     pub id: uuid::Uuid,
     pub envelope: String,
+    /// Its place in the feed.
+    pub position: crate::store::position::Position,
 }
 
 /// The wire name of a closed-set value (`"WAITING_FOR_FUNDS"`).
@@ -51,8 +53,12 @@ pub async fn publish(
     };
     let envelope = Envelope::new(ty, data);
     let id = envelope.id;
-    let envelope = outbox::append(conn, tenant, ty, ty.entity(), change, &envelope).await?;
-    Ok(Published { id, envelope })
+    let appended = outbox::append(conn, tenant, ty, ty.entity(), change, &envelope).await?;
+    Ok(Published {
+        id,
+        envelope: appended.envelope,
+        position: appended.position,
+    })
 }
 
 /// Checks and applies the state change; returns `Created` when the event created its entity.

@@ -25,8 +25,9 @@ use crate::catalogue::money::{
 };
 use crate::catalogue::payloads::{PortfolioFunding, PortfolioStatus, portfolio_lock_key};
 use crate::catalogue::{EventData, EventType};
-use crate::error::{ApiError, ApiJson, ApiPath};
-use crate::http::openapi::inputs::require_parameter;
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::feed::cursor::{Cursor, Position};
+use crate::http::openapi::inputs::{IDEMPOTENCY_KEY_PATTERN, require_parameter};
 use crate::http::openapi::{Problems, Unparsed, link, replayed_header, response_header};
 use crate::http::retry;
 use crate::idempotency::{self, IdempotencyKeyHeader, Opened, Scope, StoredResponse};
@@ -54,6 +55,22 @@ pub fn router() -> ApiRouter<AppState> {
                     .summary("One deposit")
                     .tag("client")
                     .problems(&[404])
+            }),
+        )
+        .api_route(
+            "/deposits",
+            get_with(find_deposits, |op| {
+                op.id("findDeposits")
+                    .summary("The deposits made with an Idempotency-Key, newest first")
+                    .description(
+                        "For a client that lost the answer to a deposit: the deposits made \
+                         with this key (as in the header, quoted or bare), with their \
+                         `portfolios.funding` event, whether or not the key's replay window \
+                         is over. Empty when there is none. Deposits made before this \
+                         release are not found by key.",
+                    )
+                    .tag("client")
+                    .problems(&[400])
             }),
         )
 }
@@ -163,6 +180,83 @@ struct DepositView {
     #[schemars(with = "Currency")]
     currency: String,
     created: DateTime<Utc>,
+    /// The `portfolios.funding` event the deposit made, in the same transaction.
+    funding_event: FundingEvent,
+}
+
+/// A deposit's `portfolios.funding` event: `GET /events/{id}` reads it, and
+/// `GET /events/?after=<cursor>` continues the feed right after it.
+#[derive(Debug, Serialize, JsonSchema)]
+struct FundingEvent {
+    id: Uuid,
+    /// The event's place in the feed; null once the feed's retention purged it.
+    #[schemars(with = "Option<Cursor>")]
+    cursor: Option<String>,
+}
+
+impl From<deposits::DepositRow> for DepositView {
+    fn from(row: deposits::DepositRow) -> Self {
+        let cursor = row.event_position().map(Position::encode);
+        Self {
+            id: row.id,
+            portfolio: row.portfolio_id,
+            amount: row.amount.to_string(),
+            currency: row.currency,
+            created: row.created,
+            funding_event: FundingEvent {
+                id: row.event_id,
+                cursor,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct FindParams {
+    /// The Idempotency-Key the deposit was made with.
+    idempotency_key: KeyParam,
+}
+
+/// An Idempotency-Key in a query: the same rules as the header.
+#[derive(Debug)]
+struct KeyParam(idempotency::IdempotencyKey);
+
+impl<'de> Deserialize<'de> for KeyParam {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = Cow::<str>::deserialize(deserializer)?;
+        // A header's surrounding spaces are not part of it; a query's are (and refused).
+        let padded = text.trim() != text;
+        idempotency::IdempotencyKey::parse(text.as_bytes())
+            .ok()
+            .filter(|_| !padded)
+            .map(Self)
+            .ok_or_else(|| {
+                serde::de::Error::custom(
+                    "idempotency_key: 1-255 printable ASCII characters, bare or as a quoted string",
+                )
+            })
+    }
+}
+
+impl JsonSchema for KeyParam {
+    fn schema_name() -> Cow<'static, str> {
+        "IdempotencyKeyParam".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "As sent in the Idempotency-Key header: 1-255 printable ASCII characters, bare or as a quoted string.",
+            "pattern": IDEMPOTENCY_KEY_PATTERN
+        })
+    }
+}
+
+/// The deposits made with one key.
+#[derive(Debug, Serialize, JsonSchema)]
+struct DepositList {
+    data: Vec<DepositView>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -231,6 +325,7 @@ async fn record(
     deposit: &Deposit,
     request: idempotency::Request<'_>,
 ) -> Result<Response, ApiError> {
+    let request_key = request.key.as_ref().map(|key| key.as_str().to_owned());
     let (mut tx, claim) =
         match idempotency::open(&state.pool, &state.config, &state.metrics, request).await? {
             Opened::Replay(response) => {
@@ -268,6 +363,10 @@ async fn record(
         amount: deposit.amount.to_string(),
         currency: deposit.currency.code().to_owned(),
         created: Utc::now().trunc_subsecs(6),
+        funding_event: FundingEvent {
+            id: published.id,
+            cursor: Some(published.position.encode()),
+        },
     };
     deposits::insert(
         &mut tx,
@@ -279,6 +378,7 @@ async fn record(
             currency: deposit.currency.code(),
             event_id: published.id,
             created: view.created,
+            idempotency_key: request_key.as_deref(),
         },
     )
     .await?;
@@ -300,11 +400,16 @@ async fn get_deposit(
         .ok_or(ApiError::NotFound {
             resource: "deposit",
         })?;
-    Ok(Json(DepositView {
-        id: row.id,
-        portfolio: row.portfolio_id,
-        amount: row.amount.to_string(),
-        currency: row.currency,
-        created: row.created,
+    Ok(Json(row.into()))
+}
+
+async fn find_deposits(
+    ClientTenant(tenant): ClientTenant,
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<FindParams>,
+) -> Result<Json<DepositList>, ApiError> {
+    let rows = deposits::with_key(&state.pool, &tenant, params.idempotency_key.0.as_str()).await?;
+    Ok(Json(DepositList {
+        data: rows.into_iter().map(DepositView::from).collect(),
     }))
 }

@@ -20,6 +20,7 @@ mod destination_docs;
 mod destination_replay;
 mod destination_view;
 mod destinations;
+mod digest;
 mod feed;
 mod health;
 mod metrics;
@@ -53,6 +54,7 @@ fn routes() -> ApiRouter<AppState> {
         .merge(platform_admin::router())
         .merge(platform_events::router())
         .merge(delivery_events::router())
+        .merge(digest::router())
         .merge(catalogue::router())
         .merge(read_model::router())
         .merge(deposits::router())

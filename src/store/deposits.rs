@@ -5,6 +5,8 @@ use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
+use super::position::{Position, Xid8};
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DepositRow {
     pub id: Uuid,
@@ -12,6 +14,18 @@ pub struct DepositRow {
     pub amount: Decimal,
     pub currency: String,
     pub created: DateTime<Utc>,
+    /// Its `portfolios.funding` event.
+    pub event_id: Uuid,
+    /// That event's place in the feed, while the feed keeps it.
+    event_tx: Option<Xid8>,
+    event_seq: Option<i64>,
+}
+
+impl DepositRow {
+    /// Where the funding event is in the feed; `None` once retention purged it.
+    pub fn event_position(&self) -> Option<Position> {
+        Some(Position::new(self.event_tx?, self.event_seq?))
+    }
 }
 
 pub struct NewDeposit<'a> {
@@ -22,13 +36,16 @@ pub struct NewDeposit<'a> {
     pub currency: &'a str,
     pub event_id: Uuid,
     pub created: DateTime<Utc>,
+    /// The Idempotency-Key it was made with, normalized.
+    pub idempotency_key: Option<&'a str>,
 }
 
 #[tracing::instrument(skip_all)]
 pub async fn insert(conn: &mut PgConnection, d: &NewDeposit<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO deposits (tenant_id, id, portfolio_id, amount, currency, event_id, created)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO deposits (tenant_id, id, portfolio_id, amount, currency, event_id, created,
+                               idempotency_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(d.tenant)
     .bind(d.id)
@@ -37,10 +54,16 @@ pub async fn insert(conn: &mut PgConnection, d: &NewDeposit<'_>) -> Result<(), s
     .bind(d.currency)
     .bind(d.event_id)
     .bind(d.created)
+    .bind(d.idempotency_key)
     .execute(conn)
     .await?;
     Ok(())
 }
+
+const SELECT: &str = "SELECT d.id, d.portfolio_id, d.amount, d.currency, d.created, d.event_id,
+                             o.tx_id AS event_tx, o.seq AS event_seq
+                      FROM deposits d
+                      LEFT JOIN outbox o ON o.tenant_id = d.tenant_id AND o.id = d.event_id";
 
 #[tracing::instrument(skip_all)]
 pub async fn get(
@@ -48,12 +71,26 @@ pub async fn get(
     tenant: &str,
     id: Uuid,
 ) -> Result<Option<DepositRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, portfolio_id, amount, currency, created FROM deposits
-         WHERE tenant_id = $1 AND id = $2",
-    )
+    sqlx::query_as(&format!("{SELECT} WHERE d.tenant_id = $1 AND d.id = $2"))
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// The deposits made with `key`, newest first (a key may be used again once expired).
+#[tracing::instrument(skip_all)]
+pub async fn with_key(
+    db: impl PgExecutor<'_>,
+    tenant: &str,
+    key: &str,
+) -> Result<Vec<DepositRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE d.tenant_id = $1 AND d.idempotency_key = $2
+         ORDER BY d.created DESC, d.id DESC LIMIT 100"
+    ))
     .bind(tenant)
-    .bind(id)
-    .fetch_optional(db)
+    .bind(key)
+    .fetch_all(db)
     .await
 }

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod delivery_health;
 pub mod deposits;
 pub mod destinations;
+pub mod digest;
 pub mod feed;
 pub mod horizon;
 pub mod idempotency;

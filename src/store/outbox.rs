@@ -3,9 +3,17 @@
 
 use sqlx::{PgConnection, PgExecutor};
 
+use super::position::{Position, Xid8};
 use crate::catalogue::{Change, Entity, Envelope, EventType};
 
-/// Appends one event in the caller's transaction and returns the stored envelope text.
+/// An event as appended: the stored envelope text and its place in the feed.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub envelope: String,
+    pub position: Position,
+}
+
+/// Appends one event in the caller's transaction.
 #[tracing::instrument(skip_all, fields(event_type = %ty))]
 pub async fn append(
     conn: &mut PgConnection,
@@ -14,13 +22,14 @@ pub async fn append(
     entity: Entity,
     change: Change,
     envelope: &Envelope<'_>,
-) -> Result<String, sqlx::Error> {
+) -> Result<Appended, sqlx::Error> {
     let json = envelope
         .to_json()
         .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    sqlx::query(
+    let (tx_id, seq): (Xid8, i64) = sqlx::query_as(
         "INSERT INTO outbox (id, tenant_id, event_type, entity, entity_id, change, created, envelope)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         RETURNING tx_id, seq",
     )
     .bind(envelope.id)
     .bind(tenant)
@@ -30,9 +39,12 @@ pub async fn append(
     .bind(change.as_str())
     .bind(envelope.created)
     .bind(&json)
-    .execute(conn)
+    .fetch_one(conn)
     .await?;
-    Ok(json)
+    Ok(Appended {
+        envelope: json,
+        position: Position::new(tx_id, seq),
+    })
 }
 
 /// Serializes writers that touch the same state: takes transaction-scoped advisory locks on

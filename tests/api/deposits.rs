@@ -512,3 +512,126 @@ async fn a_deadlocked_deposit_is_tried_again_and_made_once(
     let replay = post_deposit(&server, &key, Some("deadlocked"), &deposit(json!("2"))).await;
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
 }
+
+#[sqlx::test]
+async fn a_deposit_names_its_funding_event_and_its_place_in_the_feed(pool: PgPool) {
+    let server = TestServer::start(pool).await;
+    let key = setup(&server).await;
+    let response = post_deposit(&server, &key, Some("link-1"), &deposit(json!("250.5"))).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: Value = response.json().await.unwrap();
+    let funding = &created["funding_event"];
+    let event_id: String =
+        sqlx::query_scalar("SELECT event_id::text FROM deposits WHERE id = $1::uuid")
+            .bind(created["id"].as_str().unwrap())
+            .fetch_one(&server.pool)
+            .await
+            .unwrap();
+    assert_eq!(funding["id"], event_id.as_str());
+    let event: Value = server
+        .get(&format!("/events/{event_id}"), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(event["action"], "funding");
+    assert_eq!(event["data"]["value"], 250.5);
+
+    // The cursor is the event's place: the feed after it starts with what came next.
+    server.create_portfolio("acme", "P2").await;
+    server.settle().await;
+    let cursor = funding["cursor"].as_str().unwrap();
+    let after: Value = server
+        .get(&format!("/events/?after={cursor}"), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let whole: Value = server
+        .get("/events/?limit=1000", &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids = |page: &Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = ids(&whole);
+    let at = all.iter().position(|id| *id == event_id).unwrap();
+    assert_eq!(
+        ids(&after),
+        all[at + 1..],
+        "exactly the events after the funding event"
+    );
+
+    // A replay answers the same, and the deposit shows it too.
+    let replay = post_deposit(&server, &key, Some("link-1"), &deposit(json!("250.5"))).await;
+    let replayed: Value = replay.json().await.unwrap();
+    assert_eq!(replayed["funding_event"], *funding);
+    let shown: Value = server
+        .get(
+            &format!("/deposits/{}", created["id"].as_str().unwrap()),
+            &key,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["funding_event"], *funding);
+}
+
+#[sqlx::test]
+async fn a_lost_answer_is_found_by_its_idempotency_key(pool: PgPool) {
+    let server = TestServer::start(pool).await;
+    let key = setup(&server).await;
+    let response = post_deposit(
+        &server,
+        &key,
+        Some("\"LVRYWG833Vp2FIIG\""),
+        &deposit(json!("1000")),
+    )
+    .await;
+    let created: Value = response.json().await.unwrap();
+    post_deposit(&server, &key, Some("other-key"), &deposit(json!("5"))).await;
+
+    for asked in ["LVRYWG833Vp2FIIG", "%22LVRYWG833Vp2FIIG%22"] {
+        let found: Value = server
+            .get(&format!("/deposits?idempotency_key={asked}"), &key)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let data = found["data"].as_array().unwrap();
+        assert_eq!(data.len(), 1, "{asked}: {found}");
+        assert_eq!(data[0], created, "the deposit as its answer showed it");
+    }
+    let none: Value = server
+        .get("/deposits?idempotency_key=never-used", &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(none["data"], json!([]));
+    // Another tenant's client does not find it.
+    let other = server.tenant_with_key("bank-b").await;
+    let hidden: Value = server
+        .get("/deposits?idempotency_key=LVRYWG833Vp2FIIG", &other)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(hidden["data"], json!([]));
+    for bad in ["%20padded", "", &"k".repeat(256)] {
+        let response = server
+            .get(&format!("/deposits?idempotency_key={bad}"), &key)
+            .await;
+        assert_problem(response, StatusCode::BAD_REQUEST).await;
+    }
+    let missing = server.get("/deposits", &key).await;
+    assert_problem(missing, StatusCode::BAD_REQUEST).await;
+}

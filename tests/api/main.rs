@@ -15,6 +15,7 @@ mod database_restart;
 mod delivery;
 mod delivery_health;
 mod deposits;
+mod digest;
 mod egress;
 mod endpoint_auth;
 mod endpoint_limits;
