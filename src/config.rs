@@ -261,6 +261,16 @@ pub struct ServerConfig {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub horizon_stall_secs: u64,
 
+    /// How long a snapshot (`POST /snapshots`) can be read before it expires.
+    #[arg(long, env = "EVENTGATE_SNAPSHOT_TTL_SECS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(60..=86_400))]
+    pub snapshot_ttl_secs: u64,
+
+    /// Most unexpired snapshots one tenant may hold (429 beyond).
+    #[arg(long, env = "EVENTGATE_SNAPSHOTS_PER_TENANT", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub snapshots_per_tenant: u32,
+
     /// Push events to destinations from this process (false: an API-only replica).
     #[arg(long, env = "EVENTGATE_RELAY", default_value_t = true, action = ArgAction::Set)]
     pub relay: bool,
@@ -299,6 +309,10 @@ impl ServerConfig {
     pub fn webhook_history_retention(&self) -> Duration {
         self.webhook_history_retention_secs
             .map_or_else(|| self.feed_retention(), Duration::from_secs)
+    }
+
+    pub fn snapshot_ttl(&self) -> chrono::Duration {
+        chrono::Duration::seconds(i64::try_from(self.snapshot_ttl_secs).unwrap_or(86_400))
     }
 
     pub fn idempotency_wait(&self) -> Duration {

@@ -1,5 +1,5 @@
 //! Background work: the LISTEN connection that wakes long-polls and relays, the relay
-//! supervisor that pushes events to destinations, watching the feed's horizon, purging expired idempotency keys, feed
+//! supervisor that pushes events to destinations, watching the feed's horizon, purging expired idempotency keys, snapshots, feed
 //! events and webhook history past their retention (each in small batches), and
 //! forgetting the rate-limit buckets and long-poll places of idle tenants.
 //!
@@ -85,6 +85,11 @@ pub fn spawn(state: &AppState) -> Background {
         }
     });
     let pool = state.pool.clone();
+    every(&tasks, &stop, PURGE_EVERY, move || {
+        let pool = pool.clone();
+        async move { purge_snapshots(&pool).await }
+    });
+    let pool = state.pool.clone();
     let history = state.config.webhook_history_retention();
     every(&tasks, &stop, PURGE_EVERY, move || {
         let pool = pool.clone();
@@ -138,6 +143,15 @@ pub async fn purge_idempotency_keys(pool: &sqlx::PgPool) {
         Ok(0) => {}
         Ok(purged) => tracing::info!(purged, "purged expired idempotency keys"),
         Err(err) => tracing::warn!(error = %err, "purging idempotency keys failed; will retry"),
+    }
+}
+
+/// Deletes every expired snapshot (with its items), a batch at a time.
+pub async fn purge_snapshots(pool: &sqlx::PgPool) {
+    match drain(|| store::snapshots::purge_expired(pool, PURGE_BATCH)).await {
+        Ok(0) => {}
+        Ok(purged) => tracing::info!(purged, "purged expired snapshots"),
+        Err(err) => tracing::warn!(error = %err, "purging snapshots failed; will retry"),
     }
 }
 

@@ -67,6 +67,7 @@ pub async fn observe(
         .is_some_and(|since| (Utc::now() - since).to_std().unwrap_or_default() >= failing_after);
     if destination.enabled && failing_long_enough && destination.failing_reported_since.is_none() {
         let mut tx = pool.begin().await?;
+        outbox::begin_writing(&mut tx, &destination.tenant_id).await?;
         if let Some(failing) = store::mark_failing(&mut tx, id, failing_after.as_secs_f64()).await?
         {
             let data = EventData::DestinationFailing(DestinationFailing {
@@ -86,6 +87,7 @@ pub async fn observe(
         tx.commit().await?;
     } else if destination.failing_since.is_none() && destination.failing_reported_since.is_some() {
         let mut tx = pool.begin().await?;
+        outbox::begin_writing(&mut tx, &destination.tenant_id).await?;
         if let Some(Reported {
             tenant_id,
             kind: stored_kind,
@@ -105,7 +107,8 @@ pub async fn observe(
     Ok(())
 }
 
-/// Reports that a destination was disabled, in the transaction that disabled it.
+/// Reports that a destination was disabled, in the transaction that disabled it (which
+/// holds its tenant's writers' lock from its start: `outbox::begin_writing`).
 pub async fn disabled(
     conn: &mut PgConnection,
     tenant: &str,

@@ -276,6 +276,7 @@ async fn deliver_once(
             None => state.worker.insert(Worker::new(
                 pool,
                 id,
+                &destination.tenant_id,
                 webhook_config,
                 settings,
                 relay.metrics.clone(),

@@ -172,7 +172,7 @@ impl JsonSchema for DepositRequestDoc {
 /// A deposit.
 #[derive(Debug, Serialize, JsonSchema)]
 #[schemars(rename = "Deposit")]
-struct DepositView {
+pub(super) struct DepositView {
     id: Uuid,
     portfolio: String,
     /// A decimal string, as the request sent it.
@@ -187,7 +187,7 @@ struct DepositView {
 /// A deposit's `portfolios.funding` event: `GET /events/{id}` reads it, and
 /// `GET /events/?after=<cursor>` continues the feed right after it.
 #[derive(Debug, Serialize, JsonSchema)]
-struct FundingEvent {
+pub(super) struct FundingEvent {
     id: Uuid,
     /// The event's place in the feed; null once the feed's retention purged it.
     #[schemars(with = "Option<Cursor>")]

@@ -27,7 +27,7 @@ use crate::http::openapi::{Problems, Unparsed, link};
 use crate::http::tenant_id::TenantId;
 use crate::secrets::places;
 use crate::store::destinations::{self as store, DestinationRow, NewDestination};
-use crate::store::{feed, tenants};
+use crate::store::{feed, outbox, tenants};
 
 pub fn router() -> ApiRouter<AppState> {
     ApiRouter::new()
@@ -451,6 +451,10 @@ async fn update(
         check_address(&state, &config).await?;
     }
     let mut tx = state.pool.begin().await?;
+    if row.enabled && !enabled {
+        // Disabling appends `destinations.disabled` to the tenant's outbox.
+        outbox::begin_writing(&mut tx, &row.tenant_id).await?;
+    }
     let updated = store::update_settings(
         &mut *tx,
         &state.keyring,

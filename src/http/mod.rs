@@ -30,6 +30,7 @@ mod platform_admin;
 mod platform_events;
 mod read_model;
 mod retry;
+mod snapshots;
 pub mod tenant_id;
 mod webhook_admin;
 
@@ -55,6 +56,7 @@ fn routes() -> ApiRouter<AppState> {
         .merge(platform_events::router())
         .merge(delivery_events::router())
         .merge(digest::router())
+        .merge(snapshots::router())
         .merge(catalogue::router())
         .merge(read_model::router())
         .merge(deposits::router())

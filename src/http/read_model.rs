@@ -81,7 +81,7 @@ fn exact_literal<S: Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S
 
 /// Everything deposited into a portfolio in one currency.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
-struct Funded {
+pub(super) struct Funded {
     #[schemars(with = "Currency")]
     currency: String,
     #[serde(serialize_with = "exact_decimal")]
@@ -91,7 +91,7 @@ struct Funded {
 
 /// A portfolio as the events so far made it.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
-struct PortfolioView {
+pub(super) struct PortfolioView {
     id: String,
     external_id: String,
     owned_by_user_id: String,
@@ -111,7 +111,7 @@ struct PortfolioView {
 }
 
 impl PortfolioView {
-    fn new(row: PortfolioRow, funded: Vec<Funded>) -> Self {
+    pub(super) fn new(row: PortfolioRow, funded: Vec<Funded>) -> Self {
         Self {
             id: row.id,
             external_id: row.external_id,
@@ -126,7 +126,7 @@ impl PortfolioView {
     }
 }
 
-fn group_funding(rows: Vec<FundingRow>) -> HashMap<String, Vec<Funded>> {
+pub(super) fn group_funding(rows: Vec<FundingRow>) -> HashMap<String, Vec<Funded>> {
     let mut by_portfolio: HashMap<String, Vec<Funded>> = HashMap::new();
     for row in rows {
         by_portfolio
@@ -205,7 +205,7 @@ async fn list_portfolios(
 
 /// An optimization as the events so far made it.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
-struct OptimizationView {
+pub(super) struct OptimizationView {
     id: String,
     portfolio_id: String,
     external_id: String,

@@ -94,3 +94,22 @@ pub async fn with_key(
     .fetch_all(db)
     .await
 }
+
+/// One page of the tenant's deposits ordered by id (time-ordered UUIDs), after `after`.
+#[tracing::instrument(skip_all)]
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    tenant: &str,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<DepositRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE d.tenant_id = $1 AND ($2::uuid IS NULL OR d.id > $2)
+         ORDER BY d.id LIMIT $3"
+    ))
+    .bind(tenant)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}

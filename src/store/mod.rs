@@ -15,6 +15,7 @@ pub mod position;
 pub mod read_model;
 pub mod resealing;
 pub mod retention;
+pub mod snapshots;
 pub mod tenants;
 pub mod webhook_attempts;
 pub mod webhooks;

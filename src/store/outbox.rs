@@ -23,6 +23,8 @@ pub async fn append(
     change: Change,
     envelope: &Envelope<'_>,
 ) -> Result<Appended, sqlx::Error> {
+    #[cfg(debug_assertions)]
+    assert_writing(conn, tenant).await?;
     let json = envelope
         .to_json()
         .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
@@ -47,20 +49,75 @@ pub async fn append(
     })
 }
 
-/// Serializes writers that touch the same state: takes transaction-scoped advisory locks on
-/// `keys` (each `tenant/entity-key`; sorted, so two writers never wait on each other in a cycle). Taken before any
-/// write, they also make a later writer get a later transaction id, so per-entity feed order
-/// is commit order.
+/// The advisory lock key of `tenant`'s outbox writers: every transaction that may append
+/// to a tenant's outbox holds it shared from before its first write; a snapshot
+/// (`store::snapshots`) takes it exclusively for an instant, so that no writer of the
+/// tenant is in progress when its snapshot is taken (see `crate::snapshots`).
+pub fn writers_key(tenant: &str) -> String {
+    format!("eventgate/outbox-writers/{tenant}")
+}
+
+/// The tenant of an entity lock key (`tenant/portfolio/P1`).
+fn tenant_of(lock_key: &str) -> &str {
+    lock_key
+        .split_once('/')
+        .map_or(lock_key, |(tenant, _)| tenant)
+}
+
+/// Opens a write: holds the writers' lock of each tenant shared, then serializes writers
+/// that touch the same state with transaction-scoped advisory locks on `keys` (each
+/// `tenant/entity-key`; sorted, so two writers never wait on each other in a cycle). Taken
+/// before any write: a later writer gets a later transaction id, so per-entity feed order is
+/// commit order, and a snapshot never sees a writer half way.
 #[tracing::instrument(skip_all)]
 pub async fn lock_entities(conn: &mut PgConnection, keys: &[String]) -> Result<(), sqlx::Error> {
+    let mut tenants: Vec<String> = keys.iter().map(|k| writers_key(tenant_of(k))).collect();
+    tenants.sort();
+    tenants.dedup();
+    // One statement: the shared writers' locks first (Append runs its inputs in order).
     sqlx::query(
-        "SELECT pg_advisory_xact_lock(k)
-         FROM (SELECT DISTINCT hashtextextended(key, 0) AS k
-               FROM unnest($1::text[]) AS key ORDER BY 1) AS locks",
+        "SELECT 1 FROM (SELECT pg_advisory_xact_lock_shared(hashtextextended(w, 0))
+                        FROM unnest($2::text[]) AS w) AS writers
+         UNION ALL
+         SELECT 1 FROM (SELECT pg_advisory_xact_lock(k)
+                        FROM (SELECT DISTINCT hashtextextended(key, 0) AS k
+                              FROM unnest($1::text[]) AS key ORDER BY 1) AS keys) AS entities",
     )
     .bind(keys)
+    .bind(&tenants)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Opens a write that appends to `tenant`'s outbox without entity locks (eventgate's own
+/// delivery health events): the writers' lock, shared, before the first write.
+#[tracing::instrument(skip_all)]
+pub async fn begin_writing(conn: &mut PgConnection, tenant: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))")
+        .bind(writers_key(tenant))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Debug builds check every append holds its tenant's writers' lock: a writer that forgot
+/// it could slip an event under a snapshot's cursor.
+#[cfg(debug_assertions)]
+async fn assert_writing(conn: &mut PgConnection, tenant: &str) -> Result<(), sqlx::Error> {
+    let held: bool = sqlx::query_scalar(
+        "SELECT EXISTS (
+             SELECT 1 FROM pg_locks
+             WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND mode = 'ShareLock'
+               AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($1, 0))",
+    )
+    .bind(writers_key(tenant))
+    .fetch_one(conn)
+    .await?;
+    assert!(
+        held,
+        "an outbox append for '{tenant}' without its writers' lock"
+    );
     Ok(())
 }
 

@@ -294,3 +294,24 @@ pub async fn get_optimization(
     .fetch_optional(db)
     .await
 }
+
+/// One page of the tenant's optimizations ordered by id, after `after`.
+#[tracing::instrument(skip_all)]
+pub async fn list_optimizations(
+    db: impl PgExecutor<'_>,
+    tenant: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<OptimizationRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, portfolio_id, external_id, status, is_recommended, owner_choice, created,
+                updated
+         FROM optimizations WHERE tenant_id = $1 AND ($2::text IS NULL OR id > $2)
+         ORDER BY id LIMIT $3",
+    )
+    .bind(tenant)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}

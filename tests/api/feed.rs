@@ -88,6 +88,10 @@ async fn follower_sees_every_committed_event_exactly_once_under_concurrent_write
             let mut committed = Vec::new();
             for t in 0..TRANSACTIONS {
                 let mut tx = pool.begin().await.unwrap();
+                // As every writer does: the tenant's writers' lock before the first write.
+                eventgate::store::outbox::begin_writing(&mut tx, "acme")
+                    .await
+                    .unwrap();
                 let mut ids = Vec::new();
                 for e in 0..=rng.next(3) as usize {
                     let data = user_event(t * 10 + e);

@@ -37,6 +37,7 @@ mod retention;
 mod scale_out;
 mod secrets_at_rest;
 mod slow_consumers;
+mod snapshots;
 mod startup;
 mod tls_receiver;
 mod token_endpoint;

@@ -36,6 +36,7 @@ use crate::catalogue::payloads::DisabledBy;
 use crate::config::ServerConfig;
 use crate::store::destinations::{self, DestinationRow};
 use crate::store::feed::OutboxRow;
+use crate::store::outbox;
 use crate::store::webhooks::{self as store, NewDelivery};
 use client::{ClientError, Egress};
 
@@ -130,7 +131,7 @@ pub async fn queue_lifecycle(
 
 /// eventgate disables a webhook (410 Gone, or failing too long): its status says why, the
 /// audit log records it, and the tenant's feed gets `destinations.disabled`, all in the
-/// caller's transaction.
+/// caller's transaction, which holds the tenant's writers' lock from its start.
 pub async fn disable(
     conn: &mut PgConnection,
     destination: Uuid,
@@ -177,6 +178,7 @@ pub async fn step(
         {
             let reason = format!("disabled after failing continuously since {since}");
             let mut tx = pool.begin().await?;
+            outbox::begin_writing(&mut tx, &destination.tenant_id).await?;
             disable(&mut tx, id, &reason).await?;
             tx.commit().await?;
             return Ok(Progress::Stopped);

@@ -30,6 +30,7 @@ pub fn spawn(
     tasks: &TaskTracker,
     pool: PgPool,
     destination: Uuid,
+    tenant: String,
     in_flight: super::sender::InFlight,
     recorded: Arc<Notify>,
     capacity: usize,
@@ -38,7 +39,7 @@ pub fn spawn(
     tasks.spawn(async move {
         let mut batch = Vec::new();
         while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            if let Err(err) = write(&pool, destination, &batch).await {
+            if let Err(err) = write(&pool, destination, &tenant, &batch).await {
                 tracing::warn!(destination = %destination, error = %err, attempts = batch.len(),
                     "cannot record webhook attempts; they will be sent again");
             }
@@ -53,11 +54,21 @@ pub fn spawn(
     sender
 }
 
-async fn write(pool: &PgPool, destination: Uuid, batch: &[Finished]) -> Result<(), sqlx::Error> {
+async fn write(
+    pool: &PgPool,
+    destination: Uuid,
+    tenant: &str,
+    batch: &[Finished],
+) -> Result<(), sqlx::Error> {
     let records: Vec<AttemptRecord> = batch.iter().map(|f| f.record.clone()).collect();
+    let gone = batch.iter().any(|f| f.gone);
     let mut tx = pool.begin().await?;
+    if gone {
+        // The disabling appends `destinations.disabled`: a writer of the tenant's outbox.
+        crate::store::outbox::begin_writing(&mut tx, tenant).await?;
+    }
     webhook_attempts::record_attempts(&mut tx, destination, &records).await?;
-    if batch.iter().any(|f| f.gone) {
+    if gone {
         super::disable(&mut tx, destination, "the endpoint answered 410 Gone").await?;
     }
     tx.commit().await

@@ -85,6 +85,7 @@ impl Worker {
     pub fn new(
         pool: &PgPool,
         destination: Uuid,
+        tenant: &str,
         config: &WebhookConfig,
         settings: &WebhookSettings,
         metrics: Metrics,
@@ -104,6 +105,7 @@ impl Worker {
             &tasks,
             pool.clone(),
             destination,
+            tenant.to_owned(),
             in_flight.clone(),
             freed.clone(),
             slots * 4,
