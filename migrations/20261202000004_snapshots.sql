@@ -4,8 +4,9 @@
 CREATE TABLE snapshots (
     id            uuid PRIMARY KEY,
     tenant_id     text NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
-    -- The feed follows the snapshot after (cursor_tx, max): see src/snapshots.rs.
-    cursor_tx     xid8 NOT NULL,
+    -- The feed follows the snapshot after (cursor_tx, max): see store/snapshots.rs. Null
+    -- while the snapshot is being taken.
+    cursor_tx     xid8,
     portfolios    bigint NOT NULL DEFAULT 0,
     optimizations bigint NOT NULL DEFAULT 0,
     deposits      bigint NOT NULL DEFAULT 0,

@@ -262,7 +262,9 @@ async fn take(
     State(state): State<AppState>,
 ) -> Result<(StatusCode, Json<SnapshotView>), ApiError> {
     let limit = state.config.snapshots_per_tenant;
-    if store::open_count(&state.pool, &tenant).await? >= i64::from(limit) {
+    let id = Uuid::now_v7();
+    let expires_at = Utc::now() + state.config.snapshot_ttl();
+    if !store::reserve(&state.pool, id, &tenant, limit, expires_at).await? {
         return Err(ApiError::TooManyRequests {
             detail: format!(
                 "this tenant already holds {limit} unexpired snapshots; use one of them or wait until one expires"
@@ -272,12 +274,9 @@ async fn take(
     }
     let (mut reader, xmax) =
         store::pin(&state.pool, &tenant, state.config.idempotency_wait()).await?;
-    let id = Uuid::now_v7();
-    let expires_at = Utc::now() + state.config.snapshot_ttl();
-    store::start(&state.pool, id, &tenant, xmax, expires_at).await?;
     let counts = copy_all(&state, &mut reader, &tenant, id).await?;
     reader.commit().await?;
-    let row = store::complete(&state.pool, id, counts).await?;
+    let row = store::complete(&state.pool, id, xmax, counts).await?;
     Ok((StatusCode::CREATED, Json(row.into())))
 }
 

@@ -28,40 +28,57 @@ pub struct Counts {
     pub deposits: i64,
 }
 
-/// Starts a snapshot: its row, incomplete until [`complete`] (items go in meanwhile).
+/// Reserves a place for a new snapshot of `tenant` (its row, incomplete until
+/// [`complete`]) unless the tenant already holds `limit` unexpired ones; `false` then.
+/// Serialized per tenant, so concurrent requests cannot pass the limit together.
 #[tracing::instrument(skip_all)]
-pub async fn start(
-    db: impl PgExecutor<'_>,
+pub async fn reserve(
+    pool: &PgPool,
     id: Uuid,
     tenant: &str,
-    cursor_tx: Xid8,
+    limit: u32,
     expires_at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO snapshots (id, tenant_id, cursor_tx, expires_at) VALUES ($1, $2, $3, $4)",
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("eventgate/snapshots/{tenant}"))
+        .execute(&mut *tx)
+        .await?;
+    let open: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM snapshots WHERE tenant_id = $1 AND expires_at > now()",
     )
-    .bind(id)
     .bind(tenant)
-    .bind(cursor_tx)
-    .bind(expires_at)
-    .execute(db)
+    .fetch_one(&mut *tx)
     .await?;
-    Ok(())
+    if open >= i64::from(limit) {
+        return Ok(false);
+    }
+    sqlx::query("INSERT INTO snapshots (id, tenant_id, expires_at) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(tenant)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
-/// Marks a snapshot complete with its counts.
+/// Marks a snapshot complete with its cursor and counts.
 #[tracing::instrument(skip_all)]
 pub async fn complete(
     db: impl PgExecutor<'_>,
     id: Uuid,
+    cursor_tx: Xid8,
     counts: Counts,
 ) -> Result<SnapshotRow, sqlx::Error> {
     sqlx::query_as(
-        "UPDATE snapshots SET portfolios = $2, optimizations = $3, deposits = $4, complete = true
+        "UPDATE snapshots SET cursor_tx = $2, portfolios = $3, optimizations = $4, deposits = $5,
+                complete = true
          WHERE id = $1
          RETURNING id, cursor_tx, portfolios, optimizations, deposits, created, expires_at",
     )
     .bind(id)
+    .bind(cursor_tx)
     .bind(counts.portfolios)
     .bind(counts.optimizations)
     .bind(counts.deposits)
@@ -90,15 +107,6 @@ pub async fn insert_items(
     .execute(db)
     .await?;
     Ok(())
-}
-
-/// How many unexpired snapshots `tenant` holds.
-#[tracing::instrument(skip_all)]
-pub async fn open_count(db: impl PgExecutor<'_>, tenant: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM snapshots WHERE tenant_id = $1 AND expires_at > now()")
-        .bind(tenant)
-        .fetch_one(db)
-        .await
 }
 
 /// One of `tenant`'s snapshots, expired or not.

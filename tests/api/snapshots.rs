@@ -427,24 +427,24 @@ async fn snapshots_are_capped_expire_and_belong_to_their_tenant(pool: PgPool) {
     let key = server.tenant_with_key("acme").await;
     let other = server.tenant_with_key("bank-b").await;
     server.create_portfolio("acme", "P1").await;
-    let first: Value = server
-        .post("/snapshots", &key, &json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = first["id"].as_str().unwrap().to_owned();
+    // Six at once against a cap of two: exactly two are taken.
+    let empty = json!({});
+    let asked = (0..6).map(|_| server.post("/snapshots", &key, &empty));
+    let answers = futures::future::join_all(asked).await;
+    let mut created = Vec::new();
+    for answer in answers {
+        if answer.status() == StatusCode::CREATED {
+            created.push(answer.json::<Value>().await.unwrap());
+        } else {
+            assert_problem(answer, StatusCode::TOO_MANY_REQUESTS).await;
+        }
+    }
+    assert_eq!(created.len(), 2, "the cap holds under concurrent requests");
+    let id = created[0]["id"].as_str().unwrap().to_owned();
     assert_eq!(
-        first["counts"],
+        created[0]["counts"],
         json!({"portfolios": 1, "optimizations": 0, "deposits": 0})
     );
-    let second = server.post("/snapshots", &key, &json!({})).await;
-    assert_eq!(second.status(), StatusCode::CREATED);
-    assert_problem(
-        server.post("/snapshots", &key, &json!({})).await,
-        StatusCode::TOO_MANY_REQUESTS,
-    )
-    .await;
     // Another tenant's client and the platform see no such snapshot of theirs.
     assert_problem(
         server.get(&format!("/snapshots/{id}"), &other).await,
