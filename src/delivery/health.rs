@@ -4,7 +4,7 @@
 //! (eventgate disabled it, or a key did) a `destinations.disabled`. Each is an event in the
 //! tenant's feed, appended in the transaction that records the change, so it is pushed to
 //! the tenant's destinations like any other event; the platform reads every tenant's in
-//! `GET /platform/events`.
+//! `GET /platform/delivery-events`.
 
 use std::time::Duration;
 

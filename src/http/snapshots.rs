@@ -163,7 +163,7 @@ struct ItemsParams {
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 struct ItemPage {
     /// Portfolios, optimizations or deposits, as their own resources show them.
-    #[schemars(with = "Vec<serde_json::Value>")]
+    #[schemars(with = "Vec<serde_json::Map<String, serde_json::Value>>")]
     data: Vec<Box<RawValue>>,
     /// Pass as `after` for the next page; null when there has been no item yet.
     next_cursor: Option<String>,
