@@ -278,17 +278,19 @@ pub async fn funding_of(
     .await
 }
 
+/// The columns of an [`OptimizationRow`].
+const OPTIMIZATION_COLUMNS: &str =
+    "id, portfolio_id, external_id, status, is_recommended, owner_choice, created, updated";
+
 #[tracing::instrument(skip_all)]
 pub async fn get_optimization(
     db: impl PgExecutor<'_>,
     tenant: &str,
     id: &str,
 ) -> Result<Option<OptimizationRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, portfolio_id, external_id, status, is_recommended, owner_choice, created,
-                updated
-         FROM optimizations WHERE tenant_id = $1 AND id = $2",
-    )
+    sqlx::query_as(&format!(
+        "SELECT {OPTIMIZATION_COLUMNS} FROM optimizations WHERE tenant_id = $1 AND id = $2"
+    ))
     .bind(tenant)
     .bind(id)
     .fetch_optional(db)
@@ -303,12 +305,11 @@ pub async fn list_optimizations(
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<OptimizationRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, portfolio_id, external_id, status, is_recommended, owner_choice, created,
-                updated
-         FROM optimizations WHERE tenant_id = $1 AND ($2::text IS NULL OR id > $2)
-         ORDER BY id LIMIT $3",
-    )
+    sqlx::query_as(&format!(
+        "SELECT {OPTIMIZATION_COLUMNS} FROM optimizations
+         WHERE tenant_id = $1 AND ($2::text IS NULL OR id > $2)
+         ORDER BY id LIMIT $3"
+    ))
     .bind(tenant)
     .bind(after)
     .bind(limit)

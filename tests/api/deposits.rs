@@ -553,18 +553,10 @@ async fn a_deposit_names_its_funding_event_and_its_place_in_the_feed(pool: PgPoo
         .json()
         .await
         .unwrap();
-    let ids = |page: &Value| -> Vec<String> {
-        page["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["id"].as_str().unwrap().to_owned())
-            .collect()
-    };
-    let all = ids(&whole);
+    let all = crate::feed::ids(&whole);
     let at = all.iter().position(|id| *id == event_id).unwrap();
     assert_eq!(
-        ids(&after),
+        crate::feed::ids(&after),
         all[at + 1..],
         "exactly the events after the funding event"
     );

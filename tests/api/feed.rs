@@ -18,7 +18,8 @@ async fn page(server: &TestServer, key: &str, query: &str) -> Value {
     response.json().await.unwrap()
 }
 
-fn ids(page: &Value) -> Vec<String> {
+/// The event ids of a feed page, in order.
+pub fn ids(page: &Value) -> Vec<String> {
     page["data"]
         .as_array()
         .unwrap()
