@@ -272,12 +272,34 @@ async fn take(
             retry_after_secs: 60,
         });
     }
-    let (mut reader, xmax) =
-        store::pin(&state.pool, &tenant, state.config.idempotency_wait()).await?;
-    let counts = copy_all(&state, &mut reader, &tenant, id).await?;
+    match copy_snapshot(&state, &tenant, id).await {
+        Ok(row) => Ok((StatusCode::CREATED, Json(row.into()))),
+        Err(err) => {
+            // The place it reserved is not held for an hour by a snapshot that never was.
+            if let Err(release) = store::release(&state.pool, id).await {
+                tracing::warn!(error = %release, "cannot release a failed snapshot's place");
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Pins the tenant's snapshot and copies it into the reserved snapshot `id`.
+async fn copy_snapshot(state: &AppState, tenant: &str, id: Uuid) -> Result<SnapshotRow, ApiError> {
+    let (mut reader, xmax) = store::pin(&state.pool, tenant, state.config.idempotency_wait())
+        .await
+        .map_err(|err| {
+            if crate::store::is_lock_timeout(&err) {
+                ApiError::conflict(
+                    "a write of this tenant is taking longer than the snapshot may wait for it; retry",
+                )
+            } else {
+                err.into()
+            }
+        })?;
+    let counts = copy_all(state, &mut reader, tenant, id).await?;
     reader.commit().await?;
-    let row = store::complete(&state.pool, id, xmax, counts).await?;
-    Ok((StatusCode::CREATED, Json(row.into())))
+    Ok(store::complete(&state.pool, id, xmax, counts).await?)
 }
 
 /// The tenant's snapshot `id`: 404 when there is none, 410 once it expired.

@@ -63,6 +63,16 @@ pub async fn reserve(
     Ok(true)
 }
 
+/// Gives back the place of a snapshot that could not be taken (its items go with it).
+#[tracing::instrument(skip_all)]
+pub async fn release(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM snapshots WHERE id = $1 AND NOT complete")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// Marks a snapshot complete with its cursor and counts.
 #[tracing::instrument(skip_all)]
 pub async fn complete(

@@ -500,3 +500,38 @@ async fn snapshots_are_capped_expire_and_belong_to_their_tenant(pool: PgPool) {
     )
     .await;
 }
+
+#[sqlx::test]
+async fn a_writer_that_takes_too_long_makes_the_snapshot_a_conflict(pool: PgPool) {
+    let server = TestServer::start_with(
+        pool,
+        config(&[
+            "--idempotency-wait-ms",
+            "200",
+            "--snapshots-per-tenant",
+            "1",
+        ]),
+    )
+    .await;
+    let key = server.tenant_with_key("acme").await;
+    let mut writer = server.pool.begin().await.unwrap();
+    eventgate::store::outbox::begin_writing(&mut writer, "acme")
+        .await
+        .unwrap();
+    let refused = server.post("/snapshots", &key, &json!({})).await;
+    let problem = assert_problem(refused, StatusCode::CONFLICT).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("snapshot may wait"),
+        "{problem}"
+    );
+    writer.commit().await.unwrap();
+    let taken = server.post("/snapshots", &key, &json!({})).await;
+    assert_eq!(
+        taken.status(),
+        StatusCode::CREATED,
+        "once the writer is done"
+    );
+}
