@@ -20,6 +20,7 @@ use tracing::{Instrument, Level};
 
 use crate::auth::{AuthState, hash_key};
 use crate::config::ServerConfig;
+use crate::console;
 use crate::error::ApiError;
 use crate::feed::coalesce::Coalescer;
 use crate::feed::horizon::HorizonWatch;
@@ -150,7 +151,9 @@ pub fn router(state: AppState) -> Router {
         max_uri_bytes: state.config.max_uri_bytes,
         max_header_bytes: state.config.max_header_bytes,
     };
+    // The console is a web page, not part of the API document: merged beside it.
     http::router()
+        .merge(console::router())
         .layer(middleware::from_fn(run_writes_to_completion))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(timeout, deadline))

@@ -8,6 +8,7 @@ pub mod catalogue;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod database;
 pub mod delivery;
 pub mod egress;

@@ -3,6 +3,7 @@
 
 pub mod envelope;
 pub mod event_type;
+pub mod example;
 pub mod ids;
 pub mod money;
 pub mod payloads;

@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use crate::app::AppState;
 use crate::catalogue::payloads::{data_schema, publish_schema};
-use crate::catalogue::{ChangeRule, ENVELOPE_VERSION, EventType};
+use crate::catalogue::{ChangeRule, ENVELOPE_VERSION, EventType, example};
+use crate::http::openapi::EnvelopeSchema;
 
 pub fn router() -> ApiRouter<AppState> {
     ApiRouter::new().api_route(
@@ -47,6 +48,10 @@ struct TypeEntry {
     /// The JSON Schema of `data` as `POST /platform/events` takes it (amounts are decimal
     /// strings).
     publish_schema: schemars::Schema,
+    /// An event of this type as the feed serves it: made from `publish_schema`'s examples
+    /// and parsed like a publish.
+    #[schemars(with = "EnvelopeSchema")]
+    example: serde_json::Value,
 }
 
 async fn catalogue(State(state): State<AppState>) -> Json<Catalogue> {
@@ -64,6 +69,9 @@ async fn catalogue(State(state): State<AppState>) -> Json<Catalogue> {
             },
             schema: data_schema(ty),
             publish_schema: publish_schema(ty),
+            // Every type's example parses (a unit test proves it); null would only mean a
+            // schema changed without its examples.
+            example: example::envelope(ty).unwrap_or(serde_json::Value::Null),
         })
         .collect();
     Json(Catalogue {

@@ -11,6 +11,7 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use schemars::json_schema;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -31,7 +32,7 @@ pub const MAX_WAIT_SECS: u64 = 30;
 /// Present when the tenant has committed events after this page that an open transaction
 /// in the cluster holds back; its value is how long the horizon has not moved, in seconds.
 pub const HELD_BACK_HEADER: &str = "eventgate-held-back";
-const MAX_TYPE_FILTERS: usize = 20;
+pub(super) const MAX_TYPE_FILTERS: usize = 20;
 
 pub fn router() -> ApiRouter<AppState> {
     ApiRouter::new()
@@ -93,7 +94,7 @@ fn feed_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
             );
             op
         })
-        .problems(&[400, 410])
+        .problems(&[400, 409, 410])
 }
 
 /// The feed's query (read by hand: `type` repeats, and unknown or repeated parameters are
@@ -101,9 +102,13 @@ fn feed_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
 #[derive(schemars::JsonSchema)]
 #[allow(dead_code)]
 struct FeedQuery {
-    /// The previous page's `next_cursor`; without it, the feed starts at the oldest
-    /// retained event.
+    /// The previous page's `next_cursor`; without it (and without `since`), the feed
+    /// starts at the oldest retained event.
     after: Option<Cursor>,
+    /// Instead of `after`: start just before the first event (in feed order) created at
+    /// or after this time; when there is none yet, at the events still to come. Follow on
+    /// with `after`.
+    since: Option<DateTime<Utc>>,
     limit: Option<Limit>,
     /// Keep only these event types (`subject.action` or `subject.*`); repeat to keep more.
     #[serde(rename = "type")]
@@ -133,21 +138,49 @@ struct EventPath {
 }
 
 #[derive(Debug, Default)]
-struct FeedParams {
-    after: Option<Position>,
+pub(super) struct FeedParams {
+    pub(super) after: Option<Position>,
     after_raw: Option<String>,
-    limit: i64,
-    types: Vec<String>,
+    pub(super) before: Option<Position>,
+    since: Option<DateTime<Utc>>,
+    pub(super) limit: i64,
+    pub(super) types: Vec<String>,
     type_raw: Vec<String>,
     wait: u64,
 }
 
-fn parse_params(query: Option<&str>) -> Result<FeedParams, ApiError> {
+/// Which listing the parameters are for: each takes its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Listing {
+    /// `GET /events/`: `after` or `since`, `limit`, `type`, `wait`.
+    Follow,
+    /// `GET /events/recent`: `before`, `limit`, `type`.
+    Recent,
+}
+
+pub(super) fn parse_params(query: Option<&str>, listing: Listing) -> Result<FeedParams, ApiError> {
     let mut params = FeedParams::default();
     let mut limit = None;
+    let follow = listing == Listing::Follow;
     for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match name.as_ref() {
-            "after" if params.after_raw.is_none() => {
+            "before" if !follow && params.before.is_none() => {
+                params.before = Some(Position::decode(&value).ok_or_else(|| {
+                    ApiError::bad_request("before: not a cursor this server issued")
+                })?);
+            }
+            "since" if follow && params.since.is_none() && params.after_raw.is_none() => {
+                params.since = Some(
+                    DateTime::parse_from_rfc3339(&value)
+                        .map_err(|_| {
+                            ApiError::bad_request(
+                                "since: not an RFC 3339 date-time (e.g. 2026-12-01T09:30:00Z)",
+                            )
+                        })?
+                        .with_timezone(&Utc),
+                );
+            }
+            "after" if follow && params.after_raw.is_none() && params.since.is_none() => {
                 params.after = Some(Position::decode(&value).ok_or_else(|| {
                     ApiError::bad_request("after: not a cursor this server issued")
                 })?);
@@ -172,7 +205,7 @@ fn parse_params(query: Option<&str>) -> Result<FeedParams, ApiError> {
                 params.types.extend(pattern.names());
                 params.type_raw.push(value.into_owned());
             }
-            "wait" if params.wait == 0 => {
+            "wait" if follow && params.wait == 0 => {
                 params.wait = value
                     .parse::<u64>()
                     .ok()
@@ -182,6 +215,17 @@ fn parse_params(query: Option<&str>) -> Result<FeedParams, ApiError> {
                             "wait must be a whole number of seconds from 0 to {MAX_WAIT_SECS}"
                         ))
                     })?;
+            }
+            // Each is valid alone (the contract cannot say "one of"): a conflict, not a
+            // malformed request.
+            "after" | "since"
+                if follow
+                    && (name == "after" && params.since.is_some()
+                        || name == "since" && params.after_raw.is_some()) =>
+            {
+                return Err(ApiError::conflict(
+                    "give `after` or `since`, not both: the feed starts at one place",
+                ));
             }
             other => {
                 return Err(ApiError::bad_request(format!(
@@ -226,10 +270,14 @@ async fn list_events(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let params = parse_params(query.as_deref())?;
+    let params = parse_params(query.as_deref(), Listing::Follow)?;
+    let after = match params.since {
+        Some(since) => Some(store::feed::start_at(&state.pool, &tenant, since).await?),
+        None => params.after,
+    };
     let request = PageRequest {
         tenant,
-        after: params.after,
+        after,
         types: (!params.types.is_empty()).then(|| params.types.clone()),
         limit: params.limit,
     };

@@ -21,12 +21,16 @@ mod destination_replay;
 mod destination_view;
 mod destinations;
 mod digest;
+mod event_deliveries;
 mod feed;
+mod feed_recent;
 mod health;
+mod me;
 mod metrics;
 pub mod openapi;
 mod pagination;
 mod platform_admin;
+mod platform_directory;
 mod platform_events;
 mod read_model;
 mod retry;
@@ -51,8 +55,10 @@ pub fn router() -> Router<AppState> {
 fn routes() -> ApiRouter<AppState> {
     ApiRouter::new()
         .merge(health::router())
+        .merge(me::router())
         .merge(metrics::router())
         .merge(platform_admin::router())
+        .merge(platform_directory::router())
         .merge(platform_events::router())
         .merge(delivery_events::router())
         .merge(digest::router())
@@ -61,6 +67,8 @@ fn routes() -> ApiRouter<AppState> {
         .merge(read_model::router())
         .merge(deposits::router())
         .merge(feed::router())
+        .merge(feed_recent::router())
+        .merge(event_deliveries::router())
         .merge(destinations::router())
         .merge(destination_replay::router())
         .merge(webhook_admin::router())

@@ -2,6 +2,8 @@
 //! event, listing delivery attempts, and sending one event again. Same access rules as
 //! `/destinations`.
 
+use std::collections::BTreeMap;
+
 use aide::axum::ApiRouter;
 use aide::axum::routing::{get_with, post_with};
 use axum::Json;
@@ -135,6 +137,9 @@ struct TestAttempt {
     error: Option<String>,
     /// The first 512 bytes of the response body.
     response_excerpt: Option<String>,
+    /// The headers the request was sent with, the signature included; static header
+    /// values and bearer tokens as `***`. Null when nothing was sent.
+    request_headers: Option<BTreeMap<String, String>>,
 }
 
 async fn send_test(
@@ -169,6 +174,7 @@ async fn send_test(
         duration_ms: outcome.duration.as_millis().min(u128::from(u64::MAX)) as u64,
         error: outcome.error,
         response_excerpt: outcome.excerpt,
+        request_headers: outcome.request_headers,
     }))
 }
 

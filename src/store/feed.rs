@@ -238,3 +238,80 @@ pub async fn rewound(db: impl PgExecutor<'_>) -> Result<Option<Rewound>, sqlx::E
             next: next.0,
         }))
 }
+
+/// The tenant's newest events before `before` (of `types` only, when given), newest first,
+/// only from finished transactions; and the horizon's xmin of the same snapshot.
+#[tracing::instrument(skip_all)]
+pub async fn recent(
+    db: impl PgExecutor<'_>,
+    tenant: &str,
+    before: Option<Position>,
+    types: Option<&[String]>,
+    limit: i64,
+) -> Result<(u64, Vec<(Position, String)>), sqlx::Error> {
+    let rows: Vec<RecentRow> = sqlx::query_as(
+        "WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
+         SELECT h.xmin, o.tx_id, o.seq, o.envelope
+         FROM horizon h
+         LEFT JOIN LATERAL (
+             SELECT tx_id, seq, envelope FROM outbox
+             WHERE tenant_id = $1
+               AND tx_id < h.xmin
+               AND ($2::xid8 IS NULL OR (tx_id, seq) < ($2, $3))
+               AND ($4::text[] IS NULL OR event_type = ANY ($4))
+             ORDER BY tx_id DESC, seq DESC
+             LIMIT $5
+         ) o ON true",
+    )
+    .bind(tenant)
+    .bind(before.map(Position::xid))
+    .bind(before.map_or(0, |p| p.seq))
+    .bind(types)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    let xmin = rows.first().map_or(0, |row| row.xmin.0);
+    let events = rows
+        .into_iter()
+        .filter_map(|row| Some((Position::new(row.tx_id?, row.seq?), row.envelope?)))
+        .collect();
+    Ok((xmin, events))
+}
+
+/// The horizon, and one event when there is one (the join is outer).
+#[derive(sqlx::FromRow)]
+struct RecentRow {
+    xmin: Xid8,
+    tx_id: Option<Xid8>,
+    seq: Option<i64>,
+    envelope: Option<String>,
+}
+
+/// Where a reader that wants the tenant's events from `since` on starts: just before the
+/// first finished event (in feed order) created at or after `since`, or at the horizon
+/// when there is none yet. One snapshot, so an event still being written lands after it.
+#[tracing::instrument(skip_all)]
+pub async fn start_at(
+    db: impl PgExecutor<'_>,
+    tenant: &str,
+    since: DateTime<Utc>,
+) -> Result<Position, sqlx::Error> {
+    let (xmin, tx_id, seq): (Xid8, Option<Xid8>, Option<i64>) = sqlx::query_as(
+        "WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
+         SELECT h.xmin, o.tx_id, o.seq
+         FROM horizon h
+         LEFT JOIN LATERAL (
+             SELECT tx_id, seq FROM outbox
+             WHERE tenant_id = $1 AND created >= $2 AND tx_id < h.xmin
+             ORDER BY tx_id, seq LIMIT 1
+         ) o ON true",
+    )
+    .bind(tenant)
+    .bind(since)
+    .fetch_one(db)
+    .await?;
+    Ok(match tx_id.zip(seq) {
+        Some((tx_id, seq)) => Position::new(tx_id, seq - 1),
+        None => Position::horizon(xmin.0),
+    })
+}

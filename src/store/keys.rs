@@ -142,3 +142,35 @@ pub async fn revoke(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<ActiveKe
     .fetch_optional(db)
     .await
 }
+
+/// A key as listed: never its secret (only its hash is stored).
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema, sqlx::FromRow)]
+pub struct ListedKey {
+    pub id: Uuid,
+    #[schemars(with = "crate::auth::Role")]
+    pub role: String,
+    pub created: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was revoked; null while it is not.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Up to `limit` of the keys bound to `tenant` (its client keys) after `after`, oldest
+/// first (ids are time-ordered), revoked ones included.
+#[tracing::instrument(skip_all)]
+pub async fn list_for_tenant(
+    db: impl PgExecutor<'_>,
+    tenant: &str,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<ListedKey>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, role, created, expires_at, revoked_at FROM api_keys
+         WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
+    )
+    .bind(tenant)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}

@@ -6,6 +6,7 @@ pub mod delivery_health;
 pub mod deposits;
 pub mod destinations;
 pub mod digest;
+pub mod event_deliveries;
 pub mod feed;
 pub mod horizon;
 pub mod idempotency;

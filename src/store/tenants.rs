@@ -48,3 +48,20 @@ pub async fn lock(db: impl PgExecutor<'_>, id: &str) -> Result<bool, sqlx::Error
         .await?;
     Ok(locked.is_some())
 }
+
+/// Up to `limit` tenants after `after`, by id.
+#[tracing::instrument(skip_all)]
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Tenant>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name, created FROM tenants
+         WHERE $1::text IS NULL OR id > $1 ORDER BY id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}

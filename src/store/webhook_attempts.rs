@@ -1,5 +1,7 @@
 //! Webhook attempts: recording outcomes (many per transaction) and listing them.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
@@ -14,6 +16,8 @@ pub struct AttemptRecord {
     pub duration_ms: i32,
     pub error: Option<String>,
     pub excerpt: Option<String>,
+    /// The request's headers as shown to the tenant (`None`: nothing was sent).
+    pub request_headers: Option<BTreeMap<String, String>>,
     /// `None`: no further attempt (delivered, or failed for good).
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
@@ -47,9 +51,13 @@ pub async fn record_attempts(
     let excerpts = column(|r| r.excerpt.clone());
     let response_statuses: Vec<Option<i32>> = records.iter().map(|r| r.response_status).collect();
     let durations: Vec<i32> = records.iter().map(|r| r.duration_ms).collect();
+    let request_headers: Vec<Option<serde_json::Value>> = records
+        .iter()
+        .map(|r| r.request_headers.as_ref().map(|h| serde_json::json!(h)))
+        .collect();
     sqlx::query(
-        "INSERT INTO webhook_attempts (destination_id, message_id, status, response_status, duration_ms, error, response_excerpt)
-         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::int[], $5::int[], $6::text[], $7::text[])",
+        "INSERT INTO webhook_attempts (destination_id, message_id, status, response_status, duration_ms, error, response_excerpt, request_headers)
+         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::int[], $5::int[], $6::text[], $7::text[], $8::jsonb[])",
     )
     .bind(destination)
     .bind(&message_ids)
@@ -58,6 +66,7 @@ pub async fn record_attempts(
     .bind(&durations)
     .bind(&errors)
     .bind(&excerpts)
+    .bind(&request_headers)
     .execute(&mut *conn)
     .await?;
 
@@ -115,6 +124,11 @@ pub struct AttemptRow {
     pub error: Option<String>,
     /// The first 512 bytes of the response body.
     pub response_excerpt: Option<String>,
+    /// The headers the request was sent with, the signature included; static header
+    /// values and bearer tokens as `***`. Null when nothing was sent (the address policy
+    /// or the OAuth2 token endpoint stopped it).
+    #[sqlx(json(nullable))]
+    pub request_headers: Option<BTreeMap<String, String>>,
 }
 
 #[tracing::instrument(skip_all)]
@@ -126,7 +140,8 @@ pub async fn attempts(
     limit: i64,
 ) -> Result<Vec<AttemptRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, message_id, attempted_at, status, response_status, duration_ms, error, response_excerpt
+        "SELECT id, message_id, attempted_at, status, response_status, duration_ms, error, response_excerpt,
+                request_headers
          FROM webhook_attempts
          WHERE destination_id = $1 AND ($2::bigint IS NULL OR id > $2) AND ($3::text IS NULL OR status = $3)
          ORDER BY id LIMIT $4",

@@ -10,6 +10,7 @@ mod broker_tls;
 mod brokers;
 mod catalogue;
 mod connect_proxy;
+mod console;
 mod contract;
 mod database_restart;
 mod delivery;

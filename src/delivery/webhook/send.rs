@@ -2,6 +2,7 @@
 //! policy, the static headers and the OAuth2 token added, and a 401 answered by fetching a
 //! new token and trying once more.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -20,7 +21,20 @@ pub struct Outcome {
     pub duration: Duration,
     pub retry_after: Option<Duration>,
     pub excerpt: Option<String>,
+    /// The headers of the last request sent, credentials as `***` (none when nothing was
+    /// sent: the address policy or the token endpoint stopped it).
+    pub request_headers: Option<SentHeaders>,
 }
+
+/// Request headers as sent, by name, safe to show to the tenant: the static headers' values
+/// and the bearer token are `***` (the signature is shown: it proves nothing without the
+/// secret, and a verifier is debugged with it).
+pub type SentHeaders = BTreeMap<String, String>;
+
+/// What `***` stands in for.
+const REDACTED: &str = "***";
+const SENT_USER_AGENT: &str = "eventgate-webhooks";
+const SENT_CONTENT_TYPE: &str = "application/json";
 
 impl Outcome {
     pub fn succeeded(&self) -> bool {
@@ -47,6 +61,7 @@ pub async fn attempt(endpoint: &Endpoint, message: &Message<'_>) -> Outcome {
         duration: started.elapsed(),
         retry_after: None,
         excerpt: None,
+        request_headers: None,
     };
     if let Err(err) = endpoint.egress.check_target(&endpoint.url).await {
         return failed(err.to_string());
@@ -70,8 +85,8 @@ pub async fn attempt(endpoint: &Endpoint, message: &Message<'_>) -> Outcome {
             .client
             .post(&endpoint.url)
             .headers(endpoint.headers.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header(USER_AGENT, "eventgate-webhooks")
+            .header(CONTENT_TYPE, SENT_CONTENT_TYPE)
+            .header(USER_AGENT, SENT_USER_AGENT)
             .header("webhook-id", message.id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature.as_str())
@@ -93,7 +108,18 @@ pub async fn attempt(endpoint: &Endpoint, message: &Message<'_>) -> Outcome {
             Err(err) => return failed(err.to_string()),
         }
     }
+    let request_headers = Some(sent_headers(
+        endpoint,
+        message.id,
+        timestamp,
+        &signature,
+        token.is_some(),
+    ));
     drop(token);
+    let failed = |error: String| Outcome {
+        request_headers: request_headers.clone(),
+        ..failed(error)
+    };
     let mut response = match sent {
         Ok(response) => response,
         Err(err) if err.is_timeout() => return failed("timed out".into()),
@@ -122,7 +148,40 @@ pub async fn attempt(endpoint: &Endpoint, message: &Message<'_>) -> Outcome {
         duration: started.elapsed(),
         retry_after,
         excerpt: (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned()),
+        request_headers,
     }
+}
+
+/// The headers `send` puts on a request, as shown to the tenant.
+fn sent_headers(
+    endpoint: &Endpoint,
+    message_id: &str,
+    timestamp: i64,
+    signature: &str,
+    bearer: bool,
+) -> SentHeaders {
+    let mut headers: SentHeaders = endpoint
+        .headers
+        .keys()
+        .map(|name| (name.as_str().to_owned(), REDACTED.to_owned()))
+        .collect();
+    headers.extend([
+        (
+            CONTENT_TYPE.as_str().to_owned(),
+            SENT_CONTENT_TYPE.to_owned(),
+        ),
+        (USER_AGENT.as_str().to_owned(), SENT_USER_AGENT.to_owned()),
+        ("webhook-id".to_owned(), message_id.to_owned()),
+        ("webhook-timestamp".to_owned(), timestamp.to_string()),
+        ("webhook-signature".to_owned(), signature.to_owned()),
+    ]);
+    if bearer {
+        headers.insert(
+            AUTHORIZATION.as_str().to_owned(),
+            format!("Bearer {REDACTED}"),
+        );
+    }
+    headers
 }
 
 /// reqwest errors name the URL; attempts are shown to clients, so keep only the cause (a

@@ -281,6 +281,7 @@ fn finished(
             duration_ms: outcome.duration.as_millis().min(i32::MAX as u128) as i32,
             error: outcome.error.clone(),
             excerpt: outcome.excerpt.clone(),
+            request_headers: outcome.request_headers.clone(),
             next_attempt_at,
         },
         gone: outcome.gone(),
