@@ -164,3 +164,11 @@ ensure_python_venv() {
     python3 -m venv .venv
   fi
 }
+
+# Debian's Chromium for the console's browser tests (no browser is downloaded from
+# anywhere else).
+ensure_chromium() {
+  [ -x "${CHROMIUM:-/usr/bin/chromium}" ] && return 0
+  log "installing Debian's chromium for the browser tests"
+  apt_install chromium chromium-driver
+}

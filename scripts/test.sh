@@ -5,9 +5,10 @@
 # test there), builds the release binary (the fault
 # tests run it as real processes), runs every test against them (each test gets its own
 # fresh database; the database- and broker-restart tests start private instances), then
-# scripts/contract.sh (schemathesis against openapi.yaml, the AsyncAPI check), and removes
-# the cluster. Extra arguments go to the test runner and select tests; the contract run is
-# then left out.
+# scripts/contract.sh (schemathesis against openapi.yaml, the AsyncAPI check) and
+# scripts/console.sh (the console in Debian's Chromium), and removes
+# the cluster. Extra arguments go to the test runner and select tests; the contract and
+# console runs are then left out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -40,7 +41,8 @@ fi
 # run (arguments given) is for iterating on some tests and leaves that out.
 if [ $# -eq 0 ]; then
   scripts/contract.sh || status=$?
+  scripts/console.sh || status=$?
 else
-  log "arguments given: not running scripts/contract.sh (run it alone, or test.sh without arguments)"
+  log "arguments given: not running scripts/contract.sh and scripts/console.sh (run them alone, or test.sh without arguments)"
 fi
 exit "$status"
