@@ -6,6 +6,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY migrations ./migrations
 COPY src ./src
+COPY console ./console
 RUN cargo build --release --locked --bin eventgate
 
 FROM debian:bookworm-slim
