@@ -57,6 +57,16 @@ pub enum Command {
         #[command(subcommand)]
         command: SecretsCommand,
     },
+    /// Ask a running server whether it is ready: exits 0 when the URL answers 2xx within
+    /// the timeout, 1 otherwise (a container HEALTHCHECK without a shell or curl).
+    Probe {
+        /// Default: `/readyz` on the port of EVENTGATE_LISTEN (8080), on 127.0.0.1.
+        #[arg(long)]
+        url: Option<String>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -53,6 +53,8 @@ pub enum CommandError {
         "{0} is not the contract this code generates: regenerate it with `eventgate openapi > {0}`"
     )]
     StaleContract(String),
+    #[error("{url} is not ready: {reason}")]
+    ProbeFailed { url: String, reason: String },
 }
 
 pub async fn run(cli: Cli) -> Result<(), CommandError> {
@@ -77,6 +79,45 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Secrets {
             command: SecretsCommand::Rotate { database, secrets },
         } => rotate_secrets(database, secrets).await,
+        Command::Probe { url, timeout } => {
+            let url = url.unwrap_or_else(|| {
+                readiness_url(std::env::var("EVENTGATE_LISTEN").ok().as_deref())
+            });
+            probe(&url, Duration::from_secs(timeout)).await
+        }
+    }
+}
+
+/// `/readyz` of the server listening on `listen` (`host:port`), asked on loopback when it
+/// listens on every address.
+fn readiness_url(listen: Option<&str>) -> String {
+    let listen = listen.unwrap_or("127.0.0.1:8080");
+    let port = listen.rsplit_once(':').map_or("8080", |(_, port)| port);
+    let host = match listen.rsplit_once(':').map(|(host, _)| host) {
+        None | Some("0.0.0.0" | "[::]" | "") => "127.0.0.1",
+        Some(host) => host,
+    };
+    format!("http://{host}:{port}/readyz")
+}
+
+async fn probe(url: &str, timeout: Duration) -> Result<(), CommandError> {
+    let failed = |reason: String| CommandError::ProbeFailed {
+        url: url.to_owned(),
+        reason,
+    };
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|err| failed(err.to_string()))?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|err| failed(err.to_string()))?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(failed(format!("answered {}", response.status())))
     }
 }
 
@@ -211,4 +252,26 @@ async fn insert_key(
     audit::record(&mut tx, &Actor::operator(), entry).await?;
     tx.commit().await?;
     Ok(key.secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readiness_url;
+
+    #[test]
+    fn the_probe_asks_loopback_on_the_port_the_server_listens_on() {
+        assert_eq!(readiness_url(None), "http://127.0.0.1:8080/readyz");
+        assert_eq!(
+            readiness_url(Some("0.0.0.0:9000")),
+            "http://127.0.0.1:9000/readyz"
+        );
+        assert_eq!(
+            readiness_url(Some("[::]:9001")),
+            "http://127.0.0.1:9001/readyz"
+        );
+        assert_eq!(
+            readiness_url(Some("10.1.2.3:8081")),
+            "http://10.1.2.3:8081/readyz"
+        );
+    }
 }
