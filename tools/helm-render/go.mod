@@ -1,0 +1,3 @@
+module eventgate/tools/helm-render
+
+go 1.19
