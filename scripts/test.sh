@@ -2,13 +2,13 @@
 # Runs the whole test suite: installs what is missing (Debian; tansu from crates.io),
 # starts RabbitMQ, Mosquitto and a Kafka-protocol broker (tansu) if they are not running,
 # starts a throwaway PostgreSQL cluster for the tests (fsync off: durability is not under
-# test there), builds the release binary (the fault
-# tests run it as real processes), runs every test against them (each test gets its own
-# fresh database; the database- and broker-restart tests start private instances), then
-# scripts/contract.sh (schemathesis against openapi.yaml, the AsyncAPI check) and
-# scripts/console.sh (the console in Debian's Chromium), and removes
-# the cluster. Extra arguments go to the test runner and select tests; the contract and
-# console runs are then left out.
+# test there), builds the release binary (the fault tests run it as real processes), runs
+# every test against them (each test gets its own fresh database; the database- and
+# broker-restart tests start private instances), then scripts/contract.sh (schemathesis
+# against openapi.yaml, the AsyncAPI check), scripts/console.sh (the console in Debian's
+# Chromium), scripts/helm-check.sh (the Helm chart, rendered and schema-checked) and
+# scripts/container.sh (the image, built with podman and run), and removes the cluster.
+# Extra arguments go to the test runner and select tests; those four runs are then left out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -42,7 +42,9 @@ fi
 if [ $# -eq 0 ]; then
   scripts/contract.sh || status=$?
   scripts/console.sh || status=$?
+  scripts/helm-check.sh || status=$?
+  scripts/container.sh || status=$?
 else
-  log "arguments given: not running scripts/contract.sh and scripts/console.sh (run them alone, or test.sh without arguments)"
+  log "arguments given: not running scripts/contract.sh, console.sh, helm-check.sh and container.sh (run them alone, or test.sh without arguments)"
 fi
 exit "$status"
