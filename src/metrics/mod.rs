@@ -125,6 +125,7 @@ struct Inner {
     outbox_oldest_age: SecondsGauge,
     destination_lag: Family<DestinationLabels, Gauge>,
     webhook_pending: Family<DestinationLabels, Gauge>,
+    oldest_undelivered_age: Family<DestinationLabels, SecondsGauge>,
     pool_connections: Family<PoolLabels, Gauge>,
     pool_max: Gauge,
     feed_waiters: Gauge,
@@ -201,6 +202,12 @@ impl Default for Metrics {
             "Webhook deliveries queued and not yet answered 2xx",
             webhook_pending.clone(),
         );
+        let oldest_undelivered_age = Family::<DestinationLabels, SecondsGauge>::default();
+        registry.register(
+            "destination_oldest_undelivered_age_seconds",
+            "Age of the oldest event a destination has not delivered yet (its first event not handed over, or a webhook's oldest pending delivery); 0 when none",
+            oldest_undelivered_age.clone(),
+        );
         let pool_connections = Family::<PoolLabels, Gauge>::default();
         registry.register(
             "db_pool_connections",
@@ -244,6 +251,7 @@ impl Default for Metrics {
                 outbox_oldest_age,
                 destination_lag,
                 webhook_pending,
+                oldest_undelivered_age,
                 pool_connections,
                 pool_max,
                 feed_waiters,

@@ -48,9 +48,11 @@ pub async fn refresh(metrics: &Metrics, pool: &PgPool) -> Result<(), SnapshotErr
     let statuses = store::destinations::statuses(pool, &queries).await?;
     let lag = &metrics.inner.destination_lag;
     let pending = &metrics.inner.webhook_pending;
+    let undelivered_age = &metrics.inner.oldest_undelivered_age;
     // Deleted destinations must disappear from the exposition, not freeze at a value.
     lag.clear();
     pending.clear();
+    undelivered_age.clear();
     for row in &destinations {
         let Some(status) = statuses.get(&row.id) else {
             continue;
@@ -61,6 +63,9 @@ pub async fn refresh(metrics: &Metrics, pool: &PgPool) -> Result<(), SnapshotErr
             kind: row.kind.clone(),
         };
         lag.get_or_create(&labels).set(status.lag);
+        undelivered_age
+            .get_or_create(&labels)
+            .set(status.oldest_undelivered_age_secs);
         if row.kind == "webhook" {
             pending
                 .get_or_create(&labels)

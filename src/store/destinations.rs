@@ -371,6 +371,9 @@ pub struct DeliveryStatus {
     /// attempts.
     pub pending_deliveries: i64,
     pub failed_deliveries: i64,
+    /// Seconds since the oldest thing it has not delivered was created: its first event
+    /// not handed over, or (webhooks) its oldest pending delivery; 0 when there is none.
+    pub oldest_undelivered_age_secs: f64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -381,6 +384,7 @@ struct StatusRow {
     purged_seq: Option<i64>,
     pending: i64,
     failed: i64,
+    oldest_undelivered_age: f64,
 }
 
 /// The delivery status of many destinations in one statement (one round trip, whatever
@@ -405,7 +409,15 @@ pub async fn statuses(
                 (SELECT count(*) FROM webhook_deliveries d
                  WHERE d.destination_id = u.id AND d.status = 'pending') AS pending,
                 (SELECT count(*) FROM webhook_deliveries d
-                 WHERE d.destination_id = u.id AND d.status = 'failed') AS failed
+                 WHERE d.destination_id = u.id AND d.status = 'failed') AS failed,
+                coalesce(extract(epoch FROM now() - least(
+                    (SELECT o.created FROM outbox o
+                     WHERE o.tenant_id = u.tenant AND (o.tx_id, o.seq) > (u.tx, u.seq)
+                       AND (u.types = '' OR o.event_type = ANY (string_to_array(u.types, ',')))
+                     ORDER BY o.tx_id, o.seq LIMIT 1),
+                    (SELECT min(d.created) FROM webhook_deliveries d
+                     WHERE d.destination_id = u.id AND d.status = 'pending')
+                ))::float8, 0) AS oldest_undelivered_age
          FROM UNNEST($1::uuid[], $2::text[], $3::xid8[], $4::int8[], $5::text[])
               AS u (id, tenant, tx, seq, types)
          LEFT JOIN outbox_watermarks w ON w.tenant_id = u.tenant",
@@ -428,6 +440,7 @@ pub async fn statuses(
                     .map(|(tx, seq)| Position::new(tx, seq)),
                 pending_deliveries: row.pending,
                 failed_deliveries: row.failed,
+                oldest_undelivered_age_secs: row.oldest_undelivered_age.max(0.0),
             };
             (row.id, status)
         })

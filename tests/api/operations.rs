@@ -288,3 +288,65 @@ async fn oversized_headers_are_refused_with_431_and_change_nothing(pool: PgPool)
         "the key was never claimed"
     );
 }
+
+#[sqlx::test]
+async fn the_oldest_undelivered_age_shows_what_each_destination_still_owes(pool: PgPool) {
+    // A failed attempt waits an hour for the next: the delivery stays pending.
+    let args = [
+        "--allow-private-destinations",
+        "true",
+        "--webhook-retry-delays-secs",
+        "3600",
+    ];
+    let server = TestServer::start_with(pool, config(&args)).await;
+    let key = server.tenant_with_key("acme").await;
+    let refusing = Receiver::start(|_, _| Reply::status(500)).await;
+    let taking = Receiver::start(|_, _| Reply::status(204)).await;
+    let mut ids = Vec::new();
+    for body in [
+        json!({"kind": "webhook", "url": refusing.url("/hook")}),
+        json!({"kind": "webhook", "url": taking.url("/hook")}),
+        // Nothing listens there: the bus destination never hands its event over.
+        json!({"kind": "mqtt", "url": "mqtt://127.0.0.1:9", "topic": "t"}),
+    ] {
+        let created = server.post("/destinations", &key, &body).await;
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let created: Value = created.json().await.unwrap();
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    server.create_portfolio("acme", "P1").await;
+    refusing
+        .wait_until("the refused attempt", |r| !r.is_empty())
+        .await;
+    taking.wait_until("the delivery", |r| !r.is_empty()).await;
+
+    let series = |id: &str, kind: &str| {
+        format!(
+            "eventgate_destination_oldest_undelivered_age_seconds{{destination=\"{id}\",tenant=\"acme\",kind=\"{kind}\"}}"
+        )
+    };
+    let pending = format!(
+        "eventgate_webhook_pending_deliveries{{destination=\"{}\",tenant=\"acme\",kind=\"webhook\"}}",
+        ids[1]
+    );
+    // The delivered one's outcome commits after the receiver answered: scrape until it has.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let text = scrape(&server).await;
+        if sample(&text, &pending) == Some(0.0) {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "never delivered:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let owed = |id: &str, kind: &str| {
+        sample(&text, &series(id, kind)).unwrap_or_else(|| panic!("no {kind} series:\n{text}"))
+    };
+    assert!(owed(&ids[0], "webhook") > 0.0, "a pending delivery is owed");
+    assert_eq!(owed(&ids[1], "webhook"), 0.0, "everything delivered");
+    assert!(
+        owed(&ids[2], "mqtt") > 0.0,
+        "an event not handed over is owed"
+    );
+    assert!(owed(&ids[0], "webhook") < 600.0 && owed(&ids[2], "mqtt") < 600.0);
+}
