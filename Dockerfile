@@ -6,7 +6,7 @@
 # Build arguments (defaults are today's public images):
 #   BUILDER       the image with the Rust toolchain that compiles eventgate
 #   BASE          the Debian the runtime's libraries and certificates come from
-#   BINARY_STAGE  `build` (compile in BUILDER) or `prebuilt` (take target/container/eventgate
+#   BINARY_STAGE  `build` (compile in BUILDER) or `prebuilt` (take .container/eventgate
 #                 from the build context: scripts/container.sh, where public images cannot
 #                 be pulled, compiles with the host's toolchain on the same Debian release
 #                 and puts it there without its debug info)
@@ -24,7 +24,7 @@ RUN cargo build --release --locked --bin eventgate \
  && mkdir -p /out && objcopy --strip-debug target/release/eventgate /out/eventgate
 
 FROM ${BASE} AS prebuilt
-COPY target/container/eventgate /out/eventgate
+COPY .container/eventgate /out/eventgate
 
 FROM ${BINARY_STAGE} AS binary
 

@@ -48,9 +48,12 @@ fi
 
 log "building the release binary with the host's toolchain"
 cargo build --release --locked --bin eventgate
-# The image's copy without debug info (the release build keeps line tables for profiling).
-mkdir -p target/container
-objcopy --strip-debug target/release/eventgate target/container/eventgate
+# The image's copy without debug info (the release build keeps line tables for profiling),
+# in a real directory of the build context (target/ may be a link, which podman does not
+# follow out of the context).
+mkdir -p .container
+on_exit "rm -rf '$PWD/.container'"
+objcopy --strip-debug target/release/eventgate .container/eventgate
 log "building $IMAGE"
 podman build --quiet --format docker \
   --build-arg BASE="$BASE_IMAGE" \
