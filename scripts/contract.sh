@@ -28,28 +28,15 @@ pg_bindir >/dev/null
 log "checking openapi.yaml is the document the code generates"
 target/release/eventgate openapi --check openapi.yaml
 
-work=$(mktemp -d /tmp/eventgate-contract.XXXXXX)
-chmod 755 "$work"
-port=$(free_port)
-platform_key="contract-platform-key-$(date +%s%N)"
 # The rate limit is off: the fuzzer's burst would otherwise be mostly 429s (documented,
 # so not failures, but nothing else would be exercised); tests/api/operations.rs covers it.
 # The relay is off and private addresses are allowed: the fuzzer makes destinations with
 # any host its patterns allow, and this run must neither connect to them nor depend on DNS
 # (the address guard has tests of its own).
-env -u DATABASE_URL \
-  EVENTGATE_LISTEN="127.0.0.1:$port" \
-  EVENTGATE_DATA_DIR="$work/data" \
-  EVENTGATE_PLATFORM_KEY="$platform_key" \
+start_zero_config_server contract \
   EVENTGATE_RATE_LIMIT_PER_SEC=0 \
   EVENTGATE_RELAY=false \
-  EVENTGATE_ALLOW_PRIVATE_DESTINATIONS=true \
-  RUST_LOG=warn \
-  target/release/eventgate serve >"$work/server.log" 2>&1 &
-server=$!
-on_exit "kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf '$work'"
-
-base="http://127.0.0.1:$port"
+  EVENTGATE_ALLOW_PRIVATE_DESTINATIONS=true
 client_key=$(python3 scripts/contract_seed.py "$base" "$platform_key" "$work/catalogue.json")
 
 log "validating asyncapi.yaml against the served catalogue"

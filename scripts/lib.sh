@@ -172,3 +172,38 @@ ensure_chromium() {
   log "installing Debian's chromium for the browser tests"
   apt_install chromium chromium-driver
 }
+
+# Starts target/release/eventgate in zero-config mode (its own fresh PostgreSQL in a
+# temporary directory) on a free port with a fresh platform key, plus any VAR=VALUE
+# settings given, and waits until it is ready. Sets `work` (its directory; the log is
+# $work/server.log), `base` (its URL), `platform_key` and `server` (its pid); stops it and
+# removes the directory when the script ends.
+start_zero_config_server() {
+  local name=$1
+  shift
+  work=$(mktemp -d "/tmp/eventgate-$name.XXXXXX")
+  chmod 755 "$work"
+  local port
+  port=$(free_port)
+  platform_key="$name-platform-key-$(date +%s%N)"
+  env -u DATABASE_URL \
+    EVENTGATE_LISTEN="127.0.0.1:$port" \
+    EVENTGATE_DATA_DIR="$work/data" \
+    EVENTGATE_PLATFORM_KEY="$platform_key" \
+    RUST_LOG=warn \
+    "$@" \
+    target/release/eventgate serve >"$work/server.log" 2>&1 &
+  server=$!
+  on_exit "kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf '$work'"
+  base="http://127.0.0.1:$port"
+  local _
+  for _ in $(seq 1 300); do
+    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+      "$base/readyz" 2>/dev/null && return 0
+    kill -0 "$server" 2>/dev/null || break
+    sleep 0.2
+  done
+  log "the $name server did not become ready; its log:"
+  tail -n 50 "$work/server.log" >&2
+  return 1
+}
