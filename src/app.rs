@@ -154,6 +154,8 @@ pub fn router(state: AppState) -> Router {
     // The console is a web page, not part of the API document: merged beside it.
     http::router()
         .merge(console::router())
+        // Inside the write task below: the request's trace context is task-local.
+        .layer(middleware::from_fn(telemetry::trace_context::accept))
         .layer(middleware::from_fn(run_writes_to_completion))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(timeout, deadline))

@@ -53,14 +53,23 @@ pub enum CommandError {
         "{0} is not the contract this code generates: regenerate it with `eventgate openapi > {0}`"
     )]
     StaleContract(String),
+    #[error(transparent)]
+    Telemetry(#[from] telemetry::TelemetryError),
     #[error("{url} is not ready: {reason}")]
     ProbeFailed { url: String, reason: String },
 }
 
 pub async fn run(cli: Cli) -> Result<(), CommandError> {
-    telemetry::init(cli.log_format);
+    // First: the trace exporter's HTTP client needs the TLS provider.
     crate::tls::install_crypto_provider();
-    match cli.command {
+    let telemetry = telemetry::init(cli.log_format)?;
+    let outcome = run_command(cli.command).await;
+    telemetry.shutdown().await;
+    outcome
+}
+
+async fn run_command(command: Command) -> Result<(), CommandError> {
+    match command {
         Command::Serve { database, server } => serve(database, *server).await,
         Command::Migrate { database } => {
             Database::open(&database).await?.close().await;

@@ -14,6 +14,7 @@ use sqlx::PgConnection;
 use crate::catalogue::{Change, ChangeRule, Envelope, EventData, EventType};
 use crate::error::ApiError;
 use crate::store::{outbox, read_model};
+use crate::telemetry::trace_context::TraceContext;
 
 /// An event that was appended: its envelope as stored and served.
 #[derive(Debug, Clone)]
@@ -39,7 +40,9 @@ fn portfolio_not_found(id: &str) -> ApiError {
 }
 
 /// Applies `data` to the read model and appends its event. The caller has taken the
-/// entity locks (`outbox::lock_entities`) for `data.lock_key()`.
+/// entity locks (`outbox::lock_entities`) for `data.lock_key()`. The event carries the
+/// current trace context (this span's, when traces are exported) to its deliveries.
+#[tracing::instrument(skip_all, fields(event_type = %ty))]
 pub async fn publish(
     conn: &mut PgConnection,
     tenant: &str,
@@ -53,7 +56,17 @@ pub async fn publish(
     };
     let envelope = Envelope::new(ty, data);
     let id = envelope.id;
-    let appended = outbox::append(conn, tenant, ty, ty.entity(), change, &envelope).await?;
+    let trace = TraceContext::current();
+    let appended = outbox::append(
+        conn,
+        tenant,
+        ty,
+        ty.entity(),
+        change,
+        &envelope,
+        trace.as_ref(),
+    )
+    .await?;
     Ok(Published {
         id,
         envelope: appended.envelope,

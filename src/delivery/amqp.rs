@@ -1,5 +1,6 @@
 //! AMQP 0-9-1 sink (lapin): persistent JSON messages on the destination's exchange, with
-//! publisher confirms. A batch is published in order on one channel and counts as
+//! publisher confirms; `traceparent`/`tracestate` headers when the event carries a trace
+//! context. A batch is published in order on one channel and counts as
 //! delivered only when the broker has confirmed every message of it.
 //!
 //! Messages are published `mandatory`: a message no queue is bound to receive is returned
@@ -18,8 +19,9 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 
 use super::SinkError;
 use super::destination::AmqpConfig;
-use super::event::OutboundEvent;
+use super::event::Sending;
 use crate::egress::AddressPolicy;
+use crate::telemetry::trace_context::TraceContext;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const PERSISTENT: u8 = 2;
@@ -93,30 +95,41 @@ impl AmqpSink {
         })
     }
 
-    fn properties(&self, event: &OutboundEvent) -> BasicProperties {
-        let mut properties = BasicProperties::default()
+    fn properties(&self, sending: Sending<'_>) -> BasicProperties {
+        let event = sending.event;
+        let properties = BasicProperties::default()
             .with_content_type(ShortString::from("application/json"))
             .with_delivery_mode(PERSISTENT)
             .with_message_id(ShortString::from(event.id.as_str()))
             .with_type(ShortString::from(event.event_type.as_str()))
             .with_timestamp(event.created.timestamp().max(0) as u64);
+        let mut headers = FieldTable::default();
         if self.config.cloudevents {
             // CloudEvents AMQP binding, binary mode: attributes as `cloudEvents:` headers.
-            let mut headers = FieldTable::default();
             for (name, value) in event.cloudevents_attributes() {
                 headers.insert(
                     ShortString::from(format!("cloudEvents:{name}")),
                     AMQPValue::LongString(LongString::from(value)),
                 );
             }
-            properties = properties.with_headers(headers);
         }
-        properties
+        for (name, value) in sending.trace.into_iter().flat_map(TraceContext::fields) {
+            headers.insert(
+                ShortString::from(name),
+                AMQPValue::LongString(LongString::from(value)),
+            );
+        }
+        if headers.inner().is_empty() {
+            properties
+        } else {
+            properties.with_headers(headers)
+        }
     }
 
-    pub async fn publish(&mut self, events: &[OutboundEvent]) -> Result<(), SinkError> {
+    pub async fn publish(&mut self, events: &[Sending<'_>]) -> Result<(), SinkError> {
         let mut confirms = Vec::with_capacity(events.len());
-        for event in events {
+        for &sending in events {
+            let event = sending.event;
             let confirm = self
                 .channel
                 .basic_publish(
@@ -127,7 +140,7 @@ impl AmqpSink {
                         ..BasicPublishOptions::default()
                     },
                     event.envelope.as_bytes(),
-                    self.properties(event),
+                    self.properties(sending),
                 )
                 .await?;
             confirms.push(confirm);

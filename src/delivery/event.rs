@@ -3,6 +3,7 @@
 
 use crate::store::feed::OutboxRow;
 use crate::store::position::Position;
+use crate::telemetry::trace_context::TraceContext;
 use chrono::{DateTime, Utc};
 
 #[derive(Debug, Clone)]
@@ -17,6 +18,15 @@ pub struct OutboundEvent {
     pub entity_id: String,
     /// The envelope exactly as stored.
     pub envelope: String,
+    /// The trace context it carries (sent as `traceparent` where the sink has headers).
+    pub trace: Option<TraceContext>,
+}
+
+/// An event as one attempt sends it, with the trace context that attempt carries.
+#[derive(Debug, Clone, Copy)]
+pub struct Sending<'a> {
+    pub event: &'a OutboundEvent,
+    pub trace: Option<&'a TraceContext>,
 }
 
 impl OutboundEvent {
@@ -30,6 +40,7 @@ impl OutboundEvent {
             tenant: tenant.to_owned(),
             entity_id: row.entity_id,
             envelope: row.envelope,
+            trace: row.trace,
         }
     }
 

@@ -49,6 +49,8 @@ async fn append(
         Entity::Destination,
         Change::Updated,
         &envelope,
+        // eventgate's own notice: no request's trace to carry on.
+        None,
     )
     .await?;
     Ok(())

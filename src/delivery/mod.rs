@@ -21,10 +21,11 @@ pub mod webhook;
 use uuid::Uuid;
 
 use destination::SinkConfig;
-use event::OutboundEvent;
+use event::{OutboundEvent, Sending};
 
 use crate::error::ApiError;
 use crate::store::position::Position;
+use crate::telemetry::trace_context::{DeliveryTrace, Hop};
 use webhook::WebhookError;
 
 /// Why a driver's step failed; shown to the client as the destination's `last_error`, so
@@ -104,12 +105,43 @@ impl Sink {
         }
     }
 
-    /// Publishes `events` in order; `Ok` only once the broker confirmed all of them.
-    pub async fn publish(&mut self, events: &[OutboundEvent]) -> Result<(), SinkError> {
-        match self {
-            Sink::Amqp(sink) => sink.publish(events).await,
-            Sink::Mqtt(sink) => sink.publish(events).await,
-            Sink::Kafka(sink) => sink.publish(events).await,
+    /// Publishes `events` of `destination` in order; `Ok` only once the broker confirmed
+    /// all of them. Each event is one traced attempt, carrying its trace context on.
+    pub async fn publish(
+        &mut self,
+        destination: Uuid,
+        events: &[OutboundEvent],
+    ) -> Result<(), SinkError> {
+        let hop = match self {
+            Sink::Amqp(_) => Hop::Amqp,
+            Sink::Mqtt(_) => Hop::Mqtt,
+            Sink::Kafka(_) => Hop::Kafka,
+        };
+        let traces: Vec<DeliveryTrace<'_>> = events
+            .iter()
+            .map(|event| DeliveryTrace::start(hop, destination, &event.id, event.trace.as_ref()))
+            .collect();
+        let sending: Vec<Sending<'_>> = events
+            .iter()
+            .zip(&traces)
+            .map(|(event, trace)| Sending {
+                event,
+                trace: trace.outgoing(),
+            })
+            .collect();
+        let published = match self {
+            Sink::Amqp(sink) => sink.publish(&sending).await,
+            Sink::Mqtt(sink) => sink.publish(&sending).await,
+            Sink::Kafka(sink) => sink.publish(&sending).await,
+        };
+        drop(sending);
+        let outcome = match &published {
+            Ok(()) => "delivered".to_owned(),
+            Err(err) => err.to_string(),
+        };
+        for trace in traces {
+            trace.finish(published.is_ok(), &outcome);
         }
+        published
     }
 }

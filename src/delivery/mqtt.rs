@@ -1,5 +1,6 @@
 //! MQTT 5 sink (rumqttc): the envelope on the destination's topic, not retained, at the
-//! destination's QoS, with the event id and type as user properties. A batch counts as
+//! destination's QoS, with the event id and type (and `traceparent`/`tracestate` when the
+//! event carries a trace context) as user properties. A batch counts as
 //! delivered when every message is acknowledged (PUBACK for QoS 1, PUBCOMP for QoS 2;
 //! written to the socket for QoS 0).
 
@@ -18,8 +19,9 @@ use url::Url;
 
 use super::SinkError;
 use super::destination::MqttConfig;
-use super::event::OutboundEvent;
+use super::event::Sending;
 use crate::egress::AddressPolicy;
+use crate::telemetry::trace_context::TraceContext;
 
 const TIMEOUT: Duration = Duration::from_secs(15);
 /// Requests queued towards the event loop; larger than any batch.
@@ -99,7 +101,8 @@ impl MqttSink {
         }
     }
 
-    fn properties(&self, event: &OutboundEvent) -> PublishProperties {
+    fn properties(&self, sending: Sending<'_>) -> PublishProperties {
+        let event = sending.event;
         let mut user_properties = vec![
             ("event_id".to_owned(), event.id.clone()),
             ("event_type".to_owned(), event.event_type.clone()),
@@ -114,6 +117,13 @@ impl MqttSink {
                     .map(|(name, value)| (name.to_owned(), value)),
             );
         }
+        user_properties.extend(
+            sending
+                .trace
+                .into_iter()
+                .flat_map(TraceContext::fields)
+                .map(|(name, value)| (name.to_owned(), value.to_owned())),
+        );
         PublishProperties {
             content_type: Some("application/json".into()),
             payload_format_indicator: Some(1),
@@ -122,16 +132,16 @@ impl MqttSink {
         }
     }
 
-    pub async fn publish(&mut self, events: &[OutboundEvent]) -> Result<(), SinkError> {
+    pub async fn publish(&mut self, events: &[Sending<'_>]) -> Result<(), SinkError> {
         let qos = self.qos();
-        for event in events {
+        for &sending in events {
             self.client
                 .publish_with_properties(
                     self.config.topic.as_str(),
                     qos,
                     false,
-                    event.envelope.clone().into_bytes(),
-                    self.properties(event),
+                    sending.event.envelope.clone().into_bytes(),
+                    self.properties(sending),
                 )
                 .await?;
         }

@@ -322,7 +322,7 @@ async fn deliver_once(
             &mut state.sink.insert((config, connected)).1
         }
     };
-    let published = connected.publish(&events).await;
+    let published = connected.publish(id, &events).await;
     let outcome = match published {
         Ok(()) => DeliveryOutcome::Delivered,
         Err(_) => DeliveryOutcome::Failed,

@@ -3,6 +3,7 @@
 //! outbox event and its idempotency record are written in one transaction.
 
 use std::borrow::Cow;
+use tracing::Instrument as _;
 
 use aide::axum::ApiRouter;
 use aide::axum::routing::{get_with, post_with};
@@ -385,7 +386,9 @@ async fn record(
     let response = StoredResponse::json(StatusCode::CREATED, &view)?
         .with_location(format!("/deposits/{}", view.id));
     let response = idempotency::finish(&mut tx, claim, response).await?;
-    tx.commit().await?;
+    tx.commit()
+        .instrument(tracing::info_span!("commit"))
+        .await?;
     state.metrics.deposit_created();
     Ok(response)
 }

@@ -11,6 +11,7 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
+use tracing::Instrument as _;
 
 use crate::app::AppState;
 use crate::auth::Platform;
@@ -198,7 +199,9 @@ async fn publish_in_transaction(
     let body = RawValue::from_string(published.envelope).map_err(ApiError::internal)?;
     let response = StoredResponse::json(StatusCode::CREATED, &body)?;
     let response = idempotency::finish(&mut tx, claim, response).await?;
-    tx.commit().await?;
+    tx.commit()
+        .instrument(tracing::info_span!("commit"))
+        .await?;
     Ok(response)
 }
 
@@ -266,7 +269,9 @@ async fn publish_batch_in_transaction(
     // Raw envelopes, not `Value`s: a `Value` would re-format `1e100`.
     let response = StoredResponse::json(StatusCode::CREATED, &BatchResponse { events: published })?;
     let response = idempotency::finish(&mut tx, claim, response).await?;
-    tx.commit().await?;
+    tx.commit()
+        .instrument(tracing::info_span!("commit"))
+        .await?;
     Ok(response)
 }
 

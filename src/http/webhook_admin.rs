@@ -26,6 +26,7 @@ use crate::http::pagination::Limit;
 use crate::store::destinations as store;
 use crate::store::webhook_attempts::AttemptRow;
 use crate::store::{webhook_attempts, webhooks};
+use crate::telemetry::trace_context::TraceContext;
 
 pub fn router() -> ApiRouter<AppState> {
     ApiRouter::new()
@@ -161,10 +162,14 @@ async fn send_test(
     let message_id = Uuid::now_v7().to_string();
     let payload = webhook::payload::test_message(&message_id, id, &config, Utc::now());
     let keys = row.signing_keys();
+    let trace = TraceContext::current();
     let message = webhook::send::Message {
+        destination: id,
         id: &message_id,
         payload: &payload,
         keys: &keys,
+        // The test send joins the trace of the request that asked for it.
+        trace: trace.as_ref(),
     };
     let outcome = webhook::send::attempt(&endpoint, &message).await;
     Ok(Json(TestAttempt {

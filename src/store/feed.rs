@@ -6,6 +6,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::position::{Position, Xid8};
+use crate::telemetry::trace_context::TraceContext;
 
 /// One outbox event with everything its readers need.
 #[derive(Debug, Clone)]
@@ -20,6 +21,8 @@ pub struct OutboxRow {
     pub created: DateTime<Utc>,
     /// The envelope exactly as stored and served.
     pub envelope: String,
+    /// The trace context it carries to its deliveries.
+    pub trace: Option<TraceContext>,
 }
 
 /// What one read saw, all under one snapshot.
@@ -77,6 +80,8 @@ struct RawRow {
     change: Option<String>,
     created: Option<DateTime<Utc>>,
     envelope: Option<String>,
+    trace_parent: Option<String>,
+    trace_state: Option<String>,
 }
 
 /// Up to `limit` events of `tenant` after `after` (of `types` only, when given), only
@@ -99,7 +104,7 @@ pub async fn read(
                 last.tx_id AS last_tx, last.seq AS last_seq,
                 EXISTS (SELECT 1 FROM outbox WHERE tenant_id = $1 AND tx_id >= h.xmin) AS held_back,
                 o.tx_id, o.seq, o.id, o.event_type, o.entity, o.entity_id, o.change, o.created,
-                o.envelope
+                o.envelope, o.trace_parent, o.trace_state
          FROM horizon h
          LEFT JOIN LATERAL (
              SELECT tx_id, seq FROM outbox
@@ -107,7 +112,8 @@ pub async fn read(
              ORDER BY tx_id DESC, seq DESC LIMIT 1
          ) last ON true
          LEFT JOIN LATERAL (
-             SELECT tx_id, seq, id, event_type, entity, entity_id, change, created, envelope
+             SELECT tx_id, seq, id, event_type, entity, entity_id, change, created, envelope,
+                    trace_parent, trace_state
              FROM outbox
              WHERE tenant_id = $1
                AND (tx_id, seq) > ($2, $3)
@@ -149,6 +155,7 @@ pub async fn read(
                 change: row.change.unwrap_or_default(),
                 created: row.created.unwrap_or_default(),
                 envelope: row.envelope.unwrap_or_default(),
+                trace: TraceContext::from_stored(row.trace_parent, row.trace_state),
             });
         }
     }

@@ -5,6 +5,7 @@ use sqlx::{PgConnection, PgExecutor};
 
 use super::position::{Position, Xid8};
 use crate::catalogue::{Change, Entity, Envelope, EventType};
+use crate::telemetry::trace_context::TraceContext;
 
 /// An event as appended: the stored envelope text and its place in the feed.
 #[derive(Debug, Clone)]
@@ -13,7 +14,8 @@ pub struct Appended {
     pub position: Position,
 }
 
-/// Appends one event in the caller's transaction.
+/// Appends one event in the caller's transaction, with the trace context it carries to
+/// its deliveries.
 #[tracing::instrument(skip_all, fields(event_type = %ty))]
 pub async fn append(
     conn: &mut PgConnection,
@@ -22,6 +24,7 @@ pub async fn append(
     entity: Entity,
     change: Change,
     envelope: &Envelope<'_>,
+    trace: Option<&TraceContext>,
 ) -> Result<Appended, sqlx::Error> {
     #[cfg(debug_assertions)]
     assert_writing(conn, tenant).await?;
@@ -29,8 +32,9 @@ pub async fn append(
         .to_json()
         .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let (tx_id, seq): (Xid8, i64) = sqlx::query_as(
-        "INSERT INTO outbox (id, tenant_id, event_type, entity, entity_id, change, created, envelope)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        "INSERT INTO outbox (id, tenant_id, event_type, entity, entity_id, change, created, envelope,
+                             trace_parent, trace_state)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          RETURNING tx_id, seq",
     )
     .bind(envelope.id)
@@ -41,6 +45,8 @@ pub async fn append(
     .bind(change.as_str())
     .bind(envelope.created)
     .bind(&json)
+    .bind(trace.map(|t| t.traceparent.as_str()))
+    .bind(trace.and_then(|t| t.tracestate.as_deref()))
     .fetch_one(conn)
     .await?;
     Ok(Appended {

@@ -4,6 +4,7 @@ use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::audit::{self, Action, NewEntry};
+use crate::telemetry::trace_context::TraceContext;
 
 /// A message to queue for one destination.
 pub struct NewDelivery<'a> {
@@ -13,6 +14,8 @@ pub struct NewDelivery<'a> {
     pub entity_id: Option<&'a str>,
     pub change: Option<&'a str>,
     pub payload: &'a str,
+    /// The trace context the event carries to each attempt.
+    pub trace: Option<&'a TraceContext>,
     /// Replace a not-yet-delivered `Updated` of the same entity (entity format only).
     pub coalesce: bool,
 }
@@ -70,12 +73,23 @@ pub async fn queue_many(
     let entity_ids: Vec<Option<&str>> = kept.iter().map(|d| d.entity_id).collect();
     let changes: Vec<Option<&str>> = kept.iter().map(|d| d.change).collect();
     let payloads: Vec<&str> = kept.iter().map(|d| d.payload).collect();
+    let trace_parents: Vec<Option<&str>> = kept
+        .iter()
+        .map(|d| d.trace.map(|t| t.traceparent.as_str()))
+        .collect();
+    let trace_states: Vec<Option<&str>> = kept
+        .iter()
+        .map(|d| d.trace.and_then(|t| t.tracestate.as_deref()))
+        .collect();
     sqlx::query(
-        "INSERT INTO webhook_deliveries (destination_id, message_id, event_id, entity, entity_id, change, payload)
-         SELECT $1, * FROM UNNEST($2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[])
+        "INSERT INTO webhook_deliveries (destination_id, message_id, event_id, entity, entity_id, change, payload,
+                                         trace_parent, trace_state)
+         SELECT $1, * FROM UNNEST($2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[],
+                                  $8::text[], $9::text[])
          ON CONFLICT (destination_id, message_id) DO UPDATE
              SET status = 'pending', attempts = 0, next_attempt_at = now(),
-                 payload = EXCLUDED.payload, updated = now()",
+                 payload = EXCLUDED.payload, trace_parent = EXCLUDED.trace_parent,
+                 trace_state = EXCLUDED.trace_state, updated = now()",
     )
     .bind(destination)
     .bind(&message_ids)
@@ -84,6 +98,8 @@ pub async fn queue_many(
     .bind(&entity_ids)
     .bind(&changes)
     .bind(&payloads)
+    .bind(&trace_parents)
+    .bind(&trace_states)
     .execute(conn)
     .await?;
     Ok(())
@@ -97,9 +113,16 @@ pub struct DueDelivery {
     pub attempts: i32,
     pub entity: Option<String>,
     pub entity_id: Option<String>,
+    pub trace_parent: Option<String>,
+    pub trace_state: Option<String>,
 }
 
 impl DueDelivery {
+    /// The trace context its event carries.
+    pub fn trace(&self) -> Option<TraceContext> {
+        TraceContext::from_stored(self.trace_parent.clone(), self.trace_state.clone())
+    }
+
     /// The entity this delivery is about (lifecycle messages are about none).
     pub fn entity_key(&self) -> Option<(String, String)> {
         self.entity.clone().zip(self.entity_id.clone())
@@ -136,7 +159,8 @@ pub async fn due(
     // Queue order (`id`) is feed order: events are queued in feed order, and a coalesced
     // `Updated` replaces its predecessor at the end, behind every earlier event.
     sqlx::query_as(
-        "SELECT d.id, d.message_id, d.payload, d.attempts, d.entity, d.entity_id
+        "SELECT d.id, d.message_id, d.payload, d.attempts, d.entity, d.entity_id,
+                d.trace_parent, d.trace_state
          FROM webhook_deliveries d
          WHERE d.destination_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
            AND NOT (d.id = ANY ($2)) AND (NOT $3 OR d.event_id IS NULL)

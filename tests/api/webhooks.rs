@@ -824,6 +824,7 @@ async fn queueing_a_batch_keeps_only_the_latest_update_per_entity(pool: PgPool) 
             entity_id: Some(entity_id),
             change: Some(change),
             payload: message_id,
+            trace: None,
             coalesce: change == "Updated",
         };
     let mut conn = pool.acquire().await.unwrap();

@@ -4,7 +4,8 @@
 //!   so one entity's records share a partition (in feed order) and a compacted topic keeps
 //!   the latest per entity.
 //! - Value: the envelope as stored; headers `event_id`, `event_type` and `content-type`,
-//!   plus `ce_*` headers (CloudEvents Kafka binding, binary mode) when asked.
+//!   plus `ce_*` headers (CloudEvents Kafka binding, binary mode) when asked, and
+//!   `traceparent`/`tracestate` when the event carries a trace context.
 //! - Acknowledgement: every produce request asks for `acks=all`. A batch goes out as one
 //!   request per partition, all awaited before the next batch, so a partition never has
 //!   two requests in flight and a retry re-sends in the same order (rskafka has no
@@ -26,9 +27,10 @@ use rskafka::record::Record;
 
 use super::SinkError;
 use super::destination::{KafkaConfig, SaslMechanism};
-use super::event::OutboundEvent;
+use super::event::Sending;
 use crate::egress::AddressPolicy;
 use crate::egress::socks::SocksEndpoint;
+use crate::telemetry::trace_context::TraceContext;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long one batch may take, the client's own retries included.
@@ -120,7 +122,8 @@ impl KafkaSink {
         Ok(partitions)
     }
 
-    fn record(&self, event: &OutboundEvent) -> Record {
+    fn record(&self, sending: Sending<'_>) -> Record {
+        let event = sending.event;
         let mut headers = BTreeMap::from([
             ("event_id".to_owned(), event.id.clone().into_bytes()),
             (
@@ -140,6 +143,13 @@ impl KafkaSink {
                     .map(|(name, value)| (format!("ce_{name}"), value.into_bytes())),
             );
         }
+        headers.extend(
+            sending
+                .trace
+                .into_iter()
+                .flat_map(TraceContext::fields)
+                .map(|(name, value)| (name.to_owned(), value.as_bytes().to_vec())),
+        );
         Record {
             key: Some(event.entity_id.clone().into_bytes()),
             value: Some(event.envelope.clone().into_bytes()),
@@ -150,12 +160,14 @@ impl KafkaSink {
 
     /// Publishes `events`; `Ok` once every partition's leader acknowledged its records
     /// with `acks=all`.
-    pub async fn publish(&mut self, events: &[OutboundEvent]) -> Result<(), SinkError> {
+    pub async fn publish(&mut self, events: &[Sending<'_>]) -> Result<(), SinkError> {
         let mut by_partition: Vec<Vec<Record>> = vec![Vec::new(); self.partitions.len()];
-        for event in events {
-            let partition =
-                partitioner::partition_for(event.entity_id.as_bytes(), self.partitions.len());
-            by_partition[partition].push(self.record(event));
+        for &sending in events {
+            let partition = partitioner::partition_for(
+                sending.event.entity_id.as_bytes(),
+                self.partitions.len(),
+            );
+            by_partition[partition].push(self.record(sending));
         }
         let requests = self
             .partitions

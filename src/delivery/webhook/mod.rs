@@ -123,6 +123,7 @@ pub async fn queue_lifecycle(
             entity_id: None,
             change: None,
             payload: &body,
+            trace: None,
             coalesce: false,
         },
     )
@@ -258,6 +259,7 @@ async fn queue_events(
             entity_id: Some(&event.entity_id),
             change: Some(&event.change),
             payload: body,
+            trace: event.trace.as_ref(),
             coalesce: config.format == WebhookFormat::Entity && event.change == "Updated",
         })
         .collect();

@@ -1,6 +1,7 @@
 //! One signed webhook attempt and what came of it: the target checked by the address
 //! policy, the static headers and the OAuth2 token added, and a 401 answered by fetching a
-//! new token and trying once more.
+//! new token and trying once more. Each attempt is traced (`traceparent` sent when the
+//! event carries a trace context).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 
 use super::endpoint::Endpoint;
 use super::signing::signature_header;
+use crate::telemetry::trace_context::{DeliveryTrace, Hop, TraceContext};
 
 /// The most of a response body kept with an attempt.
 const EXCERPT_BYTES: usize = 512;
@@ -46,14 +48,26 @@ impl Outcome {
     }
 }
 
-/// What a message is: its id and body, signed with `keys`.
+/// What a message is: its id and body, signed with `keys`, and the trace context its event
+/// carries.
 pub struct Message<'a> {
+    pub destination: uuid::Uuid,
     pub id: &'a str,
     pub payload: &'a str,
     pub keys: &'a [String],
+    pub trace: Option<&'a TraceContext>,
 }
 
+/// One traced attempt: sends `message` with the attempt's trace context.
 pub async fn attempt(endpoint: &Endpoint, message: &Message<'_>) -> Outcome {
+    let trace = DeliveryTrace::start(Hop::Webhook, message.destination, message.id, message.trace);
+    let outcome = send(endpoint, message, trace.outgoing()).await;
+    let described = outcome.error.as_deref().unwrap_or("delivered");
+    trace.finish(outcome.succeeded(), described);
+    outcome
+}
+
+async fn send(endpoint: &Endpoint, message: &Message<'_>, trace: Option<&TraceContext>) -> Outcome {
     let started = Instant::now();
     let failed = |error: String| Outcome {
         status: None,
@@ -91,6 +105,9 @@ pub async fn attempt(endpoint: &Endpoint, message: &Message<'_>) -> Outcome {
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature.as_str())
             .body(message.payload.to_owned());
+        for (name, value) in trace.into_iter().flat_map(TraceContext::fields) {
+            request = request.header(name, value);
+        }
         if let Some(token) = token {
             request = request.header(AUTHORIZATION, format!("Bearer {token}"));
         }
@@ -114,6 +131,7 @@ pub async fn attempt(endpoint: &Endpoint, message: &Message<'_>) -> Outcome {
         timestamp,
         &signature,
         token.is_some(),
+        trace,
     ));
     drop(token);
     let failed = |error: String| Outcome {
@@ -159,6 +177,7 @@ fn sent_headers(
     timestamp: i64,
     signature: &str,
     bearer: bool,
+    trace: Option<&TraceContext>,
 ) -> SentHeaders {
     let mut headers: SentHeaders = endpoint
         .headers
@@ -175,6 +194,12 @@ fn sent_headers(
         ("webhook-timestamp".to_owned(), timestamp.to_string()),
         ("webhook-signature".to_owned(), signature.to_owned()),
     ]);
+    headers.extend(
+        trace
+            .into_iter()
+            .flat_map(TraceContext::fields)
+            .map(|(name, value)| (name.to_owned(), value.to_owned())),
+    );
     if bearer {
         headers.insert(
             AUTHORIZATION.as_str().to_owned(),

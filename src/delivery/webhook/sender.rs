@@ -230,10 +230,13 @@ impl Worker {
             );
             let (keys, settings) = (keys.to_vec(), settings.clone());
             self.tasks.spawn(async move {
+                let trace = delivery.trace();
                 let message = Message {
+                    destination,
                     id: &delivery.message_id,
                     payload: &delivery.payload,
                     keys: &keys,
+                    trace: trace.as_ref(),
                 };
                 let outcome = send::attempt(&endpoint, &message).await;
                 if let Some(asked) = outcome.retry_after {

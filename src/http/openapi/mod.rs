@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use aide::OperationOutput;
 use aide::openapi::{
-    Components, Info, OpenApi, ReferenceOr, SecurityScheme, StatusCode as DocStatus, Tag,
+    Components, Info, OpenApi, Parameter, ReferenceOr, SecurityScheme, StatusCode as DocStatus, Tag,
 };
 use aide::transform::TransformOpenApi;
 use indexmap::IndexMap;
@@ -149,13 +149,41 @@ pub(super) fn finish(api: TransformOpenApi<'_>) -> TransformOpenApi<'_> {
                  server makes one.",
                     json_schema!({"type": "string"}),
                 )));
+            for name in TRACE_CONTEXT_HEADERS {
+                operation.parameters.push(ReferenceOr::ref_(&format!(
+                    "#/components/parameters/{name}"
+                )));
+            }
             add_problems(operation, &EVERYWHERE);
             share_responses(operation, &mut shared_responses);
         }
     }
     let components = document.components.get_or_insert_with(Components::default);
     components.responses.extend(shared_responses);
+    components.parameters.extend(trace_context_parameters());
     api
+}
+
+/// The W3C Trace Context headers every operation accepts (shared parameters).
+const TRACE_CONTEXT_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
+
+fn trace_context_parameters() -> IndexMap<String, ReferenceOr<Parameter>> {
+    let described = [
+        "W3C Trace Context: the caller's trace. Events the request publishes carry it to \
+         every delivery (the traceparent header of a webhook, AMQP headers, MQTT 5 user \
+         properties, Kafka headers). An invalid value is ignored, never refused.",
+        "W3C Trace Context vendor state, carried on with traceparent (dropped when longer \
+         than 512 characters).",
+    ];
+    TRACE_CONTEXT_HEADERS
+        .iter()
+        .zip(described)
+        .map(|(name, description)| {
+            let parameter =
+                header_parameter(name, false, description, json_schema!({"type": "string"}));
+            ((*name).to_owned(), ReferenceOr::Item(parameter))
+        })
+        .collect()
 }
 
 /// Problem responses become references to one shared response per status (the document is

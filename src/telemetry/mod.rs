@@ -1,0 +1,121 @@
+//! Logging, OpenTelemetry traces, and the per-request span.
+//!
+//! Logs always go to stdout. Traces are exported over OTLP only when the standard
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) is set; otherwise no
+//! OpenTelemetry layer is installed and spans cost what they cost before. Either way, a
+//! W3C trace context a request brings travels with the events it publishes to every
+//! delivery of them (`trace_context`).
+
+mod otlp;
+pub mod trace_context;
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::MatchedPath;
+use axum::http::Request;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::LogFormat;
+
+pub use otlp::TelemetryError;
+
+/// Whether spans are exported: set once, when the exporter is installed.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process exports traces (and so makes a span per delivery attempt).
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
+/// What must outlive the process's work: the trace exporter, flushed on shutdown.
+#[must_use = "dropping it without `shutdown` loses the spans not yet exported"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports the spans still buffered and stops the exporter.
+    pub async fn shutdown(self) {
+        let Some(provider) = self.provider else {
+            return;
+        };
+        // The SDK's shutdown blocks until its export thread has flushed.
+        let flushed = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        if let Ok(Err(err)) = flushed {
+            eprintln!("eventgate: flushing traces at shutdown failed: {err}");
+        }
+    }
+}
+
+/// Installs the global subscriber; `RUST_LOG` refines the default `info` level. Adds the
+/// OpenTelemetry layer when the OTLP environment asks for it.
+pub fn init(format: LogFormat) -> Result<Telemetry, TelemetryError> {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    // Colours only for a person at a terminal, never into files or collectors.
+    let ansi = std::io::stdout().is_terminal();
+    let (text, json) = match format {
+        LogFormat::Text => (Some(tracing_subscriber::fmt::layer().with_ansi(ansi)), None),
+        LogFormat::Json => (
+            None,
+            Some(tracing_subscriber::fmt::layer().json().flatten_event(true)),
+        ),
+    };
+    let provider = otlp::provider_from_env()?;
+    let traces = provider.as_ref().map(|provider| {
+        use opentelemetry::trace::TracerProvider as _;
+        tracing_opentelemetry::layer().with_tracer(provider.tracer("eventgate"))
+    });
+    // A second init (tests, embedders) keeps the first subscriber.
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(text)
+        .with(json)
+        .with(traces)
+        .try_init()
+        .is_ok();
+    if installed && provider.is_some() {
+        EXPORTING.store(true, Ordering::Relaxed);
+    }
+    Ok(Telemetry { provider })
+}
+
+/// The span every request runs in: method, matched route (not the raw path, which may
+/// carry ids) and the request id that is echoed to the client. When traces are exported,
+/// its parent is the `traceparent` the request brought.
+pub fn request_span<B>(request: &Request<B>) -> Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+        .unwrap_or("unmatched");
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    // The `otel.*` fields name the exported span; left empty (and unlogged) otherwise.
+    let span = tracing::info_span!(
+        "request",
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+        method = %request.method(),
+        route,
+        request_id,
+    );
+    if exporting() {
+        span.record("otel.name", format!("{} {route}", request.method()));
+        span.record("otel.kind", "server");
+        if let Some(remote) = trace_context::remote(request.headers()) {
+            // Fails only when the span is disabled by the filter: then there is no span.
+            let _ = span.set_parent(remote);
+        }
+    }
+    span
+}
