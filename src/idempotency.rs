@@ -24,7 +24,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::store::idempotency::{self as store, KeyScope, SavedResponse};
+use crate::store::idempotency::{self as store, EarlierRequest, KeyScope, SavedResponse};
 use crate::store::outbox;
 
 pub const HEADER: &str = "idempotency-key";
@@ -245,6 +245,17 @@ async fn open_transaction(
     config: &ServerConfig,
     request: Request<'_>,
 ) -> Result<Opened, ApiError> {
+    // A retry of a request that has committed is answered by one indexed read: no
+    // transaction, no lock. A committed row always holds its answer (the claim and the
+    // answer commit together), so what this read finds is final; anything else (no row,
+    // an expired one, one in flight and invisible) takes the locked path below.
+    if let Some(key) = &request.key {
+        if let Some(earlier) =
+            store::find_answered(pool, request.scope.stored(), key.as_str()).await?
+        {
+            return replay(earlier, &request.fingerprint).map(Opened::Replay);
+        }
+    }
     let mut tx = pool.begin().await?;
     store::set_lock_timeout(&mut tx, config.idempotency_wait()).await?;
     outbox::lock_entities(&mut tx, request.lock_keys).await?;
@@ -286,6 +297,11 @@ async fn begin(
         .ok_or_else(|| {
             ApiError::conflict("the Idempotency-Key is being reused concurrently; retry")
         })?;
+    replay(earlier, &fingerprint).map(Begun::Replay)
+}
+
+/// The earlier request's answer, replayed; 422 when this request's body differs.
+fn replay(earlier: EarlierRequest, fingerprint: &[u8; 32]) -> Result<Response, ApiError> {
     if earlier.fingerprint != fingerprint {
         return Err(ApiError::UnprocessableBody {
             detail: "this Idempotency-Key was used with a different request body".into(),
@@ -293,14 +309,12 @@ async fn begin(
     }
     let status =
         StatusCode::from_u16(earlier.response_status as u16).map_err(ApiError::internal)?;
-    Ok(Begun::Replay(
-        StoredResponse {
-            status,
-            body: earlier.response_body,
-            location: earlier.location,
-        }
-        .into_response(true),
-    ))
+    Ok(StoredResponse {
+        status,
+        body: earlier.response_body,
+        location: earlier.location,
+    }
+    .into_response(true))
 }
 
 /// Stores the response under the claimed key (if any) and returns it as the HTTP response.

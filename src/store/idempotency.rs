@@ -82,6 +82,25 @@ pub async fn find(
     .await
 }
 
+/// The committed answer to a live (unexpired) key, read outside any transaction.
+#[tracing::instrument(skip_all)]
+pub async fn find_answered(
+    db: impl sqlx::PgExecutor<'_>,
+    scope: KeyScope<'_>,
+    key: &str,
+) -> Result<Option<EarlierRequest>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT fingerprint, response_status, response_body, location FROM idempotency_keys
+         WHERE tenant_id = $1 AND scope = $2 AND key = $3
+           AND expires_at > now() AND response_status <> 0",
+    )
+    .bind(scope.owner)
+    .bind(scope.endpoint)
+    .bind(key)
+    .fetch_optional(db)
+    .await
+}
+
 #[tracing::instrument(skip_all)]
 pub async fn save_response(
     conn: &mut PgConnection,

@@ -627,3 +627,35 @@ async fn a_lost_answer_is_found_by_its_idempotency_key(pool: PgPool) {
     let missing = server.get("/deposits", &key).await;
     assert_problem(missing, StatusCode::BAD_REQUEST).await;
 }
+
+#[sqlx::test]
+async fn a_committed_deposit_is_replayed_without_waiting_for_any_lock(pool: PgPool) {
+    let server =
+        TestServer::start_with(pool.clone(), config(&["--idempotency-wait-ms", "300"])).await;
+    let key = setup(&server).await;
+    let body = deposit(json!("25.00"));
+    let first = post_deposit(&server, &key, Some("replay-me"), &body).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first_body: Value = first.json().await.unwrap();
+
+    // Every writer of the tenant is held back: a new deposit waits for its locks and gives
+    // up (409), while a retry of the committed one is answered from its stored response.
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(eventgate::store::outbox::writers_key("acme"))
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let fresh = post_deposit(&server, &key, Some("a-new-one"), &body).await;
+    assert_problem(fresh, StatusCode::CONFLICT).await;
+    let replay = post_deposit(&server, &key, Some("replay-me"), &body).await;
+    assert_eq!(replay.status(), StatusCode::CREATED);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(replay.json::<Value>().await.unwrap(), first_body);
+    // The same key with another body is still refused, also without a lock.
+    let other = post_deposit(&server, &key, Some("replay-me"), &deposit(json!("26.00"))).await;
+    assert_problem(other, StatusCode::UNPROCESSABLE_ENTITY).await;
+    holder.rollback().await.unwrap();
+
+    assert_eq!(deposits_and_funding_events(&server).await, (1, 1));
+}
