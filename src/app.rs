@@ -26,6 +26,7 @@ use crate::feed::coalesce::Coalescer;
 use crate::feed::horizon::HorizonWatch;
 use crate::feed::long_polls::LongPolls;
 use crate::feed::notifier::Notifier;
+use crate::key_cache::KeyCache;
 use crate::limits::{self, RequestLimits};
 use crate::metrics::{self, Metrics};
 use crate::rate_limit::TenantRateLimit;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub horizon: HorizonWatch,
     pub metrics: Metrics,
     pub rate_limit: TenantRateLimit,
+    /// API keys verified recently.
+    pub key_cache: KeyCache,
     /// Seals and opens the secrets stored with destinations.
     pub keyring: Keyring,
     /// Turns true when the server starts shutting down (long-polls return at once).
@@ -115,6 +118,7 @@ impl AppState {
         }
         let (trigger, shutdown) = watch::channel(false);
         let rate_limit = TenantRateLimit::new(&config);
+        let key_cache = KeyCache::new(Duration::from_secs(config.auth_cache_secs));
         let long_polls = LongPolls::new(config.max_long_polls_per_tenant);
         let horizon = HorizonWatch::new(Duration::from_secs(config.horizon_stall_secs));
         Ok(Self {
@@ -126,6 +130,7 @@ impl AppState {
             horizon,
             metrics: Metrics::default(),
             rate_limit,
+            key_cache,
             keyring,
             shutdown,
             shutdown_trigger: Arc::new(trigger),
@@ -139,6 +144,7 @@ impl FromRef<AppState> for AuthState {
             pool: state.pool.clone(),
             rate_limit: state.rate_limit.clone(),
             metrics: state.metrics.clone(),
+            key_cache: state.key_cache.clone(),
         }
     }
 }

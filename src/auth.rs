@@ -3,7 +3,9 @@
 //! Keys are 256-bit random secrets shown once; only their SHA-256 is stored. A `client` key
 //! acts for exactly one tenant, a `platform` key for all. Extractors enforce the role a
 //! route needs: no key or an unknown, revoked or expired one is 401, the wrong role 403. A tenant's
-//! keys share its rate limit (429 when exceeded).
+//! keys share its rate limit (429 when exceeded). A key verified in the database is kept in
+//! the key cache for a few seconds (`crate::key_cache`, which also says how revocation stays
+//! prompt).
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
@@ -15,9 +17,11 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::key_cache::{KeyCache, KeyHash};
 use crate::metrics::Metrics;
 use crate::rate_limit::TenantRateLimit;
 use crate::store;
+use crate::store::keys::ActiveKey;
 
 /// What authentication needs of the server's state (taken from it with `FromRef`, so this
 /// module does not depend on the application's state type).
@@ -26,6 +30,7 @@ pub struct AuthState {
     pub pool: sqlx::PgPool,
     pub rate_limit: TenantRateLimit,
     pub metrics: Metrics,
+    pub key_cache: KeyCache,
 }
 
 const KEY_PREFIX: &str = "egk_";
@@ -96,6 +101,19 @@ pub fn hash_key(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
 }
 
+/// The usable key `token` is, from the key cache or else the database.
+async fn find_key(state: &AuthState, token: &str) -> Result<Option<ActiveKey>, sqlx::Error> {
+    let hash: KeyHash = Sha256::digest(token.as_bytes()).into();
+    if let Some(key) = state.key_cache.get(&hash) {
+        return Ok(Some(key));
+    }
+    let found = store::keys::find_active(&state.pool, &hash).await?;
+    if let Some(key) = &found {
+        state.key_cache.put(hash, key.clone());
+    }
+    Ok(found)
+}
+
 fn bearer_token(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
@@ -114,7 +132,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let state = AuthState::from_ref(state);
         let token = bearer_token(parts).ok_or(ApiError::Unauthorized)?;
-        let principal = store::keys::find_active(&state.pool, &hash_key(token))
+        let principal = find_key(&state, token)
             .await?
             .and_then(|key| {
                 Role::parse(&key.role).map(|role| Principal {

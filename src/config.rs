@@ -174,6 +174,14 @@ pub struct ServerConfig {
     #[arg(long, env = "EVENTGATE_RATE_LIMIT_PER_SEC", default_value_t = 200)]
     pub rate_limit_per_sec: u32,
 
+    /// How long a verified API key is trusted in memory without a new database look-up, at
+    /// most. A revoked key is refused at once by the replica that revoked it and, through
+    /// LISTEN/NOTIFY, moments later by the others; this bounds how long a replica that
+    /// missed the notification may still accept it. 0 looks every request's key up.
+    #[arg(long, env = "EVENTGATE_AUTH_CACHE_SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub auth_cache_secs: u64,
+
     /// Requests a tenant may make at once above the sustained rate (the bucket's size).
     #[arg(long, env = "EVENTGATE_RATE_LIMIT_BURST", default_value_t = 400,
           value_parser = clap::value_parser!(u32).range(1..))]

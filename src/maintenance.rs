@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::app::AppState;
 use crate::delivery::relay::{self, Relay};
 use crate::delivery::webhook::WebhookSettings;
+use crate::listener::Listeners;
 use crate::store;
 
 const PURGE_BATCH: i64 = 1000;
@@ -115,7 +116,11 @@ pub fn spawn(state: &AppState) -> Background {
         std::future::ready(())
     });
 
-    let listener = state.notifier.clone().run_listener(state.pool.clone());
+    let listeners = Listeners {
+        notifier: state.notifier.clone(),
+        keys: state.key_cache.clone(),
+    };
+    let listener = listeners.run(state.pool.clone());
     let listener_stop = stop.clone();
     tasks.spawn(async move {
         tokio::select! {

@@ -220,5 +220,8 @@ async fn revoke_key(
     };
     audit::record(&mut tx, &Actor::from(&principal), entry).await?;
     tx.commit().await?;
+    // This replica refuses it from the next request on; the others when the key's
+    // notification arrives (key_cache.rs).
+    state.key_cache.forget(id);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -109,6 +109,7 @@ pub struct ActiveKey {
     pub id: Uuid,
     pub role: String,
     pub tenant_id: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// The key whose hash is `hash`, if it may be used now. The lookup is an equality
@@ -127,7 +128,7 @@ pub async fn find_active(
 
 /// The statement that finds a usable key by its hash (public so a test can show the
 /// plan it runs with).
-pub const FIND_ACTIVE: &str = "SELECT id, role, tenant_id FROM api_keys
+pub const FIND_ACTIVE: &str = "SELECT id, role, tenant_id, expires_at FROM api_keys
      WHERE key_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())";
 
 /// Revokes a key; the revoked key's role and tenant, `None` when there is no such active
@@ -136,7 +137,7 @@ pub const FIND_ACTIVE: &str = "SELECT id, role, tenant_id FROM api_keys
 pub async fn revoke(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<ActiveKey>, sqlx::Error> {
     sqlx::query_as(
         "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL
-         RETURNING id, role, tenant_id",
+         RETURNING id, role, tenant_id, expires_at",
     )
     .bind(id)
     .fetch_optional(db)
