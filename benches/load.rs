@@ -6,7 +6,8 @@
 //!   replays   concurrency=32 seconds=10      replays/s of one key
 //!   seed-feed events=1000000                 inserts events for tenant `feedbench` (SQL)
 //!   follow    limit=1000                     events/s paging the whole feed
-//!   longpoll  waiters=500 server_pid=PID     wake-up latency of waiting long-polls
+//!   longpoll  waiters=500 tenants=5 server_pid=PID   wake-up latency of waiting long-polls
+//! Any unexpected answer stops the run with its status and body (non-zero exit).
 //!   relay-backlog kind=amqp|mqtt|kafka events=100000   relay rate from a backlog to a broker
 //!   relay-latency kind=amqp|kafka rate=1000 seconds=10  commit-to-receipt latency through a broker
 //!   amqp-ceiling events=100000               a bare lapin publisher with confirms
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 #[path = "load/kafka.rs"]
@@ -40,24 +42,25 @@ impl Ctx {
             .unwrap_or(default)
     }
 
+    /// POSTs `body`; any answer but 2xx stops the run (see [`expect`]).
     async fn post(&self, path: &str, key: &str, body: &Value) -> reqwest::Response {
-        self.http
+        let request = self
+            .http
             .post(format!("{}{path}", self.url))
             .bearer_auth(key)
-            .json(body)
-            .send()
-            .await
-            .expect("request")
+            .json(body);
+        expect(request, &[], &format!("POST {path}")).await
     }
 
     /// Creates tenant `id` (if new) and returns a fresh client key for it.
     async fn tenant(&self, id: &str) -> String {
-        self.post(
-            "/platform/tenants",
-            &self.platform_key,
-            &json!({"id": id, "name": id}),
-        )
-        .await;
+        let request = self
+            .http
+            .post(format!("{}/platform/tenants", self.url))
+            .bearer_auth(&self.platform_key)
+            .json(&json!({"id": id, "name": id}));
+        // 409: it exists from an earlier scenario of this run.
+        expect(request, &[StatusCode::CONFLICT], "POST /platform/tenants").await;
         let key: Value = self
             .post(
                 &format!("/platform/tenants/{id}/keys"),
@@ -79,6 +82,26 @@ impl Ctx {
     }
 }
 
+/// Sends `request` and returns the answer if it is 2xx or one of `also`; anything else
+/// (another status, no answer) stops the whole run with what came back: a benchmark that
+/// counted refusals as results would report a rate nobody got.
+async fn expect(
+    request: reqwest::RequestBuilder,
+    also: &[StatusCode],
+    what: &str,
+) -> reqwest::Response {
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(err) => panic!("{what}: no answer: {err}"),
+    };
+    let status = response.status();
+    if status.is_success() || also.contains(&status) {
+        return response;
+    }
+    let body = response.text().await.unwrap_or_default();
+    panic!("{what}: unexpected {status}: {body}");
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -87,10 +110,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index]
 }
 
-fn report(name: &str, count: u64, errors: u64, elapsed: Duration, mut latencies: Vec<Duration>) {
+fn report(name: &str, count: u64, elapsed: Duration, mut latencies: Vec<Duration>) {
     latencies.sort();
     println!(
-        "{name}: {count} ok, {errors} errors in {:.1}s = {:.0}/s; latency p50 {:.1} ms, p99 {:.1} ms",
+        "{name}: {count} ok in {:.1}s = {:.0}/s; latency p50 {:.1} ms, p99 {:.1} ms",
         elapsed.as_secs_f64(),
         count as f64 / elapsed.as_secs_f64(),
         percentile(&latencies, 0.5).as_secs_f64() * 1e3,
@@ -98,31 +121,27 @@ fn report(name: &str, count: u64, errors: u64, elapsed: Duration, mut latencies:
     );
 }
 
-/// Runs `concurrency` workers sending `request(worker, i)` until `seconds` pass.
+/// Runs `concurrency` workers sending `request(worker, i)` until `seconds` pass. A request
+/// checks its own answer and stops the run on an unexpected one.
 async fn closed_loop<F, Fut>(ctx: &Arc<Ctx>, name: &str, request: F)
 where
     F: Fn(Arc<Ctx>, u64, u64) -> Fut + Send + Sync + 'static + Clone,
-    Fut: std::future::Future<Output = bool> + Send,
+    Fut: std::future::Future<Output = ()> + Send,
 {
     let concurrency = ctx.arg("concurrency", 32);
     let seconds = ctx.arg("seconds", 20);
     let stop = Arc::new(AtomicBool::new(false));
-    let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
         .map(|worker| {
-            let (ctx, stop, errors, request) =
-                (ctx.clone(), stop.clone(), errors.clone(), request.clone());
+            let (ctx, stop, request) = (ctx.clone(), stop.clone(), request.clone());
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let sent = Instant::now();
-                    if request(ctx.clone(), worker, i).await {
-                        latencies.push(sent.elapsed());
-                    } else {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
+                    request(ctx.clone(), worker, i).await;
+                    latencies.push(sent.elapsed());
                     i += 1;
                 }
                 latencies
@@ -139,7 +158,6 @@ where
     report(
         &format!("{name} (concurrency {concurrency})"),
         latencies.len() as u64,
-        errors.load(Ordering::Relaxed),
         elapsed,
         latencies,
     );
@@ -158,14 +176,14 @@ async fn deposits(ctx: Arc<Ctx>) {
         let run = run.clone();
         async move {
             let body = json!({"data": {"amount": "10.50", "currency": "EUR", "portfolio": format!("P{}", (worker + i) % 64)}});
-            ctx.http
+            let request = ctx
+                .http
                 .post(format!("{}/events/deposit/", ctx.url))
                 .bearer_auth(key.as_str())
                 .header("idempotency-key", format!("{run}-{worker}-{i}"))
-                .json(&body)
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == reqwest::StatusCode::CREATED)
+                .json(&body);
+            let response = expect(request, &[], "deposit").await;
+            assert_eq!(response.status(), StatusCode::CREATED, "a new deposit");
         }
     })
     .await;
@@ -177,17 +195,27 @@ async fn replays(ctx: Arc<Ctx>) {
     let key = Arc::new(ctx.tenant(&tenant).await);
     ctx.portfolio(&tenant, "P0").await;
     let body = Arc::new(json!({"data": {"amount": "1", "currency": "EUR", "portfolio": "P0"}}));
+    let deposit = |ctx: &Ctx, key: &str, body: &Value| {
+        ctx.http
+            .post(format!("{}/events/deposit/", ctx.url))
+            .bearer_auth(key)
+            .header("idempotency-key", "the-one-key")
+            .json(body)
+    };
+    // The original, so that everything the loop sends is a replay.
+    expect(deposit(&ctx, &key, &body), &[], "the original deposit").await;
     closed_loop(&ctx, "replays", move |ctx, _, _| {
         let (key, body) = (key.clone(), body.clone());
         async move {
-            ctx.http
-                .post(format!("{}/events/deposit/", ctx.url))
-                .bearer_auth(key.as_str())
-                .header("idempotency-key", "the-one-key")
-                .json(body.as_ref())
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == reqwest::StatusCode::CREATED)
+            let response = expect(deposit(&ctx, &key, &body), &[], "replay").await;
+            assert_eq!(
+                response
+                    .headers()
+                    .get("idempotent-replayed")
+                    .map(|v| v.as_bytes()),
+                Some(&b"true"[..]),
+                "every request of the loop is a replay"
+            );
         }
     })
     .await;
@@ -246,13 +274,8 @@ async fn follow(ctx: Arc<Ctx>) {
             url.push_str(&format!("&after={c}"));
         }
         let sent = Instant::now();
-        let bytes = ctx
-            .http
-            .get(url)
-            .bearer_auth(&key)
-            .send()
+        let bytes = expect(ctx.http.get(url).bearer_auth(&key), &[], "feed page")
             .await
-            .expect("page")
             .bytes()
             .await
             .expect("body");
@@ -273,7 +296,7 @@ async fn follow(ctx: Arc<Ctx>) {
         elapsed.as_secs_f64(),
         events as f64 / elapsed.as_secs_f64()
     );
-    report("follow pages", pages, 0, elapsed, latencies);
+    report("follow pages", pages, elapsed, latencies);
 }
 
 #[derive(serde::Deserialize)]
@@ -293,62 +316,89 @@ fn rss_kib(pid: u64) -> Option<u64> {
         .ok()
 }
 
+/// `waiters` long-polls spread over `tenants` tenants (each under the per-tenant cap of
+/// 100 waiting long-polls, so that every one of them waits), one event published per
+/// tenant; each waiter must get exactly its tenant's event.
 async fn longpoll(ctx: Arc<Ctx>) {
     let waiters = ctx.arg("waiters", 500);
+    let tenants = ctx.arg("tenants", waiters.div_ceil(100)).max(1);
+    assert!(
+        waiters <= tenants * 100,
+        "{waiters} waiters over {tenants} tenants would pass the cap of 100 per tenant"
+    );
     let pid = ctx.arg("server_pid", 0);
     let run = uuid::Uuid::now_v7().simple().to_string();
-    let tenant = format!("lp{}", &run[20..]);
-    let key = Arc::new(ctx.tenant(&tenant).await);
-    ctx.portfolio(&tenant, "P0").await;
-    let first: Value = ctx
-        .http
-        .get(format!("{}/events/?limit=1000", ctx.url))
-        .bearer_auth(key.as_str())
-        .send()
-        .await
-        .expect("page")
-        .json()
-        .await
-        .expect("json");
-    let cursor = Arc::new(first["next_cursor"].as_str().expect("cursor").to_owned());
+    let mut cursors = Vec::new();
+    for t in 0..tenants {
+        let tenant = format!("lp{}-{t}", &run[20..]);
+        let key = ctx.tenant(&tenant).await;
+        ctx.portfolio(&tenant, "P0").await;
+        let request = ctx
+            .http
+            .get(format!("{}/events/?limit=1000", ctx.url))
+            .bearer_auth(&key);
+        let first: Value = expect(request, &[], "first page")
+            .await
+            .json()
+            .await
+            .expect("json");
+        let cursor = first["next_cursor"].as_str().expect("cursor").to_owned();
+        cursors.push(Arc::new((tenant, key, cursor)));
+    }
     let rss_before = rss_kib(pid);
     // Each waiter gets its own connection, as separate clients would.
     let tasks: Vec<_> = (0..waiters)
-        .map(|_| {
-            let (ctx, key, cursor) = (ctx.clone(), key.clone(), cursor.clone());
+        .map(|w| {
+            let (ctx, tenant) = (ctx.clone(), cursors[(w % tenants) as usize].clone());
             tokio::spawn(async move {
                 let client = reqwest::Client::builder()
                     .pool_max_idle_per_host(0)
                     .build()
                     .expect("client");
-                let response = client
+                let (_, key, cursor) = tenant.as_ref();
+                let request = client
                     .get(format!("{}/events/?wait=30&after={cursor}", ctx.url))
-                    .bearer_auth(key.as_str())
-                    .send()
+                    .bearer_auth(key);
+                let page: Value = expect(request, &[], "long-poll")
                     .await
-                    .expect("long-poll");
-                let page: Value = response.json().await.expect("json");
-                (Instant::now(), page["data"].as_array().map_or(0, Vec::len))
+                    .json()
+                    .await
+                    .expect("json");
+                let received = Instant::now();
+                let events = page["data"].as_array().map_or(0, Vec::len);
+                assert_eq!(events, 1, "a waiter of {} got {page}", tenant.0);
+                (tenant.0.clone(), received)
             })
         })
         .collect();
     // Give every waiter time to connect and park (a benchmark, not a test).
     tokio::time::sleep(Duration::from_secs(5)).await;
     let rss_waiting = rss_kib(pid);
-    let published = Instant::now();
-    ctx.portfolio(&tenant, "P1").await;
+    // One event per tenant, all at once; each waiter's latency counts from its tenant's.
+    let publishes: Vec<_> = cursors
+        .iter()
+        .map(|tenant| {
+            let (ctx, tenant) = (ctx.clone(), tenant.clone());
+            tokio::spawn(async move {
+                let published = Instant::now();
+                ctx.portfolio(&tenant.0, "P1").await;
+                (tenant.0.clone(), published)
+            })
+        })
+        .collect();
+    let mut published_at = HashMap::new();
+    for publish in publishes {
+        let (tenant, at) = publish.await.expect("publish");
+        published_at.insert(tenant, at);
+    }
     let mut latencies = Vec::new();
-    let mut empty = 0;
     for task in tasks {
-        let (received, n) = task.await.expect("waiter");
-        if n == 0 {
-            empty += 1;
-        }
-        latencies.push(received.saturating_duration_since(published));
+        let (tenant, received) = task.await.expect("waiter");
+        latencies.push(received.saturating_duration_since(published_at[&tenant]));
     }
     latencies.sort();
     println!(
-        "longpoll: {waiters} waiters, {empty} empty; publish-to-receipt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; server RSS {} KiB idle -> {} KiB with waiters",
+        "longpoll: {waiters} waiters over {tenants} tenants, each got its event; publish-to-receipt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; server RSS {} KiB idle -> {} KiB with waiters",
         percentile(&latencies, 0.5).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,

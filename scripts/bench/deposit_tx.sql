@@ -1,10 +1,13 @@
 -- The SQL of one deposit exactly as eventgate runs it (src/http/deposits.rs), for pgbench:
--- the key lookup, then one transaction: lock wait bound, the tenant's writers' lock and the
--- entity lock, idempotency claim,
+-- the look for a committed answer to its Idempotency-Key (the API key itself comes from the
+-- server's key cache), then one transaction: lock wait bound, the tenant's writers' lock and
+-- the entity lock, idempotency claim,
 -- portfolio checks, funding, outbox event, deposit, stored response.
 \set p random(0, 63)
 \set k random(1, 1000000000000)
-SELECT id, role, tenant_id FROM api_keys WHERE key_hash = '\x00' AND revoked_at IS NULL;
+SELECT fingerprint, response_status, response_body, location FROM idempotency_keys
+  WHERE tenant_id = 'pgb' AND scope = 'deposits' AND key = :client_id || '-' || :k
+    AND expires_at > now() AND response_status <> 0;
 BEGIN;
 SELECT set_config('lock_timeout', '5000ms', true);
 SELECT 1 FROM (SELECT pg_advisory_xact_lock_shared(hashtextextended(w, 0)) FROM unnest(ARRAY['eventgate/outbox-writers/pgb']) AS w) AS writers

@@ -18,12 +18,18 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
 
 pub use otlp::TelemetryError;
+
+/// What is logged unless `RUST_LOG` says otherwise.
+const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,tower_http=info";
+/// The spans exported, whatever is logged: eventgate's own, at `info`.
+const TRACE_FILTER: &str = "warn,eventgate=info";
 
 /// Whether spans are exported: set once, when the exporter is installed.
 static EXPORTING: AtomicBool = AtomicBool::new(false);
@@ -48,7 +54,7 @@ impl Telemetry {
         // The SDK's shutdown blocks until its export thread has flushed.
         let flushed = tokio::task::spawn_blocking(move || provider.shutdown()).await;
         if let Ok(Err(err)) = flushed {
-            eprintln!("eventgate: flushing traces at shutdown failed: {err}");
+            tracing::warn!(error = %err, "flushing traces at shutdown failed");
         }
     }
 }
@@ -56,25 +62,39 @@ impl Telemetry {
 /// Installs the global subscriber; `RUST_LOG` refines the default `info` level. Adds the
 /// OpenTelemetry layer when the OTLP environment asks for it.
 pub fn init(format: LogFormat) -> Result<Telemetry, TelemetryError> {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let logged =
+        || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     // Colours only for a person at a terminal, never into files or collectors.
     let ansi = std::io::stdout().is_terminal();
     let (text, json) = match format {
-        LogFormat::Text => (Some(tracing_subscriber::fmt::layer().with_ansi(ansi)), None),
+        LogFormat::Text => (
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(ansi)
+                    .with_filter(logged()),
+            ),
+            None,
+        ),
         LogFormat::Json => (
             None,
-            Some(tracing_subscriber::fmt::layer().json().flatten_event(true)),
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_filter(logged()),
+            ),
         ),
     };
     let provider = otlp::provider_from_env()?;
+    // Traces have a filter of their own: a quiet log (`RUST_LOG=warn`) keeps its spans.
     let traces = provider.as_ref().map(|provider| {
         use opentelemetry::trace::TracerProvider as _;
-        tracing_opentelemetry::layer().with_tracer(provider.tracer("eventgate"))
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("eventgate"))
+            .with_filter(EnvFilter::new(TRACE_FILTER))
     });
     // A second init (tests, embedders) keeps the first subscriber.
     let installed = tracing_subscriber::registry()
-        .with(filter)
         .with(text)
         .with(json)
         .with(traces)

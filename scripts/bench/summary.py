@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""The summary table of a scripts/bench.sh run: each measure next to its ceiling (or
+target) from the same run, and the ratio. Reads the run's output (argument or stdin),
+prints a Markdown table. With --doc FILE, also replaces the block between the
+`<!-- bench-summary:begin -->` and `<!-- bench-summary:end -->` markers of FILE with it, so
+docs/BENCHMARKS.md carries the figures of the last run as printed, never retyped."""
+
+import re
+import sys
+
+BEGIN, END = "<!-- bench-summary:begin -->", "<!-- bench-summary:end -->"
+
+
+def find(pattern, text):
+    match = re.search(pattern, text, re.MULTILINE)
+    return match.groups() if match else None
+
+
+def num(value):
+    return float(value.replace(",", ""))
+
+
+def fmt(value, unit=""):
+    return f"{value:,.0f}{unit}" if value >= 100 else f"{value:.1f}{unit}"
+
+
+def rows(text):
+    out = []
+
+    def ratio(measured, ceiling):
+        return f"{measured / ceiling:.0%}" if ceiling else ""
+
+    deposits = {}
+    for clients in ("32", "128"):
+        got = find(rf"^deposits \(concurrency {clients}\): \d+ ok in [\d.]+s = (\d+)/s; latency p50 ([\d.]+) ms, p99 ([\d.]+) ms", text)
+        ceiling = find(rf"^pgbench ceiling \(clients {clients}\): tps = ([\d.]+)", text)
+        if got:
+            deposits[clients] = num(got[0])
+            out.append((f"deposits, {clients} clients", f"{fmt(num(got[0]), '/s')} (p99 {got[2]} ms)",
+                        f"pgbench, same SQL: {fmt(num(ceiling[0]), ' tps')}" if ceiling else "",
+                        ratio(num(got[0]), num(ceiling[0])) if ceiling else ""))
+    got = find(r"^replays \(concurrency 32\): \d+ ok in [\d.]+s = (\d+)/s; latency p50 ([\d.]+) ms, p99 ([\d.]+) ms", text)
+    ceiling = find(r"^pgbench replay ceiling \(clients 32\): tps = ([\d.]+)", text)
+    if got:
+        out.append(("replays of one key, 32 clients", f"{fmt(num(got[0]), '/s')} (p99 {got[2]} ms)",
+                    f"pgbench, the replay's read: {fmt(num(ceiling[0]), ' tps')}" if ceiling else "",
+                    ratio(num(got[0]), num(ceiling[0])) if ceiling else ""))
+        if "32" in deposits:
+            times = num(got[0]) / deposits["32"]
+            out.append(("replays ÷ fresh deposits, 32 clients", f"{times:.1f}×", "target ≥ 5×",
+                        "met" if times >= 5 else "not met"))
+    got = find(r"^follow \(limit 1000\): \d+ events in \d+ pages, [\d.]+s = (\d+) events/s", text)
+    ceiling = find(r"^COPY ceiling: \d+ rows in [\d.]+s = (\d+) rows/s", text)
+    if got:
+        out.append(("feed follower, limit 1000", f"{fmt(num(got[0]), ' events/s')}",
+                    f"COPY of the same rows: {fmt(num(ceiling[0]), ' rows/s')}" if ceiling else "",
+                    ratio(num(got[0]), num(ceiling[0])) if ceiling else ""))
+    got = find(r"^longpoll: (\d+) waiters over (\d+) tenants, each got its event; publish-to-receipt p50 ([\d.]+) ms, p99 ([\d.]+) ms, max ([\d.]+) ms; server RSS (\d+) KiB idle -> (\d+) KiB", text)
+    if got:
+        waiters, tenants, p50, p99, _, idle, waiting = got
+        out.append((f"long-polls: {waiters} over {tenants} tenants, publish to receipt", f"p50 {p50} ms, p99 {p99} ms",
+                    "target p99 < 100 ms", "met" if num(p99) < 100 else "not met"))
+        out.append((f"server RSS while {waiters} wait", f"{num(waiting) / 1024:.0f} MB (idle {num(idle) / 1024:.0f} MB)",
+                    "target < 150 MB", "met" if num(waiting) / 1024 < 150 else "not met"))
+    for kind, ceiling_pattern, label in (
+        ("amqp", r"^amqp-ceiling \(window \d+\): \d+ confirmed in [\d.]+s = (\d+) msgs/s", "bare lapin publisher"),
+        ("mqtt", None, ""),
+        ("kafka", r"^kafka-ceiling: \d+ records acknowledged \(acks=all\) = (\d+) records/s", "bare rskafka producer"),
+    ):
+        got = find(rf"^relay-backlog {kind}: \d+ events in [\d.]+s = (\d+) events/s", text)
+        ceiling = find(ceiling_pattern, text) if ceiling_pattern else None
+        if got:
+            out.append((f"{kind.upper() if kind != 'kafka' else 'Kafka'} relay from a backlog", fmt(num(got[0]), " events/s"),
+                        f"{label}: {fmt(num(ceiling[0]), '/s')}" if ceiling else "",
+                        ratio(num(got[0]), num(ceiling[0])) if ceiling else ""))
+        got = find(rf"^relay-latency {kind}: \d+ events at (\d+)/s for \d+s; commit-to-receipt p50 ([\d.]+) ms, p99 ([\d.]+) ms", text)
+        if got:
+            out.append((f"{kind.upper() if kind != 'kafka' else 'Kafka'} commit to consumer at {got[0]} events/s", f"p50 {got[1]} ms, p99 {got[2]} ms",
+                        "target p99 < 50 ms", "met" if num(got[2]) < 50 else "not met"))
+    got = find(r"^webhook-backlog: \d+ deliveries in [\d.]+s = (\d+) deliveries/s", text)
+    if got:
+        out.append(("webhooks from a backlog, default settings", fmt(num(got[0]), " deliveries/s"),
+                    "target ≥ 5,000/s", "met" if num(got[0]) >= 5000 else "not met"))
+    got = find(r"^webhook-latency: \d+ events at (\d+)/s for \d+s; commit-to-receipt p50 ([\d.]+) ms, p99 ([\d.]+) ms", text)
+    if got:
+        out.append((f"webhooks commit to receipt at {got[0]} events/s", f"p50 {got[1]} ms, p99 {got[2]} ms",
+                    "target p99 < 50 ms", "met" if num(got[2]) < 50 else "not met"))
+    return out
+
+
+def table(text):
+    machine = find(r"^(machine: .*)$", text)
+    lines = []
+    if machine:
+        lines += [machine[0], ""]
+    lines += ["| measure | result | ceiling or target (same run) | ratio |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows(text)]
+    return "\n".join(lines)
+
+
+def main(argv):
+    doc = None
+    if "--doc" in argv:
+        i = argv.index("--doc")
+        doc = argv[i + 1]
+        argv = argv[:i] + argv[i + 2:]
+    text = open(argv[0]).read() if argv else sys.stdin.read()
+    summary = table(text)
+    print(summary)
+    if doc:
+        page = open(doc).read()
+        start, end = page.index(BEGIN) + len(BEGIN), page.index(END)
+        open(doc, "w").write(page[:start] + "\n" + summary + "\n" + page[end:])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
