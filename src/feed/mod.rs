@@ -23,9 +23,10 @@
 //! With `wait`, an empty page subscribes to the [`notifier::Notifier`] before re-reading,
 //! so a commit between the read and the wait still wakes it. A wake-up only means "look
 //! again". Rows already committed but held back by an older open transaction are
-//! re-checked quickly; otherwise a slow timer covers lost notifications. Waiters woken
-//! together that ask for the same page share one read ([`coalesce::Coalescer`]), so a
-//! commit wakes five hundred waiters with one query, not five hundred.
+//! re-checked quickly; otherwise a slow timer covers lost notifications. Re-reads (woken
+//! or timed) that ask for the same page at the same time share one read
+//! ([`coalesce::Coalescer`]), so a commit wakes five hundred waiters with one query, not five
+//! hundred, and neither does the timer.
 
 pub mod coalesce;
 pub mod cursor;
@@ -137,15 +138,18 @@ pub async fn wait_for_page(
 ) -> Result<Arc<Page>, FeedError> {
     let deadline = Instant::now() + wait;
     let mut wake = notifier.subscribe(&request.tenant);
-    let mut woken = false;
+    let mut first = true;
     loop {
         wake.mark_unchanged();
-        // The first read is this request's own; re-reads after a wake-up are shared.
-        let page = if woken {
-            coalescer.read(pool, request).await?
-        } else {
+        // The first read is this request's own; every re-read (after a wake-up, or the
+        // timer's) is shared with the waiters asking the same, so a tenant's hundred waiters
+        // at the head of its feed cost one query per round, not a hundred.
+        let page = if first {
             Arc::new(read_page(pool, request).await?)
+        } else {
+            coalescer.read(pool, request).await?
         };
+        first = false;
         if page.count > 0 || Instant::now() >= deadline || *shutdown.borrow() {
             return Ok(page);
         }
@@ -155,10 +159,10 @@ pub async fn wait_for_page(
             FALLBACK_RECHECK
         };
         let until = deadline.min(Instant::now() + recheck);
-        woken = tokio::select! {
-            _ = wake.changed() => true,
-            _ = shutdown.changed() => false,
-            () = tokio::time::sleep_until(until) => false,
-        };
+        tokio::select! {
+            _ = wake.changed() => {}
+            _ = shutdown.changed() => {}
+            () = tokio::time::sleep_until(until) => {}
+        }
     }
 }
