@@ -107,9 +107,10 @@ async fn find_key(state: &AuthState, token: &str) -> Result<Option<ActiveKey>, s
     if let Some(key) = state.key_cache.get(&hash) {
         return Ok(Some(key));
     }
+    let started = state.key_cache.lookup_started();
     let found = store::keys::find_active(&state.pool, &hash).await?;
     if let Some(key) = &found {
-        state.key_cache.put(hash, key.clone());
+        state.key_cache.put(hash, key.clone(), started);
     }
     Ok(found)
 }
