@@ -18,9 +18,13 @@ pub fn kafka_address() -> String {
 }
 
 pub async fn client(address: &str) -> Client {
-    ClientBuilder::new(vec![address.to_owned()])
-        .build()
+    // rskafka retries a broker that does not answer for ever: bound it, and say why.
+    let connecting = ClientBuilder::new(vec![address.to_owned()]).build();
+    tokio::time::timeout(std::time::Duration::from_secs(30), connecting)
         .await
+        .unwrap_or_else(|_| {
+            panic!("no Kafka broker answered on {address} in 30 s (scripts/test.sh starts tansu)")
+        })
         .unwrap_or_else(|err| {
             panic!("a Kafka broker on {address} (scripts/test.sh starts tansu): {err}")
         })
