@@ -1,16 +1,15 @@
 //! Idempotency-Key support for POST endpoints (IETF draft "The Idempotency-Key HTTP Header
 //! Field", with Stripe's behaviour).
 //!
-//! A handler extracts [`IdempotencyKeyHeader`], starts its transaction with [`open`] (which
-//! takes the entity locks and claims the key before any other write) and ends it with
-//! [`finish`], storing its response, before committing. The key is claimed
-//! by inserting its row; a concurrent duplicate blocks on that uncommitted row (bounded by
-//! `lock_timeout`, then 409) and, once the original commits, replays its stored response. A
-//! key whose first request failed or crashed was rolled back with it, so it is free again.
+//! A handler extracts [`IdempotencyKeyHeader`] and makes its write with [`write`]: one call
+//! of the database (`store::writes`) that takes the entity locks, claims the key before any
+//! other write, and stores the response with the write, in one transaction. The key is
+//! claimed by inserting its row; a concurrent duplicate blocks on that uncommitted row
+//! (bounded by `lock_timeout`, then 409) and, once the original commits, replays its stored
+//! response. A key whose first request failed or crashed was rolled back with it, so it is
+//! free again.
 //! Same key with another body is 422. Keys are scoped per caller (tenant or platform) and
 //! endpoint, and expire after the configured window.
-
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::FromRequestParts;
@@ -19,13 +18,14 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::PgPool;
 
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::store::idempotency::{self as store, EarlierRequest, KeyScope, SavedResponse};
+use crate::store::idempotency::{EarlierRequest, KeyScope};
 use crate::store::outbox;
+use crate::store::writes::{self, Refusal, WriteError, Written};
 
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
@@ -158,13 +158,6 @@ impl Scope {
 /// The owner of platform-key requests' keys (not a valid tenant id, so never a collision).
 pub const PLATFORM_OWNER: &str = "@platform";
 
-/// A claimed key that [`finish`] must answer before the transaction commits.
-#[derive(Debug)]
-pub struct Claim {
-    scope: Scope,
-    key: IdempotencyKey,
-}
-
 /// A response as stored for replay.
 #[derive(Debug, Clone)]
 pub struct StoredResponse {
@@ -174,19 +167,6 @@ pub struct StoredResponse {
 }
 
 impl StoredResponse {
-    pub fn json(status: StatusCode, body: &impl serde::Serialize) -> Result<Self, ApiError> {
-        Ok(Self {
-            status,
-            body: serde_json::to_vec(body).map_err(ApiError::internal)?,
-            location: None,
-        })
-    }
-
-    pub fn with_location(mut self, location: String) -> Self {
-        self.location = Some(location);
-        self
-    }
-
     fn into_response(self, replayed: bool) -> Response {
         let mut response = (self.status, Body::from(self.body)).into_response();
         let headers = response.headers_mut();
@@ -204,100 +184,93 @@ impl StoredResponse {
     }
 }
 
-/// What [`open`] decided.
-pub enum Opened {
-    /// Do the work in this transaction, then pass the claim (if any) to [`finish`].
-    Proceed(Transaction<'static, Postgres>, Option<Claim>),
-    /// A committed earlier request with this key and body: send this, do nothing else.
-    Replay(Response),
-}
-
-/// What a write request's transaction needs before its first write.
-#[derive(Clone)]
+/// A write request: its key, where the key lives, the locks and the rows (see
+/// `store::writes`). The answer is stored under the key in the same transaction.
 pub struct Request<'a> {
-    /// Entity locks (`store::outbox::lock_entities`) the work will need.
-    pub lock_keys: &'a [String],
     pub key: Option<IdempotencyKey>,
     pub scope: Scope,
     pub fingerprint: [u8; 32],
+    /// Entity lock keys (`tenant/portfolio/P1`); the tenants' writers' locks are derived.
+    pub entity_locks: &'a [String],
+    pub events: &'a [writes::EventRow<'a>],
+    pub deposit: Option<&'a writes::DepositRow<'a>>,
+    pub answer: writes::Answer<'a>,
 }
 
-/// Opens the transaction of a write request: bounds its lock waits (a duplicate in flight
-/// or a busy entity is 409 after `idempotency_wait`), takes the entity locks before any
-/// write, then claims the key or finds the earlier answer.
-/// Conflicts (409 in flight, 422 key reused with another body) are counted in `metrics`.
-pub async fn open(
+/// A write's response, and whether it replays an earlier one.
+pub struct Answered {
+    pub response: Response,
+    pub replayed: bool,
+}
+
+/// Makes the write in one call (`store::writes`): a committed answer under the key is
+/// replayed (422 when this body differs); otherwise the locks (bounded by
+/// `idempotency_wait`: a duplicate in flight or a busy entity is 409 after it), the key,
+/// the state rules, the events and the answer, committed together. `refused` turns what a
+/// state rule refused into the endpoint's problem. Key conflicts (409 in flight, 422 key
+/// reused with another body) are counted in `metrics`.
+pub async fn write(
     pool: &PgPool,
     config: &ServerConfig,
     metrics: &Metrics,
     request: Request<'_>,
-) -> Result<Opened, ApiError> {
-    let endpoint = request.scope.endpoint;
-    let opened = open_transaction(pool, config, request).await;
-    if let Err(ApiError::Conflict { .. } | ApiError::UnprocessableBody { .. }) = &opened {
-        metrics.idempotency_conflict(endpoint);
-    }
-    opened
-}
-
-async fn open_transaction(
-    pool: &PgPool,
-    config: &ServerConfig,
-    request: Request<'_>,
-) -> Result<Opened, ApiError> {
-    // A retry of a request that has committed is answered by one indexed read: no
-    // transaction, no lock. A committed row always holds its answer (the claim and the
-    // answer commit together), so what this read finds is final; anything else (no row,
-    // an expired one, one in flight and invisible) takes the locked path below.
-    if let Some(key) = &request.key {
-        if let Some(earlier) =
-            store::find_answered(pool, request.scope.stored(), key.as_str()).await?
-        {
-            return replay(earlier, &request.fingerprint).map(Opened::Replay);
-        }
-    }
-    let mut tx = pool.begin().await?;
-    store::set_lock_timeout(&mut tx, config.idempotency_wait()).await?;
-    outbox::lock_entities(&mut tx, request.lock_keys).await?;
-    let claimed = begin(
-        &mut tx,
-        request.key,
-        request.scope,
-        request.fingerprint,
-        config.idempotency_ttl(),
+    refused: impl FnOnce(Refusal) -> ApiError,
+) -> Result<Answered, ApiError> {
+    let mut writer_locks: Vec<String> = request
+        .events
+        .iter()
+        .map(|event| outbox::writers_key(event.tenant))
+        .collect();
+    writer_locks.sort();
+    writer_locks.dedup();
+    let written = writes::write(
+        pool,
+        &writes::Write {
+            scope: request.scope.stored(),
+            key: request.key.as_ref().map(IdempotencyKey::as_str),
+            fingerprint: &request.fingerprint,
+            ttl: config.idempotency_ttl(),
+            lock_wait: config.idempotency_wait(),
+            writer_locks: &writer_locks,
+            entity_locks: request.entity_locks,
+            events: request.events,
+            deposit: request.deposit,
+            answer: request.answer,
+        },
     )
-    .await?;
-    Ok(match claimed {
-        Begun::Proceed(claim) => Opened::Proceed(tx, claim),
-        Begun::Replay(response) => Opened::Replay(response),
-    })
-}
-
-enum Begun {
-    Proceed(Option<Claim>),
-    Replay(Response),
-}
-
-/// Claims `key` for this request, or finds the earlier request's answer.
-async fn begin(
-    conn: &mut PgConnection,
-    key: Option<IdempotencyKey>,
-    scope: Scope,
-    fingerprint: [u8; 32],
-    ttl: Duration,
-) -> Result<Begun, ApiError> {
-    let Some(key) = key else {
-        return Ok(Begun::Proceed(None));
+    .await;
+    let answered = match written {
+        Ok(Written::Done {
+            status,
+            body,
+            location,
+        }) => StatusCode::from_u16(status)
+            .map_err(ApiError::internal)
+            .map(|status| Answered {
+                response: StoredResponse {
+                    status,
+                    body,
+                    location,
+                }
+                .into_response(false),
+                replayed: false,
+            }),
+        Ok(Written::Earlier(earlier)) => {
+            replay(earlier, &request.fingerprint).map(|response| Answered {
+                response,
+                replayed: true,
+            })
+        }
+        Err(WriteError::Refused(Refusal::KeyInFlight { detail })) => {
+            Err(ApiError::conflict(detail))
+        }
+        Err(WriteError::Refused(refusal)) => return Err(refused(refusal)),
+        Err(WriteError::Database(err)) => Err(err.into()),
     };
-    if store::claim(conn, scope.stored(), key.as_str(), &fingerprint, ttl).await? {
-        return Ok(Begun::Proceed(Some(Claim { scope, key })));
+    if let Err(ApiError::Conflict { .. } | ApiError::UnprocessableBody { .. }) = &answered {
+        metrics.idempotency_conflict(request.scope.endpoint);
     }
-    let earlier = store::find(conn, scope.stored(), key.as_str())
-        .await?
-        .ok_or_else(|| {
-            ApiError::conflict("the Idempotency-Key is being reused concurrently; retry")
-        })?;
-    replay(earlier, &fingerprint).map(Begun::Replay)
+    answered
 }
 
 /// The earlier request's answer, replayed; 422 when this request's body differs.
@@ -315,23 +288,6 @@ fn replay(earlier: EarlierRequest, fingerprint: &[u8; 32]) -> Result<Response, A
         location: earlier.location,
     }
     .into_response(true))
-}
-
-/// Stores the response under the claimed key (if any) and returns it as the HTTP response.
-pub async fn finish(
-    conn: &mut PgConnection,
-    claim: Option<Claim>,
-    response: StoredResponse,
-) -> Result<Response, ApiError> {
-    if let Some(claim) = claim {
-        let saved = SavedResponse {
-            status: response.status.as_u16(),
-            body: &response.body,
-            location: response.location.as_deref(),
-        };
-        store::save_response(conn, claim.scope.stored(), claim.key.as_str(), saved).await?;
-    }
-    Ok(response.into_response(false))
 }
 
 #[cfg(test)]

@@ -1,29 +1,26 @@
-//! Publishing a catalogue event: check it against the state it changes, update the read
-//! model, and append it to the outbox — all in the caller's transaction, so the state and
-//! the feed never disagree.
+//! Publishing a catalogue event: the row that `store::writes` checks against the state it
+//! changes, applies to the read model and appends to the outbox, all in the write's one
+//! transaction, so the state and the feed never disagree.
 //!
-//! Rules (each a problem for the client, nothing written): a second `portfolios.creation`
-//! of one portfolio is 409; any other event about an unknown portfolio is 404 (the same
-//! answer a deposit into it gets); an owner choice for an optimization that has had no
-//! status update is 409, as is an optimization event naming another portfolio than the
-//! optimization's own.
+//! Rules (each a problem for the client, nothing written; the database function enforces
+//! them under the entity's lock): a second `portfolios.creation` of one portfolio is 409;
+//! any other event about an unknown portfolio is 404 (the same answer a deposit into it
+//! gets); an owner choice for an optimization that has had no status update is 409, as is
+//! an optimization event naming another portfolio than the optimization's own.
 
+use std::time::Duration;
+
+use chrono::SecondsFormat;
 use serde::Serialize;
 use sqlx::PgConnection;
+use uuid::Uuid;
 
-use crate::catalogue::{Change, ChangeRule, Envelope, EventData, EventType};
+use crate::catalogue::{ChangeRule, Envelope, EventData, EventType};
 use crate::error::ApiError;
-use crate::store::{outbox, read_model};
+use crate::store::idempotency::KeyScope;
+use crate::store::outbox;
+use crate::store::writes::{self, EventRow, Rule};
 use crate::telemetry::trace_context::TraceContext;
-
-/// An event that was appended: its envelope as stored and served.
-#[derive(Debug, Clone)]
-pub struct Published {
-    pub id: uuid::Uuid,
-    pub envelope: String,
-    /// Its place in the feed.
-    pub position: crate::store::position::Position,
-}
 
 /// The wire name of a closed-set value (`"WAITING_FOR_FUNDS"`).
 fn wire_name<T: Serialize>(value: &T) -> String {
@@ -33,155 +30,137 @@ fn wire_name<T: Serialize>(value: &T) -> String {
         .unwrap_or_default()
 }
 
-fn portfolio_not_found(id: &str) -> ApiError {
-    ApiError::NotFoundDetail {
-        detail: format!("no portfolio '{id}' for this tenant"),
-    }
-}
-
-/// Applies `data` to the read model and appends its event. The caller has taken the
-/// entity locks (`outbox::lock_entities`) for `data.lock_key()`. The event carries the
-/// current trace context (this span's, when traces are exported) to its deliveries.
-#[tracing::instrument(skip_all, fields(event_type = %ty))]
-pub async fn publish(
-    conn: &mut PgConnection,
-    tenant: &str,
+/// The row that publishes `data` for `tenant`: its envelope (new id, now) and the state
+/// rule it must pass. The event carries the current trace context (this span's, when
+/// traces are exported) to its deliveries. `check_tenant` for a tenant named by the
+/// caller rather than authenticated.
+pub fn prepare<'a>(
+    tenant: &'a str,
+    check_tenant: bool,
     ty: EventType,
-    data: &EventData,
-) -> Result<Published, ApiError> {
-    let change = apply(conn, tenant, data).await?;
-    let change = match ty.change_rule() {
-        ChangeRule::Always(fixed) => fixed,
-        ChangeRule::CreatedIfNew => change,
-    };
+    data: &'a EventData,
+) -> Result<EventRow<'a>, ApiError> {
     let envelope = Envelope::new(ty, data);
-    let id = envelope.id;
     let trace = TraceContext::current();
-    let appended = outbox::append(
-        conn,
+    let (trace_parent, trace_state) = match trace {
+        Some(trace) => (Some(trace.traceparent), trace.tracestate),
+        None => (None, None),
+    };
+    Ok(EventRow {
         tenant,
-        ty,
-        ty.entity(),
-        change,
-        &envelope,
-        trace.as_ref(),
-    )
-    .await?;
-    Ok(Published {
-        id,
-        envelope: appended.envelope,
-        position: appended.position,
+        check_tenant,
+        event_type: ty.name(),
+        entity: ty.entity().as_str(),
+        entity_id: data.entity_id().as_str(),
+        change: match ty.change_rule() {
+            ChangeRule::Always(fixed) => Some(fixed.as_str()),
+            ChangeRule::CreatedIfNew => None,
+        },
+        id: envelope.id,
+        created: envelope
+            .created
+            .to_rfc3339_opts(SecondsFormat::Micros, true),
+        envelope: envelope.to_json().map_err(ApiError::internal)?,
+        trace_parent,
+        trace_state,
+        rule: rule(data),
     })
 }
 
-/// Checks and applies the state change; returns `Created` when the event created its entity.
-async fn apply(
-    conn: &mut PgConnection,
-    tenant: &str,
-    data: &EventData,
-) -> Result<Change, ApiError> {
+/// The read-model change `data` makes.
+fn rule(data: &EventData) -> Rule<'_> {
     use EventData as D;
     match data {
-        D::PortfolioCreation(p) => {
-            if !read_model::insert_portfolio(conn, tenant, p).await? {
-                return Err(ApiError::conflict(format!(
-                    "portfolio '{}' already exists",
-                    p.id
-                )));
-            }
-            Ok(Change::Created)
-        }
-        D::PortfolioStatusUpdate(p) => {
-            let found = read_model::set_portfolio_status(
-                conn,
-                tenant,
-                p.id.as_str(),
-                p.external_id.as_str(),
-                p.value.as_str(),
-            )
-            .await?;
-            found
-                .then_some(Change::Updated)
-                .ok_or_else(|| portfolio_not_found(p.id.as_str()))
-        }
-        D::PortfolioFunding(p) => {
-            require_portfolio(conn, tenant, p.id.as_str()).await?;
-            read_model::add_funding(conn, tenant, p.id.as_str(), p.currency.code(), p.value.0)
-                .await?;
-            Ok(Change::Updated)
-        }
-        D::PortfolioDivestAmountUpdate(p) => read_model::set_divest_amount(conn, tenant, p)
-            .await?
-            .then_some(Change::Updated)
-            .ok_or_else(|| portfolio_not_found(p.id.as_str())),
-        D::OptimizationStatusUpdate(o) => {
-            require_portfolio(conn, tenant, o.portfolio_id.as_str()).await?;
-            check_optimization_portfolio(conn, tenant, o.id.as_str(), o.portfolio_id.as_str())
-                .await?;
-            let created =
-                read_model::upsert_optimization_status(conn, tenant, o, &wire_name(&o.value))
-                    .await?;
-            Ok(if created {
-                Change::Created
-            } else {
-                Change::Updated
-            })
-        }
-        D::OptimizationOwnerChoiceUpdate(o) => {
-            require_portfolio(conn, tenant, o.portfolio_id.as_str()).await?;
-            let known =
-                check_optimization_portfolio(conn, tenant, o.id.as_str(), o.portfolio_id.as_str())
-                    .await?;
-            if !known {
-                return Err(ApiError::conflict(format!(
-                    "optimization '{}' has no status yet; publish its optimizations.status-update first",
-                    o.id
-                )));
-            }
-            read_model::set_owner_choice(conn, tenant, o, &wire_name(&o.value)).await?;
-            Ok(Change::Updated)
-        }
-        D::PortfolioRemoval(p) => read_model::delete_portfolio(conn, tenant, p.id.as_str())
-            .await?
-            .then_some(Change::Deleted)
-            .ok_or_else(|| portfolio_not_found(p.id.as_str())),
+        D::PortfolioCreation(p) => Rule::CreatePortfolio {
+            portfolio: p.id.as_str(),
+            external_id: p.external_id.as_str(),
+            owned_by: p.owned_by_user_id.as_str(),
+        },
+        D::PortfolioStatusUpdate(p) => Rule::PortfolioStatus {
+            portfolio: p.id.as_str(),
+            external_id: p.external_id.as_str(),
+            value: p.value.as_str(),
+        },
+        D::PortfolioFunding(p) => Rule::FundPortfolio {
+            portfolio: p.id.as_str(),
+            amount: p.value.0.to_string(),
+            currency: p.currency.code(),
+        },
+        D::PortfolioDivestAmountUpdate(p) => Rule::DivestAmount {
+            portfolio: p.id.as_str(),
+            external_id: p.external_id.as_str(),
+            divest_amount: p.divest_amount.as_literal(),
+            currency: p.currency.code(),
+        },
+        D::OptimizationStatusUpdate(o) => Rule::OptimizationStatus {
+            optimization: o.id.as_str(),
+            portfolio: o.portfolio_id.as_str(),
+            external_id: o.external_id.as_str(),
+            value: wire_name(&o.value),
+            is_recommended: o.is_recommended,
+        },
+        D::OptimizationOwnerChoiceUpdate(o) => Rule::OptimizationChoice {
+            optimization: o.id.as_str(),
+            portfolio: o.portfolio_id.as_str(),
+            external_id: o.external_id.as_str(),
+            value: wire_name(&o.value),
+        },
+        D::PortfolioRemoval(p) => Rule::RemovePortfolio {
+            portfolio: p.id.as_str(),
+        },
         D::UserCreation(_)
         | D::UserStatusUpdate(_)
         | D::UserAccountNumberUpdate(_)
         | D::ProfileResultUpdate(_)
         | D::ProfileAssessmentResultUpdate(_)
-        | D::ReportStatusUpdate(_) => Ok(Change::Updated),
+        | D::ReportStatusUpdate(_) => Rule::None,
         // eventgate's own delivery health events are refused from the platform before
         // this; they change no read model.
         D::DestinationFailing(_) | D::DestinationRecovered(_) | D::DestinationDisabled(_) => {
-            Ok(Change::Updated)
+            Rule::None
         }
     }
 }
 
-async fn require_portfolio(
+/// Publishes one event inside a transaction the caller holds (no Idempotency-Key, no
+/// stored answer): the same database call as every write, for the tests and tools that
+/// must hold a writer open to interleave it with others. Returns the event's id.
+pub async fn publish_in(
     conn: &mut PgConnection,
     tenant: &str,
-    id: &str,
-) -> Result<(), ApiError> {
-    match read_model::portfolio_status(&mut *conn, tenant, id).await? {
-        Some(_) => Ok(()),
-        None => Err(portfolio_not_found(id)),
-    }
-}
-
-/// `true` when the optimization exists (and belongs to `portfolio`), `false` when it is new.
-async fn check_optimization_portfolio(
-    conn: &mut PgConnection,
-    tenant: &str,
-    id: &str,
-    portfolio: &str,
-) -> Result<bool, ApiError> {
-    match read_model::optimization_portfolio(&mut *conn, tenant, id).await? {
-        None => Ok(false),
-        Some(owner) if owner == portfolio => Ok(true),
-        Some(owner) => Err(ApiError::conflict(format!(
-            "optimization '{id}' belongs to portfolio '{owner}', not '{portfolio}'"
-        ))),
+    ty: EventType,
+    data: &EventData,
+) -> Result<Uuid, ApiError> {
+    let row = prepare(tenant, false, ty, data)?;
+    let id = row.id;
+    let entity_locks = [data.lock_key(tenant)];
+    let written = writes::write(
+        conn,
+        &writes::Write {
+            scope: KeyScope {
+                owner: tenant,
+                endpoint: "publish",
+            },
+            key: None,
+            fingerprint: &[0; 32],
+            ttl: Duration::ZERO,
+            lock_wait: Duration::from_secs(5),
+            writer_locks: &[outbox::writers_key(tenant)],
+            entity_locks: &entity_locks,
+            events: std::slice::from_ref(&row),
+            deposit: None,
+            answer: writes::Answer {
+                status: 201,
+                head: b"{}",
+                tail: None,
+                location: None,
+            },
+        },
+    )
+    .await;
+    match written {
+        Ok(_) => Ok(id),
+        Err(writes::WriteError::Refused(refusal)) => Err(ApiError::conflict(refusal.to_string())),
+        Err(writes::WriteError::Database(err)) => Err(err.into()),
     }
 }

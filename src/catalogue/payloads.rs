@@ -334,7 +334,7 @@ impl EventData {
     }
 }
 
-/// The lock key of one portfolio's state (see `store::outbox::lock_entities`).
+/// The lock key of one portfolio's state (see `store::writes`, whose database function takes it).
 pub fn portfolio_lock_key(tenant: &str, portfolio: &EntityId) -> String {
     format!("{tenant}/portfolio/{portfolio}")
 }

@@ -12,7 +12,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -24,16 +24,17 @@ use crate::catalogue::ids::EntityId;
 use crate::catalogue::money::{
     Amount, Currency, check_deposit_amount, deposit_amount_pattern, deposit_currencies,
 };
-use crate::catalogue::payloads::{PortfolioFunding, PortfolioStatus, portfolio_lock_key};
+use crate::catalogue::payloads::{PortfolioFunding, portfolio_lock_key};
 use crate::catalogue::{EventData, EventType};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::feed::cursor::{Cursor, Position};
 use crate::http::openapi::inputs::{IDEMPOTENCY_KEY_PATTERN, require_parameter};
 use crate::http::openapi::{Problems, Unparsed, link, replayed_header, response_header};
 use crate::http::retry;
-use crate::idempotency::{self, IdempotencyKeyHeader, Opened, Scope, StoredResponse};
-use crate::publish::publish;
-use crate::store::{deposits, read_model};
+use crate::idempotency::{self, IdempotencyKeyHeader, Scope};
+use crate::publish;
+use crate::store::deposits;
+use crate::store::writes::{Answer, DepositRow, Refusal};
 
 pub fn router() -> ApiRouter<AppState> {
     ApiRouter::new()
@@ -304,93 +305,120 @@ async fn create_deposit(
     }
     let fingerprint = idempotency::fingerprint(&body);
     let deposit = parse_deposit(body)?;
-
-    let lock_keys = [portfolio_lock_key(&tenant, &deposit.portfolio)];
-    let request = idempotency::Request {
-        lock_keys: &lock_keys,
-        key,
-        scope: Scope {
-            owner: tenant.clone(),
-            endpoint: "deposits",
-        },
-        fingerprint,
-    };
-    retry::on_contention(|| record(&state, &tenant, &deposit, request.clone())).await
-}
-
-/// The deposit's transaction: claim the key (or replay), check the portfolio, publish the
-/// funding event, store the deposit and the answer.
-async fn record(
-    state: &AppState,
-    tenant: &str,
-    deposit: &Deposit,
-    request: idempotency::Request<'_>,
-) -> Result<Response, ApiError> {
-    let request_key = request.key.as_ref().map(|key| key.as_str().to_owned());
-    let (mut tx, claim) =
-        match idempotency::open(&state.pool, &state.config, &state.metrics, request).await? {
-            Opened::Replay(response) => {
-                if response.status().is_success() {
-                    state.metrics.deposit_replayed();
-                }
-                return Ok(response);
-            }
-            Opened::Proceed(tx, claim) => (tx, claim),
-        };
-
-    let portfolio = deposit.portfolio.as_str();
-    match read_model::portfolio_status(&mut *tx, tenant, portfolio).await? {
-        None => {
-            return Err(ApiError::NotFound {
-                resource: "portfolio",
-            });
-        }
-        Some(Some(status)) if status == PortfolioStatus::Inactive.as_str() => {
-            return Err(ApiError::conflict(format!(
-                "portfolio '{portfolio}' is INACTIVE and accepts no deposits"
-            )));
-        }
-        Some(_) => {}
-    }
     let funding = EventData::PortfolioFunding(PortfolioFunding {
         id: deposit.portfolio.clone(),
         value: deposit.amount,
         currency: deposit.currency,
     });
-    let published = publish(&mut tx, tenant, EventType::PortfoliosFunding, &funding).await?;
+    let span = tracing::info_span!("publish", event_type = %EventType::PortfoliosFunding);
+    let event =
+        span.in_scope(|| publish::prepare(&tenant, false, EventType::PortfoliosFunding, &funding))?;
+    let portfolio = deposit.portfolio.as_str();
+    let created = Utc::now().trunc_subsecs(6);
     let view = DepositView {
         id: Uuid::now_v7(),
         portfolio: portfolio.to_owned(),
         amount: deposit.amount.to_string(),
         currency: deposit.currency.code().to_owned(),
-        created: Utc::now().trunc_subsecs(6),
+        created,
         funding_event: FundingEvent {
-            id: published.id,
-            cursor: Some(published.position.encode()),
+            id: event.id,
+            cursor: Some(CursorSlot::mark()),
         },
     };
-    deposits::insert(
-        &mut tx,
-        &deposits::NewDeposit {
-            id: view.id,
-            tenant,
-            portfolio,
-            amount: deposit.amount.0,
-            currency: deposit.currency.code(),
-            event_id: published.id,
-            created: view.created,
-            idempotency_key: request_key.as_deref(),
+    let answer = CursorSlot::around(&view)?;
+    let location = format!("/deposits/{}", view.id);
+    let row = DepositRow {
+        tenant: &tenant,
+        id: view.id,
+        portfolio,
+        amount: deposit.amount.0.to_string(),
+        currency: deposit.currency.code(),
+        event_id: event.id,
+        created: created.to_rfc3339_opts(SecondsFormat::Micros, true),
+        idempotency_key: key.as_ref().map(|key| key.as_str()),
+    };
+    let lock_keys = [portfolio_lock_key(&tenant, &deposit.portfolio)];
+    let request = || idempotency::Request {
+        key: key.clone(),
+        scope: Scope {
+            owner: tenant.clone(),
+            endpoint: "deposits",
         },
-    )
+        fingerprint,
+        entity_locks: &lock_keys,
+        events: std::slice::from_ref(&event),
+        deposit: Some(&row),
+        answer: Answer {
+            status: StatusCode::CREATED.as_u16(),
+            head: answer.head.as_bytes(),
+            tail: Some(answer.tail.as_bytes()),
+            location: Some(&location),
+        },
+    };
+    let answered = retry::on_contention(|| {
+        idempotency::write(
+            &state.pool,
+            &state.config,
+            &state.metrics,
+            request(),
+            refused,
+        )
+    })
+    .instrument(span.clone())
     .await?;
-    let response = StoredResponse::json(StatusCode::CREATED, &view)?
-        .with_location(format!("/deposits/{}", view.id));
-    let response = idempotency::finish(&mut tx, claim, response).await?;
-    tx.commit()
-        .instrument(tracing::info_span!("commit"))
-        .await?;
-    state.metrics.deposit_created();
-    Ok(response)
+    if answered.replayed {
+        if answered.response.status().is_success() {
+            state.metrics.deposit_replayed();
+        }
+    } else {
+        state.metrics.deposit_created();
+    }
+    Ok(answered.response)
+}
+
+/// What the deposit's rules refused, as its problem.
+fn refused(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::NotFound { .. } => ApiError::NotFound {
+            resource: "portfolio",
+        },
+        Refusal::Conflict { detail, .. } | Refusal::KeyInFlight { detail } => {
+            ApiError::conflict(detail)
+        }
+    }
+}
+
+/// A deposit's answer as JSON, split where its event's cursor goes: only the database
+/// knows the cursor (the committing transaction's id), and it stores the whole answer.
+struct CursorSlot {
+    head: String,
+    tail: String,
+}
+
+impl CursorSlot {
+    /// A random mark no request can contain (it is made after the request), put where
+    /// the cursor goes.
+    fn mark() -> String {
+        Uuid::new_v4().simple().to_string()
+    }
+
+    fn around(view: &DepositView) -> Result<Self, ApiError> {
+        let mark = view.funding_event.cursor.as_deref().unwrap_or_default();
+        let text = serde_json::to_string(view).map_err(ApiError::internal)?;
+        let (head, tail) = text
+            .split_once(mark)
+            .filter(|_| !mark.is_empty())
+            .ok_or_else(|| {
+                ApiError::internal(std::io::Error::other(
+                    "the cursor mark is not in the answer",
+                ))
+            })?;
+        Ok(Self {
+            head: head.to_owned(),
+            tail: tail.to_owned(),
+        })
+    }
 }
 
 async fn get_deposit(

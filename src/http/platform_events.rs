@@ -21,11 +21,9 @@ use crate::http::openapi::{
     EnvelopeSchema, EventRequest, Problems, Unparsed, link, replayed_header,
 };
 use crate::http::retry;
-use crate::idempotency::{
-    self, IdempotencyKeyHeader, Opened, PLATFORM_OWNER, Scope, StoredResponse,
-};
-use crate::publish::publish;
-use crate::store::tenants;
+use crate::idempotency::{self, IdempotencyKeyHeader, PLATFORM_OWNER, Scope};
+use crate::publish;
+use crate::store::writes::{Answer, Refusal};
 
 pub const MAX_BATCH: usize = 500;
 /// A full batch of 500 events is well over the default body limit; this route gets room
@@ -111,6 +109,8 @@ struct Checked {
     tenant: String,
     ty: EventType,
     data: EventData,
+    /// The entity lock its write takes (`EventData::lock_key`).
+    lock_key: String,
 }
 
 /// Prefixes a field path (`data.value` inside `events[3]`).
@@ -158,6 +158,7 @@ fn parse_request(body: Value, prefix: &str, preview_enabled: bool) -> Result<Che
     let data = EventData::parse(ty, request.data)
         .map_err(|err| ApiError::invalid(nest(prefix, &nest("data", &err.path)), err.message))?;
     Ok(Checked {
+        lock_key: data.lock_key(&request.tenant),
         tenant: request.tenant,
         ty,
         data,
@@ -172,37 +173,39 @@ async fn publish_one(
 ) -> Result<Response, ApiError> {
     let fingerprint = idempotency::fingerprint(&body.value);
     let event = parse_request(body.value, "", state.config.preview_events)?;
-    let request = idempotency::Request {
-        lock_keys: &[event.data.lock_key(&event.tenant)],
-        key,
+    let span = tracing::info_span!("publish", event_type = %event.ty);
+    let row = span.in_scope(|| publish::prepare(&event.tenant, true, event.ty, &event.data))?;
+    // The answer is the envelope as stored.
+    let answer = row.envelope.clone();
+    let request = || idempotency::Request {
+        key: key.clone(),
         scope: Scope {
             owner: PLATFORM_OWNER.into(),
             endpoint: "platform-events",
         },
         fingerprint,
+        entity_locks: std::slice::from_ref(&event.lock_key),
+        events: std::slice::from_ref(&row),
+        deposit: None,
+        answer: Answer {
+            status: StatusCode::CREATED.as_u16(),
+            head: answer.as_bytes(),
+            tail: None,
+            location: None,
+        },
     };
-    retry::on_contention(|| publish_in_transaction(&state, &event, request.clone())).await
-}
-
-async fn publish_in_transaction(
-    state: &AppState,
-    event: &Checked,
-    request: idempotency::Request<'_>,
-) -> Result<Response, ApiError> {
-    let (mut tx, claim) =
-        match idempotency::open(&state.pool, &state.config, &state.metrics, request).await? {
-            Opened::Replay(response) => return Ok(response),
-            Opened::Proceed(tx, claim) => (tx, claim),
-        };
-    require_tenant(&mut tx, &event.tenant).await?;
-    let published = publish(&mut tx, &event.tenant, event.ty, &event.data).await?;
-    let body = RawValue::from_string(published.envelope).map_err(ApiError::internal)?;
-    let response = StoredResponse::json(StatusCode::CREATED, &body)?;
-    let response = idempotency::finish(&mut tx, claim, response).await?;
-    tx.commit()
-        .instrument(tracing::info_span!("commit"))
-        .await?;
-    Ok(response)
+    let answered = retry::on_contention(|| {
+        idempotency::write(
+            &state.pool,
+            &state.config,
+            &state.metrics,
+            request(),
+            refused,
+        )
+    })
+    .instrument(span.clone())
+    .await?;
+    Ok(answered.response)
 }
 
 async fn publish_batch(
@@ -233,65 +236,72 @@ async fn publish_batch(
         })
         .collect::<Result<Vec<_>, _>>()?;
 
-    let lock_keys: Vec<String> = events.iter().map(|e| e.data.lock_key(&e.tenant)).collect();
-    let request = idempotency::Request {
-        lock_keys: &lock_keys,
-        key,
+    let span = tracing::info_span!("publish", events = events.len());
+    let rows = span.in_scope(|| {
+        events
+            .iter()
+            .map(|e| publish::prepare(&e.tenant, true, e.ty, &e.data))
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    let lock_keys: Vec<String> = events.iter().map(|e| e.lock_key.clone()).collect();
+    // Raw envelopes, not `Value`s: a `Value` would re-format `1e100`.
+    let published = rows
+        .iter()
+        .map(|row| RawValue::from_string(row.envelope.clone()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ApiError::internal)?;
+    let answer =
+        serde_json::to_vec(&BatchResponse { events: published }).map_err(ApiError::internal)?;
+    let request = || idempotency::Request {
+        key: key.clone(),
         scope: Scope {
             owner: PLATFORM_OWNER.into(),
             endpoint: "platform-events-batch",
         },
         fingerprint,
+        entity_locks: &lock_keys,
+        events: &rows,
+        deposit: None,
+        answer: Answer {
+            status: StatusCode::CREATED.as_u16(),
+            head: &answer,
+            tail: None,
+            location: None,
+        },
     };
-    retry::on_contention(|| publish_batch_in_transaction(&state, &events, request.clone())).await
+    let answered = retry::on_contention(|| {
+        idempotency::write(
+            &state.pool,
+            &state.config,
+            &state.metrics,
+            request(),
+            in_batch,
+        )
+    })
+    .instrument(span.clone())
+    .await?;
+    Ok(answered.response)
 }
 
-async fn publish_batch_in_transaction(
-    state: &AppState,
-    events: &[Checked],
-    request: idempotency::Request<'_>,
-) -> Result<Response, ApiError> {
-    let (mut tx, claim) =
-        match idempotency::open(&state.pool, &state.config, &state.metrics, request).await? {
-            Opened::Replay(response) => return Ok(response),
-            Opened::Proceed(tx, claim) => (tx, claim),
-        };
-    let mut published = Vec::with_capacity(events.len());
-    for (i, event) in events.iter().enumerate() {
-        let result = async {
-            require_tenant(&mut tx, &event.tenant).await?;
-            publish(&mut tx, &event.tenant, event.ty, &event.data).await
+/// What a state rule refused, as the problem of a single publish.
+fn refused(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::NotFound { detail, .. } => ApiError::NotFoundDetail { detail },
+        Refusal::Conflict { detail, .. } | Refusal::KeyInFlight { detail } => {
+            ApiError::conflict(detail)
         }
-        .await;
-        let envelope = result.map_err(|err| in_batch(i, err))?.envelope;
-        published.push(RawValue::from_string(envelope).map_err(ApiError::internal)?);
     }
-    // Raw envelopes, not `Value`s: a `Value` would re-format `1e100`.
-    let response = StoredResponse::json(StatusCode::CREATED, &BatchResponse { events: published })?;
-    let response = idempotency::finish(&mut tx, claim, response).await?;
-    tx.commit()
-        .instrument(tracing::info_span!("commit"))
-        .await?;
-    Ok(response)
 }
 
-/// Says which event of a batch a state error is about.
-fn in_batch(index: usize, err: ApiError) -> ApiError {
-    match err {
-        ApiError::Conflict { detail } => ApiError::conflict(format!("events[{index}]: {detail}")),
-        ApiError::NotFoundDetail { detail } => ApiError::NotFoundDetail {
+/// Says which event of a batch a refusal is about.
+fn in_batch(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::NotFound { index, detail } => ApiError::NotFoundDetail {
             detail: format!("events[{index}]: {detail}"),
         },
-        other => other,
-    }
-}
-
-async fn require_tenant(conn: &mut sqlx::PgConnection, tenant: &str) -> Result<(), ApiError> {
-    if tenants::exists(&mut *conn, tenant).await? {
-        Ok(())
-    } else {
-        Err(ApiError::NotFoundDetail {
-            detail: format!("no tenant '{tenant}'"),
-        })
+        Refusal::Conflict { index, detail } => {
+            ApiError::conflict(format!("events[{index}]: {detail}"))
+        }
+        Refusal::KeyInFlight { detail } => ApiError::conflict(detail),
     }
 }

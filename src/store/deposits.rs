@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::position::{Position, Xid8};
@@ -26,38 +26,6 @@ impl DepositRow {
     pub fn event_position(&self) -> Option<Position> {
         Some(Position::new(self.event_tx?, self.event_seq?))
     }
-}
-
-pub struct NewDeposit<'a> {
-    pub id: Uuid,
-    pub tenant: &'a str,
-    pub portfolio: &'a str,
-    pub amount: Decimal,
-    pub currency: &'a str,
-    pub event_id: Uuid,
-    pub created: DateTime<Utc>,
-    /// The Idempotency-Key it was made with, normalized.
-    pub idempotency_key: Option<&'a str>,
-}
-
-#[tracing::instrument(skip_all)]
-pub async fn insert(conn: &mut PgConnection, d: &NewDeposit<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO deposits (tenant_id, id, portfolio_id, amount, currency, event_id, created,
-                               idempotency_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(d.tenant)
-    .bind(d.id)
-    .bind(d.portfolio)
-    .bind(d.amount)
-    .bind(d.currency)
-    .bind(d.event_id)
-    .bind(d.created)
-    .bind(d.idempotency_key)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 const SELECT: &str = "SELECT d.id, d.portfolio_id, d.amount, d.currency, d.created, d.event_id,

@@ -20,6 +20,7 @@ pub mod snapshots;
 pub mod tenants;
 pub mod webhook_attempts;
 pub mod webhooks;
+pub mod writes;
 
 /// True when the error means "the database cannot be reached right now" rather than
 /// "this statement is wrong": callers answer 503 and clients retry.

@@ -63,39 +63,6 @@ pub fn writers_key(tenant: &str) -> String {
     format!("eventgate/outbox-writers/{tenant}")
 }
 
-/// The tenant of an entity lock key (`tenant/portfolio/P1`).
-fn tenant_of(lock_key: &str) -> &str {
-    lock_key
-        .split_once('/')
-        .map_or(lock_key, |(tenant, _)| tenant)
-}
-
-/// Opens a write: holds the writers' lock of each tenant shared, then serializes writers
-/// that touch the same state with transaction-scoped advisory locks on `keys` (each
-/// `tenant/entity-key`; sorted, so two writers never wait on each other in a cycle). Taken
-/// before any write: a later writer gets a later transaction id, so per-entity feed order is
-/// commit order, and a snapshot never sees a writer half way.
-#[tracing::instrument(skip_all)]
-pub async fn lock_entities(conn: &mut PgConnection, keys: &[String]) -> Result<(), sqlx::Error> {
-    let mut tenants: Vec<String> = keys.iter().map(|k| writers_key(tenant_of(k))).collect();
-    tenants.sort();
-    tenants.dedup();
-    // One statement: the shared writers' locks first (Append runs its inputs in order).
-    sqlx::query(
-        "SELECT 1 FROM (SELECT pg_advisory_xact_lock_shared(hashtextextended(w, 0))
-                        FROM unnest($2::text[]) AS w) AS writers
-         UNION ALL
-         SELECT 1 FROM (SELECT pg_advisory_xact_lock(k)
-                        FROM (SELECT DISTINCT hashtextextended(key, 0) AS k
-                              FROM unnest($1::text[]) AS key ORDER BY 1) AS keys) AS entities",
-    )
-    .bind(keys)
-    .bind(&tenants)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// Opens a write that appends to `tenant`'s outbox without entity locks (eventgate's own
 /// delivery health events): the writers' lock, shared, before the first write.
 #[tracing::instrument(skip_all)]

@@ -174,7 +174,7 @@ pub async fn purge_expired(db: impl PgExecutor<'_>, limit: i64) -> Result<u64, s
 
 /// Opens a read-only REPEATABLE READ transaction whose snapshot no writer of `tenant`'s
 /// outbox is in the middle of, and returns it with the snapshot's xmax. Writers hold the
-/// tenant's writers' lock shared from before their first write (`outbox::lock_entities`,
+/// tenant's writers' lock shared from before their first write (`store::writes`,
 /// `outbox::begin_writing`); taking it exclusively waits for those under way (at most
 /// `wait`) and holds new ones back only until the snapshot is taken. So every event the
 /// snapshot sees has a transaction id below its xmax, and every event it does not see, one

@@ -101,3 +101,40 @@ async fn retention_keeps_what_a_destination_has_not_confirmed(pool: PgPool) {
         "purging up to tx 100 would drop an unconfirmed event"
     );
 }
+
+/// The database writes a deposit's cursor into its stored answer (`eventgate_cursor`); it
+/// must be exactly the cursor the server makes everywhere else, for any position: large
+/// transaction ids (past 2^32, as after wraparound epochs) and sequence numbers, and bytes
+/// whose base64 needs the URL-safe letters.
+#[sqlx::test]
+async fn the_database_encodes_cursors_exactly_as_the_server(pool: PgPool) {
+    let positions = [
+        Position { tx_id: 1, seq: 1 },
+        Position {
+            tx_id: 99,
+            seq: 100,
+        },
+        Position {
+            tx_id: 4_294_967_296 + 12_345,
+            seq: 1 << 40,
+        },
+        Position {
+            tx_id: 0x00FB_FFBF_FEFF_FBEF,
+            seq: 0x3EFF_BFFF_FEFB_FFFF,
+        },
+        Position {
+            tx_id: i64::MAX as u64,
+            seq: i64::MAX,
+        },
+    ];
+    for position in positions {
+        let cursor: String = sqlx::query_scalar("SELECT eventgate_cursor($1::text::xid8, $2)")
+            .bind(position.tx_id.to_string())
+            .bind(position.seq)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(cursor, position.encode(), "{position:?}");
+        assert_eq!(Position::decode(&cursor), Some(position));
+    }
+}
