@@ -167,15 +167,22 @@ async fn deposits(ctx: Arc<Ctx>) {
     let run = uuid::Uuid::now_v7().simple().to_string();
     let tenant = format!("dep{}", &run[20..]);
     let key = Arc::new(ctx.tenant(&tenant).await);
-    // Spread deposits over portfolios, as many clients would.
-    for p in 0..64 {
+    // Spread deposits over portfolios, as many clients would (64), or all into one (1: a
+    // hot portfolio, whose writers queue on its lock).
+    let portfolios = ctx.arg("portfolios", 64);
+    for p in 0..portfolios {
         ctx.portfolio(&tenant, &format!("P{p}")).await;
     }
-    closed_loop(&ctx, "deposits", move |ctx, worker, i| {
+    let name = if portfolios == 1 {
+        "deposits, 1 portfolio".to_owned()
+    } else {
+        "deposits".to_owned()
+    };
+    closed_loop(&ctx, &name, move |ctx, worker, i| {
         let key = key.clone();
         let run = run.clone();
         async move {
-            let body = json!({"data": {"amount": "10.50", "currency": "EUR", "portfolio": format!("P{}", (worker + i) % 64)}});
+            let body = json!({"data": {"amount": "10.50", "currency": "EUR", "portfolio": format!("P{}", (worker + i) % portfolios)}});
             let request = ctx
                 .http
                 .post(format!("{}/events/deposit/", ctx.url))

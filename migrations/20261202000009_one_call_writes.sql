@@ -20,6 +20,20 @@
 -- its message and the event's index (from 0) as its hint; a key in use by a request that
 -- is still running raises EGK09. Raising undoes the whole statement: nothing is written.
 -- The server maps these codes to problems (store::writes).
+--
+-- With p_announce_later the outbox trigger sends no NOTIFY: the caller announces the
+-- write once it has committed (feed::announcer). A NOTIFY inside the transaction holds
+-- the database-wide notification lock through the commit, so all notifying commits of the
+-- database run one after another; measured, it halved the writes a second.
+
+CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('eventgate.announce_after_commit', true) IS DISTINCT FROM 'on' THEN
+        PERFORM pg_notify('eventgate_outbox', NEW.tenant_id);
+    END IF;
+    RETURN NULL;
+END
+$$;
 
 -- A feed position as the API's cursor (feed::cursor, version 2): base64url without padding
 -- of the version byte, the transaction id and the sequence number, both big-endian.
@@ -50,6 +64,7 @@ CREATE FUNCTION eventgate_write(
     p_lock_wait text, p_writer_locks text[], p_entity_locks text[],
     p_events jsonb, p_deposit jsonb,
     p_status smallint, p_body_head bytea, p_body_tail bytea, p_location text,
+    p_announce_later boolean,
     OUT o_replayed boolean, OUT o_fingerprint bytea, OUT o_status smallint,
     OUT o_body bytea, OUT o_location text)
 LANGUAGE plpgsql AS $$
@@ -83,6 +98,9 @@ BEGIN
 
     -- 2. Bounded lock waits, then the locks, before any write.
     PERFORM set_config('lock_timeout', p_lock_wait, true);
+    IF p_announce_later THEN
+        PERFORM set_config('eventgate.announce_after_commit', 'on', true);
+    END IF;
     FOREACH v_lock IN ARRAY p_writer_locks LOOP
         PERFORM pg_advisory_xact_lock_shared(hashtextextended(v_lock, 0));
     END LOOP;

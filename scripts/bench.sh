@@ -2,7 +2,7 @@
 # Benchmarks (not tests): a release eventgate on a throwaway, durable PostgreSQL (default
 # settings, fsync on), driven over 127.0.0.1 by benches/load.rs, next to the ceilings
 # PostgreSQL itself reaches (pgbench running the same SQL, COPY of the same rows).
-# Usage: scripts/bench.sh [deposits|feed|longpoll|relay|kafka|webhooks|all]. Results go to stdout,
+# Usage: scripts/bench.sh [deposits|peer|feed|longpoll|relay|kafka|webhooks|all]. Results go to stdout,
 # then one summary table (measure, result, ceiling or target, ratio). `all` also writes that
 # table into docs/BENCHMARKS.md (between its bench-summary markers). Any unexpected answer
 # stops the run with a non-zero exit.
@@ -12,9 +12,13 @@ cd "$(dirname "$0")/.."
 
 what=${1:-all}
 ensure_rust
-ensure_rabbitmq
-ensure_mosquitto
-ensure_kafka
+# Only the brokers the chosen scenarios talk to.
+case "$what" in
+  relay | all) ensure_rabbitmq; ensure_mosquitto ;;
+esac
+case "$what" in
+  kafka | all) ensure_kafka ;;
+esac
 for tool in curl bc; do command -v "$tool" >/dev/null 2>&1 || apt_install "$tool"; done
 cargo build --release --locked --bin eventgate
 cargo bench --locked --bench load --no-run
@@ -50,11 +54,21 @@ if [ "$what" = deposits ] || [ "$what" = all ]; then
   for clients in 32 128; do
     load deposits concurrency="$clients" seconds=20
     "$PG_BINDIR/pgbench" -h 127.0.0.1 -p "$PG_PORT" -U postgres -n -M prepared -c "$clients" -j 2 -T 20 \
-      -f scripts/bench/deposit_tx.sql postgres 2>/dev/null | grep -E '^(tps|latency average)' | sed "s/^/pgbench ceiling (clients $clients): /" | tee -a "$results"
+      -D portfolios=64 -f scripts/bench/deposit_tx.sql postgres 2>/dev/null | grep -E '^(tps|latency average)' | sed "s/^/pgbench ceiling (clients $clients): /" | tee -a "$results"
   done
+  # One hot portfolio: every deposit queues on the same lock.
+  load deposits concurrency=32 seconds=20 portfolios=1
+  "$PG_BINDIR/pgbench" -h 127.0.0.1 -p "$PG_PORT" -U postgres -n -M prepared -c 32 -j 2 -T 20 \
+    -D portfolios=1 -f scripts/bench/deposit_tx.sql postgres 2>/dev/null | grep -E '^(tps|latency average)' | sed "s/^/pgbench one-portfolio ceiling (clients 32): /" | tee -a "$results"
   load replays concurrency=32 seconds=10
   "$PG_BINDIR/pgbench" -h 127.0.0.1 -p "$PG_PORT" -U postgres -n -M prepared -c 32 -j 2 -T 10 \
     -f scripts/bench/replay_read.sql postgres 2>/dev/null | grep -E '^tps' | sed "s/^/pgbench replay ceiling (clients 32): /" | tee -a "$results"
+fi
+
+if [ "$what" = peer ] || [ "$what" = all ]; then
+  # Ingest next to svix-server (when SVIX_SERVER_BIN names one), on this PostgreSQL.
+  . scripts/bench/peer/run.sh
+  run_peer | tee -a "$results"
 fi
 
 # Long-polls before the million-row seed: in one run after it, two of 5,000 waiters reached

@@ -22,6 +22,7 @@ use crate::auth::{AuthState, hash_key};
 use crate::config::ServerConfig;
 use crate::console;
 use crate::error::ApiError;
+use crate::feed::announcer::Announcer;
 use crate::feed::coalesce::Coalescer;
 use crate::feed::horizon::HorizonWatch;
 use crate::feed::long_polls::LongPolls;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Wakes long-polls when a tenant's outbox grows.
     pub notifier: Notifier,
+    /// Tells every replica, after commit, that a tenant's outbox grew.
+    pub announcer: Announcer,
     /// Shares page reads among long-polls woken together.
     pub coalescer: Coalescer,
     /// Caps waiting long-polls per tenant.
@@ -125,6 +128,7 @@ impl AppState {
             pool,
             config: Arc::new(config),
             notifier: Notifier::default(),
+            announcer: Announcer::default(),
             coalescer: Coalescer::default(),
             long_polls,
             horizon,

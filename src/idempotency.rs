@@ -18,11 +18,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
 
-use crate::config::ServerConfig;
+use crate::app::AppState;
 use crate::error::ApiError;
-use crate::metrics::Metrics;
 use crate::store::idempotency::{EarlierRequest, KeyScope};
 use crate::store::outbox;
 use crate::store::writes::{self, Refusal, WriteError, Written};
@@ -210,21 +208,17 @@ pub struct Answered {
 /// state rule refused into the endpoint's problem. Key conflicts (409 in flight, 422 key
 /// reused with another body) are counted in `metrics`.
 pub async fn write(
-    pool: &PgPool,
-    config: &ServerConfig,
-    metrics: &Metrics,
+    state: &AppState,
     request: Request<'_>,
     refused: impl FnOnce(Refusal) -> ApiError,
 ) -> Result<Answered, ApiError> {
-    let mut writer_locks: Vec<String> = request
-        .events
+    let config = &state.config;
+    let writer_locks: Vec<String> = writer_tenants(request.events)
         .iter()
-        .map(|event| outbox::writers_key(event.tenant))
+        .map(|tenant| outbox::writers_key(tenant))
         .collect();
-    writer_locks.sort();
-    writer_locks.dedup();
     let written = writes::write(
-        pool,
+        &state.pool,
         &writes::Write {
             scope: request.scope.stored(),
             key: request.key.as_ref().map(IdempotencyKey::as_str),
@@ -236,9 +230,15 @@ pub async fn write(
             events: request.events,
             deposit: request.deposit,
             answer: request.answer,
+            announce_later: true,
         },
     )
     .await;
+    if let Ok(Written::Done { .. }) = &written {
+        for tenant in &writer_tenants(request.events) {
+            state.announcer.committed(&state.notifier, tenant);
+        }
+    }
     let answered = match written {
         Ok(Written::Done {
             status,
@@ -268,9 +268,17 @@ pub async fn write(
         Err(WriteError::Database(err)) => Err(err.into()),
     };
     if let Err(ApiError::Conflict { .. } | ApiError::UnprocessableBody { .. }) = &answered {
-        metrics.idempotency_conflict(request.scope.endpoint);
+        state.metrics.idempotency_conflict(request.scope.endpoint);
     }
     answered
+}
+
+/// The tenants whose outboxes `events` append to, sorted, without repeats.
+fn writer_tenants<'a>(events: &[writes::EventRow<'a>]) -> Vec<&'a str> {
+    let mut tenants: Vec<&str> = events.iter().map(|event| event.tenant).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    tenants
 }
 
 /// The earlier request's answer, replayed; 422 when this request's body differs.

@@ -120,6 +120,14 @@ pub fn spawn(state: &AppState) -> Background {
         notifier: state.notifier.clone(),
         keys: state.key_cache.clone(),
     };
+    let announcer = state.announcer.clone().run(state.pool.clone());
+    let announcer_stop = stop.clone();
+    tasks.spawn(async move {
+        tokio::select! {
+            () = announcer => {}
+            () = announcer_stop.cancelled() => {}
+        }
+    });
     let listener = listeners.run(state.pool.clone());
     let listener_stop = stop.clone();
     tasks.spawn(async move {

@@ -155,6 +155,8 @@ pub async fn publish_in(
                 tail: None,
                 location: None,
             },
+            // Inside a transaction the caller commits: the trigger notifies at its commit.
+            announce_later: false,
         },
     )
     .await;

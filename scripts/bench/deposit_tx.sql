@@ -1,11 +1,8 @@
 -- One deposit exactly as eventgate makes it (src/http/deposits.rs, store::writes): one call
--- of eventgate_write, its own transaction (the API key comes from the server's key cache).
--- The deposit goes to one of 64 portfolios (`:portfolios` sets how many: 1 for the
--- hot-portfolio ceiling).
-\if :{?portfolios}
-\else
-\set portfolios 64
-\endif
+-- of eventgate_write, its own transaction (the API key comes from the server's key cache),
+-- announced after commit (the server's announcer then sends one NOTIFY for many writes).
+-- The deposit goes to one of `-D portfolios=N` portfolios (64, or 1 for the hot-portfolio
+-- ceiling).
 \set p random(0, :portfolios - 1)
 \set k random(1, 1000000000000)
 SELECT o_status FROM eventgate_write(
@@ -21,4 +18,4 @@ SELECT o_status FROM eventgate_write(
     'amount', '10.50', 'currency', 'EUR', 'event_id', gen_random_uuid(), 'created', now(),
     'idempotency_key', :client_id || '-' || :k),
   201::smallint, convert_to('{"id":"0190d3a4-0000-7000-8000-000000000000","funding_event":{"cursor":"', 'UTF8'),
-  convert_to('"}}', 'UTF8'), '/deposits/x');
+  convert_to('"}}', 'UTF8'), '/deposits/x', true);

@@ -39,6 +39,12 @@ def rows(text):
             out.append((f"deposits, {clients} clients", f"{fmt(num(got[0]), '/s')} (p99 {got[2]} ms)",
                         f"pgbench, same SQL: {fmt(num(ceiling[0]), ' tps')}" if ceiling else "",
                         ratio(num(got[0]), num(ceiling[0])) if ceiling else ""))
+    got = find(r"^deposits, 1 portfolio \(concurrency 32\): \d+ ok in [\d.]+s = (\d+)/s; latency p50 ([\d.]+) ms, p99 ([\d.]+) ms", text)
+    ceiling = find(r"^pgbench one-portfolio ceiling \(clients 32\): tps = ([\d.]+)", text)
+    if got:
+        out.append(("deposits into one portfolio, 32 clients", f"{fmt(num(got[0]), '/s')} (p99 {got[2]} ms)",
+                    f"pgbench, same SQL: {fmt(num(ceiling[0]), ' tps')}" if ceiling else "",
+                    ratio(num(got[0]), num(ceiling[0])) if ceiling else ""))
     got = find(r"^replays \(concurrency 32\): \d+ ok in [\d.]+s = (\d+)/s; latency p50 ([\d.]+) ms, p99 ([\d.]+) ms", text)
     ceiling = find(r"^pgbench replay ceiling \(clients 32\): tps = ([\d.]+)", text)
     if got:
@@ -49,6 +55,7 @@ def rows(text):
             times = num(got[0]) / deposits["32"]
             out.append(("replays ÷ fresh deposits, 32 clients", f"{times:.1f}×", "target ≥ 5×",
                         "met" if times >= 5 else "not met"))
+    out += peer_rows(text)
     got = find(r"^follow \(limit 1000\): \d+ events in \d+ pages, [\d.]+s = (\d+) events/s", text)
     ceiling = find(r"^COPY ceiling: \d+ rows in [\d.]+s = (\d+) rows/s", text)
     if got:
@@ -85,6 +92,40 @@ def rows(text):
     if got:
         out.append((f"webhooks commit to receipt at {got[0]} events/s", f"p50 {got[1]} ms, p99 {got[2]} ms",
                     "target p99 < 50 ms", "met" if num(got[2]) < 50 else "not met"))
+    return out
+
+
+PEER = r"^peer {label} \(c{connections}\): (\d+)/s; latency p50 ([\d.]+) ms, p99 ([\d.]+) ms; server CPU (\d+)%, PostgreSQL CPU (\d+)%"
+
+
+def peer_rows(text):
+    """eventgate's ingest next to svix-server's, from the `peer` scenario (same run)."""
+    out = []
+    for connections in ("32", "128"):
+        svix = [tuple(map(num, m)) for m in re.findall(
+            PEER.format(label="svix-server msg", connections=connections), text, re.MULTILINE)]
+        if svix:
+            rates = [s[0] for s in svix]
+            mean = sum(rates) / len(rates)
+            cpu = sum(s[3] for s in svix) / len(svix)
+            out.append((f"svix-server ingest (no endpoint), c{connections}, {len(rates)} runs",
+                        f"{fmt(mean, '/s')} ({fmt(min(rates))}–{fmt(max(rates))}; CPU {cpu:.0f}%)", "", ""))
+        for what in ("publish, 64 portfolios", "publish, 1 portfolio", "deposit, 64 portfolios", "deposit, 1 portfolio"):
+            got = find(PEER.format(label=f"eventgate {what}", connections=connections), text)
+            if not got:
+                continue
+            rate, _, p99, cpu, pg_cpu = map(num, got)
+            result = f"{fmt(rate, '/s')} (p99 {p99:g} ms; CPU {cpu:.0f}%, PostgreSQL {pg_cpu:.0f}%)"
+            if svix:
+                times = rate / mean
+                out.append((f"eventgate {what}, c{connections}", result,
+                            f"1.5 × svix-server: {fmt(1.5 * mean, '/s')}",
+                            f"{times:.2f}× svix: {'met' if times >= 1.5 else 'not met'}"))
+            else:
+                out.append((f"eventgate {what}, c{connections}", result, "", ""))
+            if "1 portfolio" in what:
+                out.append((f"one portfolio ({what.split(',')[0]}), c{connections}", fmt(rate, "/s"),
+                            "target ≥ 1,000/s", "met" if rate >= 1000 else "not met"))
     return out
 
 

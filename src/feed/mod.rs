@@ -28,6 +28,7 @@
 //! ([`coalesce::Coalescer`]), so a commit wakes five hundred waiters with one query, not five
 //! hundred, and neither does the timer.
 
+pub mod announcer;
 pub mod coalesce;
 pub mod cursor;
 pub mod horizon;

@@ -356,17 +356,9 @@ async fn create_deposit(
             location: Some(&location),
         },
     };
-    let answered = retry::on_contention(|| {
-        idempotency::write(
-            &state.pool,
-            &state.config,
-            &state.metrics,
-            request(),
-            refused,
-        )
-    })
-    .instrument(span.clone())
-    .await?;
+    let answered = retry::on_contention(|| idempotency::write(&state, request(), refused))
+        .instrument(span.clone())
+        .await?;
     if answered.replayed {
         if answered.response.status().is_success() {
             state.metrics.deposit_replayed();

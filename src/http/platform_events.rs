@@ -194,17 +194,9 @@ async fn publish_one(
             location: None,
         },
     };
-    let answered = retry::on_contention(|| {
-        idempotency::write(
-            &state.pool,
-            &state.config,
-            &state.metrics,
-            request(),
-            refused,
-        )
-    })
-    .instrument(span.clone())
-    .await?;
+    let answered = retry::on_contention(|| idempotency::write(&state, request(), refused))
+        .instrument(span.clone())
+        .await?;
     Ok(answered.response)
 }
 
@@ -269,17 +261,9 @@ async fn publish_batch(
             location: None,
         },
     };
-    let answered = retry::on_contention(|| {
-        idempotency::write(
-            &state.pool,
-            &state.config,
-            &state.metrics,
-            request(),
-            in_batch,
-        )
-    })
-    .instrument(span.clone())
-    .await?;
+    let answered = retry::on_contention(|| idempotency::write(&state, request(), in_batch))
+        .instrument(span.clone())
+        .await?;
     Ok(answered.response)
 }
 

@@ -121,6 +121,9 @@ pub struct Write<'a> {
     pub events: &'a [EventRow<'a>],
     pub deposit: Option<&'a DepositRow<'a>>,
     pub answer: Answer<'a>,
+    /// The caller announces the write after commit (`feed::announcer`); `false` has the
+    /// outbox trigger notify inside the transaction.
+    pub announce_later: bool,
 }
 
 /// What the call did.
@@ -171,7 +174,7 @@ struct Outcome {
 pub async fn write(db: impl PgExecutor<'_>, write: &Write<'_>) -> Result<Written, WriteError> {
     let outcome: Outcome = sqlx::query_as(
         "SELECT o_replayed, o_fingerprint, o_status, o_body, o_location
-         FROM eventgate_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         FROM eventgate_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(write.scope.owner)
     .bind(write.scope.endpoint)
@@ -187,6 +190,7 @@ pub async fn write(db: impl PgExecutor<'_>, write: &Write<'_>) -> Result<Written
     .bind(write.answer.head)
     .bind(write.answer.tail)
     .bind(write.answer.location)
+    .bind(write.announce_later)
     .fetch_one(db)
     .await
     .map_err(refusal_or_error)?;

@@ -2,6 +2,7 @@
 //! `#[sqlx::test]` (DATABASE_URL names the server) and a real eventgate on a free port.
 
 mod address_policy;
+mod announcements;
 mod api_keys;
 mod asymmetric_signatures;
 mod audit;
