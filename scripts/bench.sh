@@ -68,7 +68,7 @@ fi
 if [ "$what" = peer ] || [ "$what" = all ]; then
   # Ingest next to svix-server (when SVIX_SERVER_BIN names one), on this PostgreSQL.
   . scripts/bench/peer/run.sh
-  run_peer | tee -a "$results"
+  ( run_peer ) | tee -a "$results"
 fi
 
 # Long-polls before the million-row seed: in one run after it, two of 5,000 waiters reached

@@ -81,6 +81,8 @@ peer_ensure_redis() {
   wait_port 6379 Redis
 }
 
+# Runs in a subshell of its own (`( run_peer ) | tee`): its clean-up is its EXIT trap, so
+# it must not touch bench.sh's (on_exit would run all of bench.sh's commands here).
 run_peer() {
   if [ -z "${SVIX_SERVER_BIN:-}" ] || [ ! -x "$SVIX_SERVER_BIN" ]; then
     echo "peer: skipped: SVIX_SERVER_BIN does not name a svix-server binary (it is not part of this repository; docs/BENCHMARKS.md)"
@@ -88,9 +90,11 @@ run_peer() {
   fi
   command -v wrk >/dev/null 2>&1 || apt_install wrk
   peer_ensure_redis
-  local dir
-  dir=$(mktemp -d)
-  on_exit "rm -rf $dir"
+  # Globals, not locals: the trap runs after this function has returned.
+  PEER_SVIX_PID=""
+  PEER_DIR=$(mktemp -d)
+  trap 'kill $PEER_SVIX_PID 2>/dev/null; rm -rf "$PEER_DIR"' EXIT
+  local dir=$PEER_DIR
 
   # svix-server on its own database of the same PostgreSQL.
   pg -c "DROP DATABASE IF EXISTS svixbench" -c "CREATE DATABASE svixbench"
@@ -106,8 +110,8 @@ run_peer() {
   # The same pool size as eventgate's: both servers share the database.
   export SVIX_DB_POOL_MAX_SIZE="${BENCH_DB_CONNECTIONS:-32}"
   RUST_LOG=warn "$SVIX_SERVER_BIN" --run-migrations >"$dir/svix.log" 2>&1 &
-  local svix_pid=$!
-  on_exit "kill $svix_pid 2>/dev/null"
+  PEER_SVIX_PID=$!
+  local svix_pid=$PEER_SVIX_PID
   wait_port "$svix_port" svix-server
   local svix_token svix_url="http://127.0.0.1:$svix_port"
   svix_token=$(RUST_LOG=error "$SVIX_SERVER_BIN" jwt generate | awk '/Token/ {print $NF}')
