@@ -1,28 +1,28 @@
--- One round trip per write. A client's deposit and a platform publish (one event or a
--- batch) are each one call of eventgate_write, run as its own statement and so as its own
--- transaction: the entity locks are held while the database works and commits, never
--- across a network round trip. The server checks the request and builds every event's
--- envelope; this function does the rest, in the order the correctness rules need:
---   1. a committed, live answer under the Idempotency-Key is returned at once: a replay
---      takes no lock;
---   2. lock_timeout, the tenants' writers' locks (shared, as sorted by the server), then the
---      entity locks (sorted by their hash, so two writers never wait on each other in a
---      cycle). Taken before the first write: a later writer gets a later transaction id,
---      so per-entity feed order is commit order, and a snapshot never sees a writer half
---      way;
---   3. the key is claimed (an expired row is taken over); a concurrent request with the
---      same key blocks here until it ends, and its committed answer is returned;
---   4. per event: the tenant exists (platform publishes), the state rule holds, the read
---      model changes, the event is appended to the outbox;
---   5. the deposit row, for a deposit;
---   6. the answer is stored under the key and returned.
--- A state rule that fails raises SQLSTATE EG404 or EG409 with the problem's detail as
--- its message and the event's index (from 0) as its hint; a key in use by a request that
--- is still running raises EGK09. Raising undoes the whole statement: nothing is written.
--- The server maps these codes to problems (store::writes).
+-- One round trip per write, and many writes per commit. Deposits and platform publishes
+-- are made by eventgate_write: one statement, hence one transaction, that takes a batch of
+-- writes (the server's write batcher gathers the requests that arrive together, and a
+-- request alone is a batch of one). The entity locks are held while the database works
+-- and commits, never across a network round trip, and the batch shares one commit. The
+-- server checks each request and builds every event's envelope; the function does the
+-- rest, in the order the correctness rules need:
+--   1. each write whose Idempotency-Key holds a committed, live answer gets it at once: a
+--      replay takes no lock;
+--   2. lock_timeout, the writers' locks of every tenant written to (shared), then every
+--      entity lock (sorted by hash, so two writers never wait on each other in a cycle).
+--      Taken before the first write: a later writer gets a later transaction id, so
+--      per-entity feed order is commit order, and a snapshot never sees a writer half way;
+--   3. each write, in order, in a subtransaction of its own (eventgate_apply_write): the
+--      key is claimed (an expired row is taken over; a concurrent request with the same
+--      key blocks here until it ends, and its committed answer is returned); per event the
+--      tenant exists (platform publishes), the state rule holds, the read model changes,
+--      the event is appended; the deposit row; the answer is stored under the key.
+-- A write that a rule refuses is undone alone and answered with its refusal: o_refusal is
+-- EG404 or EG409 (with the problem's detail and the event's index, from 0), EGK09 (its key
+-- is in use by a request still running) or 55P03 (a lock wait ran out). The server maps
+-- them to problems (store::writes).
 --
 -- With p_announce_later the outbox trigger sends no NOTIFY: the caller announces the
--- write once it has committed (feed::announcer). A NOTIFY inside the transaction holds
+-- writes once they have committed (feed::announcer). A NOTIFY inside the transaction holds
 -- the database-wide notification lock through the commit, so all notifying commits of the
 -- database run one after another; measured, it halved the writes a second.
 
@@ -50,27 +50,27 @@ BEGIN
 END
 $$;
 
--- p_events: a JSON array, one object per event (store::writes::EventRow): the outbox row
--- (tenant, event_type, entity, entity_id, change when the type fixes it, id, created,
--- envelope, trace_parent, trace_state), whether to check the tenant exists, and the state
--- rule with its values (rule, portfolio, optimization, external_id, owned_by, value,
--- is_recommended, amount, currency, divest_amount).
--- p_deposit: NULL, or the deposit row (tenant, id, portfolio, amount, currency, event_id,
--- created, idempotency_key); its portfolio must exist and not be INACTIVE.
--- The answer's body is p_body_head, or p_body_head || the first event's cursor ||
--- p_body_tail when p_body_tail is not NULL (a deposit's answer holds its event's cursor).
-CREATE FUNCTION eventgate_write(
-    p_owner text, p_scope text, p_key text, p_fingerprint bytea, p_ttl_secs float8,
-    p_lock_wait text, p_writer_locks text[], p_entity_locks text[],
-    p_events jsonb, p_deposit jsonb,
-    p_status smallint, p_body_head bytea, p_body_tail bytea, p_location text,
-    p_announce_later boolean,
+-- One write (an element of eventgate_write's p_writes), under the locks its batch holds:
+-- owner, scope, key (or null), fingerprint (hex), ttl_secs; events: an array, one object
+-- per event (store::writes::EventRow): the outbox row (tenant, event_type, entity,
+-- entity_id, change when the type fixes it, id, created, envelope, trace_parent,
+-- trace_state), whether to check the tenant exists, and the state rule with its values
+-- (rule, portfolio, optimization, external_id, owned_by, value, is_recommended, amount,
+-- currency, divest_amount); deposit: null, or the deposit row (tenant, id, portfolio,
+-- amount, currency, event_id, created, idempotency_key), whose portfolio must exist and not
+-- be INACTIVE; status, body_head, body_tail, location: the answer, whose body is body_head,
+-- or body_head || the first event's cursor || body_tail when body_tail is not null (a
+-- deposit's answer holds its event's cursor). Raises EG404, EG409 or EGK09 to refuse.
+CREATE FUNCTION eventgate_apply_write(w jsonb,
     OUT o_replayed boolean, OUT o_fingerprint bytea, OUT o_status smallint,
     OUT o_body bytea, OUT o_location text)
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_lock text;
-    v_hash bigint;
+    v_owner_id text := w->>'owner';
+    v_scope text := w->>'scope';
+    v_key text := w->>'key';
+    v_fingerprint bytea := decode(w->>'fingerprint', 'hex');
+    v_deposit jsonb := nullif(w->'deposit', 'null'::jsonb);
     e record;
     v_index int := 0;
     v_change text;
@@ -83,37 +83,10 @@ DECLARE
     v_first_seq bigint;
 BEGIN
     o_replayed := false;
-    -- 1. A committed answer is final: a committed row always holds its answer.
-    IF p_key IS NOT NULL THEN
-        SELECT k.fingerprint, k.response_status, k.response_body, k.location
-          INTO o_fingerprint, o_status, o_body, o_location
-          FROM idempotency_keys k
-         WHERE k.tenant_id = p_owner AND k.scope = p_scope AND k.key = p_key
-           AND k.expires_at > now() AND k.response_status <> 0;
-        IF FOUND THEN
-            o_replayed := true;
-            RETURN;
-        END IF;
-    END IF;
-
-    -- 2. Bounded lock waits, then the locks, before any write.
-    PERFORM set_config('lock_timeout', p_lock_wait, true);
-    IF p_announce_later THEN
-        PERFORM set_config('eventgate.announce_after_commit', 'on', true);
-    END IF;
-    FOREACH v_lock IN ARRAY p_writer_locks LOOP
-        PERFORM pg_advisory_xact_lock_shared(hashtextextended(v_lock, 0));
-    END LOOP;
-    FOR v_hash IN SELECT DISTINCT hashtextextended(k, 0) FROM unnest(p_entity_locks) AS k
-                  ORDER BY 1 LOOP
-        PERFORM pg_advisory_xact_lock(v_hash);
-    END LOOP;
-
-    -- 3. The key.
-    IF p_key IS NOT NULL THEN
+    IF v_key IS NOT NULL THEN
         INSERT INTO idempotency_keys AS k (tenant_id, scope, key, fingerprint, expires_at)
-        VALUES (p_owner, p_scope, p_key, p_fingerprint,
-                now() + make_interval(secs => p_ttl_secs))
+        VALUES (v_owner_id, v_scope, v_key, v_fingerprint,
+                now() + make_interval(secs => (w->>'ttl_secs')::float8))
         ON CONFLICT (tenant_id, scope, key) DO UPDATE
             SET fingerprint = EXCLUDED.fingerprint, expires_at = EXCLUDED.expires_at,
                 created = now(), response_status = 0, response_body = '', location = NULL
@@ -122,8 +95,10 @@ BEGIN
             SELECT k.fingerprint, k.response_status, k.response_body, k.location
               INTO o_fingerprint, o_status, o_body, o_location
               FROM idempotency_keys k
-             WHERE k.tenant_id = p_owner AND k.scope = p_scope AND k.key = p_key;
-            IF NOT FOUND THEN
+             WHERE k.tenant_id = v_owner_id AND k.scope = v_scope AND k.key = v_key;
+            -- Not found, or found without an answer: the earlier write of this key is in
+            -- this very batch and was refused, or is another transaction's, still running.
+            IF NOT FOUND OR o_status = 0 THEN
                 PERFORM eventgate_refuse('EGK09', 0,
                     'the Idempotency-Key is being reused concurrently; retry');
             END IF;
@@ -132,19 +107,17 @@ BEGIN
         END IF;
     END IF;
 
-    -- 4. The deposit's own rule, then each event.
-    IF p_deposit IS NOT NULL THEN
+    IF v_deposit IS NOT NULL THEN
         SELECT p.status INTO v_status FROM portfolios p
-         WHERE p.tenant_id = p_deposit->>'tenant' AND p.id = p_deposit->>'portfolio';
+         WHERE p.tenant_id = v_deposit->>'tenant' AND p.id = v_deposit->>'portfolio';
         IF NOT FOUND THEN
             PERFORM eventgate_refuse('EG404', 0, 'portfolio');
         ELSIF v_status = 'INACTIVE' THEN
             PERFORM eventgate_refuse('EG409', 0, format(
-                'portfolio ''%s'' is INACTIVE and accepts no deposits', p_deposit->>'portfolio'));
+                'portfolio ''%s'' is INACTIVE and accepts no deposits', v_deposit->>'portfolio'));
         END IF;
     END IF;
-
-    FOR e IN SELECT * FROM jsonb_to_recordset(p_events) AS x(
+    FOR e IN SELECT * FROM jsonb_to_recordset(w->'events') AS x(
             tenant text, check_tenant boolean, event_type text, entity text, entity_id text,
             change text, id uuid, created timestamptz, envelope text, trace_parent text,
             trace_state text, rule text, portfolio text, optimization text, external_id text,
@@ -245,28 +218,101 @@ BEGIN
         v_index := v_index + 1;
     END LOOP;
 
-    -- 5. The deposit.
-    IF p_deposit IS NOT NULL THEN
+    IF v_deposit IS NOT NULL THEN
         INSERT INTO deposits (tenant_id, id, portfolio_id, amount, currency, event_id, created,
                               idempotency_key)
         SELECT d.tenant, d.id, d.portfolio, d.amount, d.currency, d.event_id, d.created,
                d.idempotency_key
-          FROM jsonb_to_record(p_deposit) AS d(tenant text, id uuid, portfolio text,
+          FROM jsonb_to_record(v_deposit) AS d(tenant text, id uuid, portfolio text,
                amount numeric, currency text, event_id uuid, created timestamptz,
                idempotency_key text);
     END IF;
 
-    -- 6. The answer.
-    o_status := p_status;
-    o_location := p_location;
-    o_fingerprint := p_fingerprint;
-    o_body := CASE WHEN p_body_tail IS NULL THEN p_body_head
-                   ELSE p_body_head || convert_to(eventgate_cursor(v_first_tx, v_first_seq), 'UTF8')
-                        || p_body_tail END;
-    IF p_key IS NOT NULL THEN
+    o_status := (w->>'status')::smallint;
+    o_location := w->>'location';
+    o_fingerprint := v_fingerprint;
+    o_body := convert_to(w->>'body_head', 'UTF8');
+    IF w->>'body_tail' IS NOT NULL THEN
+        o_body := o_body || convert_to(eventgate_cursor(v_first_tx, v_first_seq), 'UTF8')
+                  || convert_to(w->>'body_tail', 'UTF8');
+    END IF;
+    IF v_key IS NOT NULL THEN
         UPDATE idempotency_keys k
            SET response_status = o_status, response_body = o_body, location = o_location
-         WHERE k.tenant_id = p_owner AND k.scope = p_scope AND k.key = p_key;
+         WHERE k.tenant_id = v_owner_id AND k.scope = v_scope AND k.key = v_key;
     END IF;
+END
+$$;
+
+-- A batch of writes (p_writes: a JSON array of eventgate_apply_write's objects, each with
+-- its writer_locks and entity_locks arrays), one result row per write, by its index.
+CREATE FUNCTION eventgate_write(p_writes jsonb, p_lock_wait text, p_announce_later boolean)
+RETURNS TABLE (o_index int, o_replayed boolean, o_fingerprint bytea, o_status smallint,
+               o_body bytea, o_location text, o_refusal text, o_detail text, o_event int)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_count int := jsonb_array_length(p_writes);
+    v_answered boolean[] := array_fill(false, ARRAY[v_count]);
+    w jsonb;
+    i int;
+    v_lock text;
+    v_hash bigint;
+    v_refusal text;
+    v_detail text;
+    v_hint text;
+BEGIN
+    -- 1. Committed answers are final (a committed key row always holds its answer).
+    FOR i IN 0 .. v_count - 1 LOOP
+        w := p_writes->i;
+        CONTINUE WHEN w->>'key' IS NULL;
+        SELECT k.fingerprint, k.response_status, k.response_body, k.location
+          INTO o_fingerprint, o_status, o_body, o_location
+          FROM idempotency_keys k
+         WHERE k.tenant_id = w->>'owner' AND k.scope = w->>'scope' AND k.key = w->>'key'
+           AND k.expires_at > now() AND k.response_status <> 0;
+        IF FOUND THEN
+            o_index := i; o_replayed := true; o_refusal := NULL; o_detail := NULL; o_event := NULL;
+            v_answered[i + 1] := true;
+            RETURN NEXT;
+        END IF;
+    END LOOP;
+    IF v_answered = array_fill(true, ARRAY[v_count]) THEN
+        RETURN;
+    END IF;
+
+    -- 2. Bounded lock waits, then the locks of every write still to make.
+    PERFORM set_config('lock_timeout', p_lock_wait, true);
+    IF p_announce_later THEN
+        PERFORM set_config('eventgate.announce_after_commit', 'on', true);
+    END IF;
+    FOR v_lock IN SELECT DISTINCT l FROM generate_series(0, v_count - 1) AS n,
+                      jsonb_array_elements_text(p_writes->n->'writer_locks') AS l
+                  WHERE NOT v_answered[n + 1] ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock_shared(hashtextextended(v_lock, 0));
+    END LOOP;
+    FOR v_hash IN SELECT DISTINCT hashtextextended(l, 0) FROM generate_series(0, v_count - 1) AS n,
+                      jsonb_array_elements_text(p_writes->n->'entity_locks') AS l
+                  WHERE NOT v_answered[n + 1] ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(v_hash);
+    END LOOP;
+
+    -- 3. Each write, undone alone when refused.
+    FOR i IN 0 .. v_count - 1 LOOP
+        CONTINUE WHEN v_answered[i + 1];
+        o_index := i; o_refusal := NULL; o_detail := NULL; o_event := NULL;
+        BEGIN
+            SELECT a.o_replayed, a.o_fingerprint, a.o_status, a.o_body, a.o_location
+              INTO o_replayed, o_fingerprint, o_status, o_body, o_location
+              FROM eventgate_apply_write(p_writes->i) AS a;
+        EXCEPTION WHEN SQLSTATE 'EG404' OR SQLSTATE 'EG409' OR SQLSTATE 'EGK09'
+                       OR lock_not_available THEN
+            GET STACKED DIAGNOSTICS v_refusal = RETURNED_SQLSTATE, v_detail = MESSAGE_TEXT,
+                                    v_hint = PG_EXCEPTION_HINT;
+            o_replayed := false; o_fingerprint := NULL; o_status := NULL; o_body := NULL;
+            o_location := NULL; o_refusal := v_refusal; o_detail := v_detail;
+            o_event := nullif(v_hint, '')::int;
+        END;
+        RETURN NEXT;
+    END LOOP;
 END
 $$;

@@ -34,6 +34,7 @@ use crate::rate_limit::TenantRateLimit;
 use crate::secrets::Keyring;
 use crate::secrets::loading::{self, LoadError};
 use crate::store::resealing::Reseal;
+use crate::write_batcher::WriteBatcher;
 use crate::{http, store, telemetry};
 
 /// What every handler can reach.
@@ -45,6 +46,8 @@ pub struct AppState {
     pub notifier: Notifier,
     /// Tells every replica, after commit, that a tenant's outbox grew.
     pub announcer: Announcer,
+    /// Commits deposits and publishes, many to a transaction.
+    pub writes: WriteBatcher,
     /// Shares page reads among long-polls woken together.
     pub coalescer: Coalescer,
     /// Caps waiting long-polls per tenant.
@@ -124,11 +127,13 @@ impl AppState {
         let key_cache = KeyCache::new(Duration::from_secs(config.auth_cache_secs));
         let long_polls = LongPolls::new(config.max_long_polls_per_tenant);
         let horizon = HorizonWatch::new(Duration::from_secs(config.horizon_stall_secs));
+        let writes = WriteBatcher::start(pool.clone(), config.write_batches());
         Ok(Self {
             pool,
             config: Arc::new(config),
             notifier: Notifier::default(),
             announcer: Announcer::default(),
+            writes,
             coalescer: Coalescer::default(),
             long_polls,
             horizon,

@@ -150,6 +150,18 @@ pub struct ServerConfig {
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub idempotency_wait_ms: u64,
 
+    /// Tasks that commit writes (deposits, platform publishes), each taking every write
+    /// waiting, up to --write-batch-max, into one transaction (group commit). Each holds a
+    /// pooled connection while it commits; keep it below --db-max-connections.
+    #[arg(long, env = "EVENTGATE_WRITE_COMMITTERS", default_value_t = 4,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
+    pub write_committers: usize,
+
+    /// Most writes one transaction commits together (1: each write alone).
+    #[arg(long, env = "EVENTGATE_WRITE_BATCH_MAX", default_value_t = 32,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=60))]
+    pub write_batch_max: usize,
+
     /// How long outbound events are kept in the feed; older cursors get 410 Gone.
     #[arg(long, env = "EVENTGATE_FEED_RETENTION_SECS", default_value_t = 30 * 24 * 3600)]
     pub feed_retention_secs: u64,
@@ -325,6 +337,14 @@ impl ServerConfig {
 
     pub fn idempotency_wait(&self) -> Duration {
         Duration::from_millis(self.idempotency_wait_ms)
+    }
+
+    pub fn write_batches(&self) -> crate::write_batcher::BatchSettings {
+        crate::write_batcher::BatchSettings {
+            committers: self.write_committers,
+            max_writes: self.write_batch_max,
+            lock_wait: self.idempotency_wait(),
+        }
     }
 
     /// The configuration a bare `eventgate serve` would get from `args` plus the

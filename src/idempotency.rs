@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::store::idempotency::{EarlierRequest, KeyScope};
+use crate::store::idempotency::EarlierRequest;
 use crate::store::outbox;
 use crate::store::writes::{self, Refusal, WriteError, Written};
 
@@ -144,15 +144,6 @@ pub struct Scope {
     pub endpoint: &'static str,
 }
 
-impl Scope {
-    fn stored(&self) -> KeyScope<'_> {
-        KeyScope {
-            owner: &self.owner,
-            endpoint: self.endpoint,
-        }
-    }
-}
-
 /// The owner of platform-key requests' keys (not a valid tenant id, so never a collision).
 pub const PLATFORM_OWNER: &str = "@platform";
 
@@ -192,7 +183,17 @@ pub struct Request<'a> {
     pub entity_locks: &'a [String],
     pub events: &'a [writes::EventRow<'a>],
     pub deposit: Option<&'a writes::DepositRow<'a>>,
-    pub answer: writes::Answer<'a>,
+    pub answer: Answer<'a>,
+}
+
+/// The answer a write stores and sends; a deposit's holds its event's cursor, which only
+/// the database knows: it goes between `head` and `tail`.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    pub status: StatusCode,
+    pub head: &'a str,
+    pub tail: Option<&'a str>,
+    pub location: Option<&'a str>,
 }
 
 /// A write's response, and whether it replays an earlier one.
@@ -201,41 +202,37 @@ pub struct Answered {
     pub replayed: bool,
 }
 
-/// Makes the write in one call (`store::writes`): a committed answer under the key is
-/// replayed (422 when this body differs); otherwise the locks (bounded by
+/// Makes the write, batched with others (`write_batcher`): a committed answer under the
+/// key is replayed (422 when this body differs); otherwise the locks (bounded by
 /// `idempotency_wait`: a duplicate in flight or a busy entity is 409 after it), the key,
-/// the state rules, the events and the answer, committed together. `refused` turns what a
-/// state rule refused into the endpoint's problem. Key conflicts (409 in flight, 422 key
-/// reused with another body) are counted in `metrics`.
+/// the state rules, the events and the answer, committed together, then announced.
+/// `refused` turns what a state rule refused into the endpoint's problem. Key conflicts
+/// (409 in flight, 422 key reused with another body) are counted in the metrics.
 pub async fn write(
     state: &AppState,
     request: Request<'_>,
     refused: impl FnOnce(Refusal) -> ApiError,
 ) -> Result<Answered, ApiError> {
-    let config = &state.config;
-    let writer_locks: Vec<String> = writer_tenants(request.events)
-        .iter()
-        .map(|tenant| outbox::writers_key(tenant))
-        .collect();
-    let written = writes::write(
-        &state.pool,
-        &writes::Write {
-            scope: request.scope.stored(),
-            key: request.key.as_ref().map(IdempotencyKey::as_str),
-            fingerprint: &request.fingerprint,
-            ttl: config.idempotency_ttl(),
-            lock_wait: config.idempotency_wait(),
-            writer_locks: &writer_locks,
-            entity_locks: request.entity_locks,
-            events: request.events,
-            deposit: request.deposit,
-            answer: request.answer,
-            announce_later: true,
-        },
-    )
-    .await;
+    let tenants = writer_tenants(request.events);
+    let encoded = writes::encode(&writes::Write {
+        owner: &request.scope.owner,
+        scope: request.scope.endpoint,
+        key: request.key.as_ref().map(IdempotencyKey::as_str),
+        fingerprint: hex(&request.fingerprint),
+        ttl_secs: state.config.idempotency_ttl().as_secs_f64(),
+        writer_locks: tenants.iter().map(|t| outbox::writers_key(t)).collect(),
+        entity_locks: request.entity_locks,
+        events: request.events,
+        deposit: request.deposit,
+        status: request.answer.status.as_u16(),
+        body_head: request.answer.head,
+        body_tail: request.answer.tail,
+        location: request.answer.location,
+    })
+    .map_err(ApiError::internal)?;
+    let written = state.writes.write(encoded).await;
     if let Ok(Written::Done { .. }) = &written {
-        for tenant in &writer_tenants(request.events) {
+        for tenant in &tenants {
             state.announcer.committed(&state.notifier, tenant);
         }
     }
@@ -264,6 +261,9 @@ pub async fn write(
         Err(WriteError::Refused(Refusal::KeyInFlight { detail })) => {
             Err(ApiError::conflict(detail))
         }
+        Err(WriteError::Refused(Refusal::Busy { .. })) => Err(ApiError::conflict(
+            "another request with the same Idempotency-Key or for the same entity is still in progress; retry",
+        )),
         Err(WriteError::Refused(refusal)) => return Err(refused(refusal)),
         Err(WriteError::Database(err)) => Err(err.into()),
     };
@@ -271,6 +271,10 @@ pub async fn write(
         state.metrics.idempotency_conflict(request.scope.endpoint);
     }
     answered
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The tenants whose outboxes `events` append to, sorted, without repeats.

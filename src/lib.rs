@@ -28,3 +28,4 @@ pub mod secrets;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod write_batcher;

@@ -17,7 +17,6 @@ use uuid::Uuid;
 
 use crate::catalogue::{ChangeRule, Envelope, EventData, EventType};
 use crate::error::ApiError;
-use crate::store::idempotency::KeyScope;
 use crate::store::outbox;
 use crate::store::writes::{self, EventRow, Rule};
 use crate::telemetry::trace_context::TraceContext;
@@ -134,35 +133,27 @@ pub async fn publish_in(
     let row = prepare(tenant, false, ty, data)?;
     let id = row.id;
     let entity_locks = [data.lock_key(tenant)];
-    let written = writes::write(
-        conn,
-        &writes::Write {
-            scope: KeyScope {
-                owner: tenant,
-                endpoint: "publish",
-            },
-            key: None,
-            fingerprint: &[0; 32],
-            ttl: Duration::ZERO,
-            lock_wait: Duration::from_secs(5),
-            writer_locks: &[outbox::writers_key(tenant)],
-            entity_locks: &entity_locks,
-            events: std::slice::from_ref(&row),
-            deposit: None,
-            answer: writes::Answer {
-                status: 201,
-                head: b"{}",
-                tail: None,
-                location: None,
-            },
-            // Inside a transaction the caller commits: the trigger notifies at its commit.
-            announce_later: false,
-        },
-    )
-    .await;
-    match written {
-        Ok(_) => Ok(id),
-        Err(writes::WriteError::Refused(refusal)) => Err(ApiError::conflict(refusal.to_string())),
-        Err(writes::WriteError::Database(err)) => Err(err.into()),
+    let write = writes::encode(&writes::Write {
+        owner: tenant,
+        scope: "publish",
+        key: None,
+        fingerprint: String::new(),
+        ttl_secs: 0.0,
+        writer_locks: vec![outbox::writers_key(tenant)],
+        entity_locks: &entity_locks,
+        events: std::slice::from_ref(&row),
+        deposit: None,
+        status: 201,
+        body_head: "{}",
+        body_tail: None,
+        location: None,
+    })
+    .map_err(ApiError::internal)?;
+    // Inside a transaction the caller commits: the trigger notifies at its commit.
+    let mut results = writes::write_batch(conn, &[write], Duration::from_secs(5), false).await?;
+    match results.pop() {
+        Some(Ok(_)) => Ok(id),
+        Some(Err(refusal)) => Err(ApiError::conflict(refusal.to_string())),
+        None => Err(ApiError::internal(std::io::Error::other("no result"))),
     }
 }

@@ -31,10 +31,11 @@ use crate::feed::cursor::{Cursor, Position};
 use crate::http::openapi::inputs::{IDEMPOTENCY_KEY_PATTERN, require_parameter};
 use crate::http::openapi::{Problems, Unparsed, link, replayed_header, response_header};
 use crate::http::retry;
+use crate::idempotency::Answer;
 use crate::idempotency::{self, IdempotencyKeyHeader, Scope};
 use crate::publish;
 use crate::store::deposits;
-use crate::store::writes::{Answer, DepositRow, Refusal};
+use crate::store::writes::{DepositRow, Refusal};
 
 pub fn router() -> ApiRouter<AppState> {
     ApiRouter::new()
@@ -350,9 +351,9 @@ async fn create_deposit(
         events: std::slice::from_ref(&event),
         deposit: Some(&row),
         answer: Answer {
-            status: StatusCode::CREATED.as_u16(),
-            head: answer.head.as_bytes(),
-            tail: Some(answer.tail.as_bytes()),
+            status: StatusCode::CREATED,
+            head: &answer.head,
+            tail: Some(&answer.tail),
             location: Some(&location),
         },
     };
@@ -375,9 +376,9 @@ fn refused(refusal: Refusal) -> ApiError {
         Refusal::NotFound { .. } => ApiError::NotFound {
             resource: "portfolio",
         },
-        Refusal::Conflict { detail, .. } | Refusal::KeyInFlight { detail } => {
-            ApiError::conflict(detail)
-        }
+        Refusal::Conflict { detail, .. }
+        | Refusal::KeyInFlight { detail }
+        | Refusal::Busy { detail } => ApiError::conflict(detail),
     }
 }
 

@@ -21,9 +21,10 @@ use crate::http::openapi::{
     EnvelopeSchema, EventRequest, Problems, Unparsed, link, replayed_header,
 };
 use crate::http::retry;
+use crate::idempotency::Answer;
 use crate::idempotency::{self, IdempotencyKeyHeader, PLATFORM_OWNER, Scope};
 use crate::publish;
-use crate::store::writes::{Answer, Refusal};
+use crate::store::writes::Refusal;
 
 pub const MAX_BATCH: usize = 500;
 /// A full batch of 500 events is well over the default body limit; this route gets room
@@ -130,6 +131,14 @@ fn parse_request(body: Value, prefix: &str, preview_enabled: bool) -> Result<Che
             err.into_inner().to_string(),
         )
     })?;
+    // The write travels as JSON to the database, which refuses NUL in any text: caught
+    // here, it is this request's 400 and never its batch's failure.
+    if request.tenant.contains('\0') {
+        return Err(ApiError::invalid(
+            nest(prefix, "tenant"),
+            "text values must not contain NUL (\\u0000) characters",
+        ));
+    }
     let ty = EventType::from_parts(&request.subject, &request.action).ok_or_else(|| {
         ApiError::invalid(
             nest(prefix, "action"),
@@ -188,8 +197,8 @@ async fn publish_one(
         events: std::slice::from_ref(&row),
         deposit: None,
         answer: Answer {
-            status: StatusCode::CREATED.as_u16(),
-            head: answer.as_bytes(),
+            status: StatusCode::CREATED,
+            head: &answer,
             tail: None,
             location: None,
         },
@@ -243,7 +252,7 @@ async fn publish_batch(
         .collect::<Result<Vec<_>, _>>()
         .map_err(ApiError::internal)?;
     let answer =
-        serde_json::to_vec(&BatchResponse { events: published }).map_err(ApiError::internal)?;
+        serde_json::to_string(&BatchResponse { events: published }).map_err(ApiError::internal)?;
     let request = || idempotency::Request {
         key: key.clone(),
         scope: Scope {
@@ -255,7 +264,7 @@ async fn publish_batch(
         events: &rows,
         deposit: None,
         answer: Answer {
-            status: StatusCode::CREATED.as_u16(),
+            status: StatusCode::CREATED,
             head: &answer,
             tail: None,
             location: None,
@@ -271,9 +280,9 @@ async fn publish_batch(
 fn refused(refusal: Refusal) -> ApiError {
     match refusal {
         Refusal::NotFound { detail, .. } => ApiError::NotFoundDetail { detail },
-        Refusal::Conflict { detail, .. } | Refusal::KeyInFlight { detail } => {
-            ApiError::conflict(detail)
-        }
+        Refusal::Conflict { detail, .. }
+        | Refusal::KeyInFlight { detail }
+        | Refusal::Busy { detail } => ApiError::conflict(detail),
     }
 }
 
@@ -286,6 +295,6 @@ fn in_batch(refusal: Refusal) -> ApiError {
         Refusal::Conflict { index, detail } => {
             ApiError::conflict(format!("events[{index}]: {detail}"))
         }
-        Refusal::KeyInFlight { detail } => ApiError::conflict(detail),
+        Refusal::KeyInFlight { detail } | Refusal::Busy { detail } => ApiError::conflict(detail),
     }
 }

@@ -4,14 +4,8 @@ use std::time::Duration;
 
 use sqlx::PgConnection;
 
-/// Where a key lives: who called (a tenant, or the platform) and which endpoint.
-#[derive(Debug, Clone, Copy)]
-pub struct KeyScope<'a> {
-    pub owner: &'a str,
-    pub endpoint: &'a str,
-}
-
-#[derive(Debug, sqlx::FromRow)]
+/// The answer a key holds, with the fingerprint of the request that made it.
+#[derive(Debug)]
 pub struct EarlierRequest {
     pub fingerprint: Vec<u8>,
     pub response_status: i16,

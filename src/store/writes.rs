@@ -1,20 +1,49 @@
-//! The one call that makes a write: `eventgate_write` (migration
-//! `20261202000009_one_call_writes.sql`), run as its own transaction. It answers a replay,
-//! takes the locks, claims the Idempotency-Key, applies each event's state rule to the read
-//! model, appends the events, stores a deposit and the answer, and commits, in one round
-//! trip. What the rules refuse comes back as a [`Refusal`].
+//! The one call that makes writes: `eventgate_write` (migration
+//! `20261202000009_one_call_writes.sql`), one statement and so one transaction for a batch
+//! of writes. For each write it answers a replay, or claims the Idempotency-Key, applies
+//! each event's state rule to the read model, appends the events and stores a deposit and
+//! the answer; the batch takes its locks first and commits once, in one round trip. What
+//! the rules refuse comes back per write as a [`Refusal`], the others' writes unaffected.
 
 use std::time::Duration;
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use sqlx::PgExecutor;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::idempotency::{EarlierRequest, KeyScope};
+use super::idempotency::EarlierRequest;
 
-/// One event to append, with the state rule it is checked against (the fields of one
-/// element of `p_events`).
+/// One write: an element of `p_writes`.
+#[derive(Debug, Serialize)]
+pub struct Write<'a> {
+    /// Who holds the key (a tenant, or the platform) and for which endpoint.
+    pub owner: &'a str,
+    pub scope: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<&'a str>,
+    /// The request body's fingerprint, hex.
+    pub fingerprint: String,
+    pub ttl_secs: f64,
+    /// `outbox::writers_key` of each tenant written to.
+    pub writer_locks: Vec<String>,
+    /// The entity lock keys (`tenant/portfolio/P1`).
+    pub entity_locks: &'a [String],
+    pub events: &'a [EventRow<'a>],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deposit: Option<&'a DepositRow<'a>>,
+    /// The answer to store and send. A deposit's answer holds its event's cursor, which
+    /// only the database knows: it goes between `body_head` and `body_tail`.
+    pub status: u16,
+    pub body_head: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_tail: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<&'a str>,
+}
+
+/// One event to append, with the state rule it is checked against.
 #[derive(Debug, Serialize)]
 pub struct EventRow<'a> {
     pub tenant: &'a str,
@@ -83,7 +112,7 @@ pub enum Rule<'a> {
     None,
 }
 
-/// A deposit's own row (`p_deposit`).
+/// A deposit's own row.
 #[derive(Debug, Serialize)]
 pub struct DepositRow<'a> {
     pub tenant: &'a str,
@@ -96,37 +125,7 @@ pub struct DepositRow<'a> {
     pub idempotency_key: Option<&'a str>,
 }
 
-/// The answer to store and send. A deposit's answer holds its event's cursor, which only
-/// the database knows: it goes between `head` and `tail`.
-#[derive(Debug)]
-pub struct Answer<'a> {
-    pub status: u16,
-    pub head: &'a [u8],
-    pub tail: Option<&'a [u8]>,
-    pub location: Option<&'a str>,
-}
-
-/// Everything one write needs.
-#[derive(Debug)]
-pub struct Write<'a> {
-    pub scope: KeyScope<'a>,
-    pub key: Option<&'a str>,
-    pub fingerprint: &'a [u8; 32],
-    pub ttl: Duration,
-    pub lock_wait: Duration,
-    /// `outbox::writers_key` of each tenant written to, sorted and without repeats.
-    pub writer_locks: &'a [String],
-    /// The entity lock keys (`tenant/portfolio/P1`).
-    pub entity_locks: &'a [String],
-    pub events: &'a [EventRow<'a>],
-    pub deposit: Option<&'a DepositRow<'a>>,
-    pub answer: Answer<'a>,
-    /// The caller announces the write after commit (`feed::announcer`); `false` has the
-    /// outbox trigger notify inside the transaction.
-    pub announce_later: bool,
-}
-
-/// What the call did.
+/// What became of one write.
 #[derive(Debug)]
 pub enum Written {
     /// Committed; this answer is stored under the key (when there is one).
@@ -139,16 +138,21 @@ pub enum Written {
     Earlier(EarlierRequest),
 }
 
-/// A state rule refused the write; nothing was written.
-#[derive(Debug, thiserror::Error)]
+/// A write refused; nothing of it was written.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Refusal {
+    /// A state rule: something it names does not exist (`index`: the event, from 0).
     #[error("{detail}")]
     NotFound { index: usize, detail: String },
+    /// A state rule: the state does not allow it.
     #[error("{detail}")]
     Conflict { index: usize, detail: String },
     /// Another request holds the key and has not finished.
     #[error("{detail}")]
     KeyInFlight { detail: String },
+    /// A lock wait ran out (`lock_timeout`): another request holds what this one needs.
+    #[error("{detail}")]
+    Busy { detail: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,79 +165,94 @@ pub enum WriteError {
 
 #[derive(sqlx::FromRow)]
 struct Outcome {
-    o_replayed: bool,
-    o_fingerprint: Vec<u8>,
-    o_status: i16,
-    o_body: Vec<u8>,
+    o_index: i32,
+    o_replayed: Option<bool>,
+    o_fingerprint: Option<Vec<u8>>,
+    o_status: Option<i16>,
+    o_body: Option<Vec<u8>>,
     o_location: Option<String>,
+    o_refusal: Option<String>,
+    o_detail: Option<String>,
+    o_event: Option<i32>,
 }
 
-/// Runs the write as one statement: on a pool, its own transaction in one round trip; on a
-/// connection inside a transaction, part of it (tests that hold writers open).
-#[tracing::instrument(name = "commit", skip_all, fields(events = write.events.len()))]
-pub async fn write(db: impl PgExecutor<'_>, write: &Write<'_>) -> Result<Written, WriteError> {
-    let outcome: Outcome = sqlx::query_as(
-        "SELECT o_replayed, o_fingerprint, o_status, o_body, o_location
-         FROM eventgate_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+/// A write as the batch call takes it.
+pub fn encode(write: &Write<'_>) -> Result<Box<RawValue>, serde_json::Error> {
+    serde_json::value::to_raw_value(write)
+}
+
+/// Runs `writes` as one statement: on a pool, their own transaction in one round trip; on
+/// a connection inside a transaction, part of it (tests that hold writers open). One
+/// result per write, in order. `announce_later`: the caller announces the writes after
+/// commit (`feed::announcer`); `false` has the outbox trigger notify at commit.
+#[tracing::instrument(name = "commit", skip_all, fields(writes = writes.len()))]
+pub async fn write_batch(
+    db: impl PgExecutor<'_>,
+    writes: &[Box<RawValue>],
+    lock_wait: Duration,
+    announce_later: bool,
+) -> Result<Vec<Result<Written, Refusal>>, sqlx::Error> {
+    let outcomes: Vec<Outcome> = sqlx::query_as(
+        "SELECT o_index, o_replayed, o_fingerprint, o_status, o_body, o_location, o_refusal,
+                o_detail, o_event
+         FROM eventgate_write($1, $2, $3)",
     )
-    .bind(write.scope.owner)
-    .bind(write.scope.endpoint)
-    .bind(write.key)
-    .bind(&write.fingerprint[..])
-    .bind(write.ttl.as_secs_f64())
-    .bind(format!("{}ms", write.lock_wait.as_millis().max(1)))
-    .bind(write.writer_locks)
-    .bind(write.entity_locks)
-    .bind(Json(write.events))
-    .bind(write.deposit.map(Json))
-    .bind(write.answer.status as i16)
-    .bind(write.answer.head)
-    .bind(write.answer.tail)
-    .bind(write.answer.location)
-    .bind(write.announce_later)
-    .fetch_one(db)
-    .await
-    .map_err(refusal_or_error)?;
-    Ok(if outcome.o_replayed {
-        Written::Earlier(EarlierRequest {
-            fingerprint: outcome.o_fingerprint,
-            response_status: outcome.o_status,
-            response_body: outcome.o_body,
-            location: outcome.o_location,
-        })
-    } else {
-        Written::Done {
-            status: outcome.o_status as u16,
-            body: outcome.o_body,
-            location: outcome.o_location,
-        }
-    })
+    .bind(Json(writes))
+    .bind(format!("{}ms", lock_wait.as_millis().max(1)))
+    .bind(announce_later)
+    .fetch_all(db)
+    .await?;
+    let mut results: Vec<Option<Result<Written, Refusal>>> =
+        std::iter::repeat_with(|| None).take(writes.len()).collect();
+    for outcome in outcomes {
+        let slot = usize::try_from(outcome.o_index)
+            .ok()
+            .and_then(|index| results.get_mut(index))
+            .ok_or_else(|| unexpected("a result for a write that was not sent"))?;
+        *slot = Some(outcome.into_result()?);
+    }
+    results
+        .into_iter()
+        .map(|result| result.ok_or_else(|| unexpected("a write without a result")))
+        .collect()
 }
 
-/// The function's own SQLSTATEs become [`Refusal`]s; anything else stays a database error.
-fn refusal_or_error(err: sqlx::Error) -> WriteError {
-    let sqlx::Error::Database(db) = &err else {
-        return err.into();
-    };
-    let detail = db.message().to_owned();
-    let index = || {
-        db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-            .and_then(|pg| pg.hint())
-            .and_then(|hint| hint.parse().ok())
-            .unwrap_or(0)
-    };
-    match db.code().as_deref() {
-        Some("EG404") => Refusal::NotFound {
-            index: index(),
-            detail,
+fn unexpected(what: &str) -> sqlx::Error {
+    sqlx::Error::Protocol(format!("eventgate_write returned {what}"))
+}
+
+impl Outcome {
+    fn into_result(self) -> Result<Result<Written, Refusal>, sqlx::Error> {
+        let index = self
+            .o_event
+            .and_then(|i| usize::try_from(i).ok())
+            .unwrap_or(0);
+        let detail = self.o_detail.unwrap_or_default();
+        if let Some(code) = self.o_refusal {
+            return Ok(Err(match code.as_str() {
+                "EG404" => Refusal::NotFound { index, detail },
+                "EG409" => Refusal::Conflict { index, detail },
+                "EGK09" => Refusal::KeyInFlight { detail },
+                "55P03" => Refusal::Busy { detail },
+                _ => return Err(unexpected(&format!("refusal {code}"))),
+            }));
         }
-        .into(),
-        Some("EG409") => Refusal::Conflict {
-            index: index(),
-            detail,
-        }
-        .into(),
-        Some("EGK09") => Refusal::KeyInFlight { detail }.into(),
-        _ => err.into(),
+        let (Some(status), Some(body)) = (self.o_status, self.o_body) else {
+            return Err(unexpected("a write without its answer"));
+        };
+        Ok(Ok(if self.o_replayed == Some(true) {
+            Written::Earlier(EarlierRequest {
+                fingerprint: self.o_fingerprint.unwrap_or_default(),
+                response_status: status,
+                response_body: body,
+                location: self.o_location,
+            })
+        } else {
+            Written::Done {
+                status: status as u16,
+                body,
+                location: self.o_location,
+            }
+        }))
     }
 }

@@ -46,4 +46,5 @@ mod tls_receiver;
 mod token_endpoint;
 mod traces;
 mod webhooks;
+mod write_batches;
 mod zero_config;

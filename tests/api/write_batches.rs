@@ -1,0 +1,244 @@
+//! Group commit: writes that arrive together are made in one transaction, each answered
+//! by its own outcome, a refused one undone alone; a batch that fails as a whole has each
+//! of its writes tried alone. The batches are made deterministic by holding the lock the
+//! first write needs until the others are queued behind it.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::helpers::{TestServer, config};
+
+/// A server with one committer, so that writes queue behind the one it is making.
+async fn one_committer(pool: PgPool, extra: &[&str]) -> TestServer {
+    let mut args = vec!["--write-committers", "1", "--write-batch-max", "60"];
+    args.extend_from_slice(extra);
+    TestServer::start_with(pool, config(&args)).await
+}
+
+async fn deposit(
+    server: &TestServer,
+    key: &str,
+    idempotency_key: &str,
+    portfolio: &str,
+) -> Response {
+    server
+        .http
+        .post(server.url("/events/deposit/"))
+        .bearer_auth(key)
+        .header("idempotency-key", idempotency_key)
+        .json(&json!({"data": {"amount": "2.50", "currency": "EUR", "portfolio": portfolio}}))
+        .send()
+        .await
+        .expect("deposit sent")
+}
+
+/// Holds `portfolio`'s entity lock (as a writer would) in a transaction of the test's own.
+async fn hold_portfolio(pool: &PgPool, portfolio: &str) -> Transaction<'static, Postgres> {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("acme/portfolio/{portfolio}"))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx
+}
+
+/// Waits until some backend waits for an advisory lock (the committer, blocked).
+async fn until_a_writer_waits(pool: &PgPool) {
+    for _ in 0..600 {
+        let waiting: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the first write never waited for the held lock");
+}
+
+async fn until_queued(server: &TestServer, writes: usize) {
+    for _ in 0..600 {
+        if server.state.writes.queued() == writes {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{} writes queued, not {writes}",
+        server.state.writes.queued()
+    );
+}
+
+#[sqlx::test]
+async fn writes_queued_together_commit_together_each_with_its_own_answer(pool: PgPool) {
+    let server = one_committer(pool.clone(), &[]).await;
+    let key = server.tenant_with_key("acme").await;
+    for portfolio in ["P1", "P2"] {
+        server.create_portfolio("acme", portfolio).await;
+    }
+    let inactive = server
+        .publish(
+            "acme",
+            "portfolios.status-update",
+            json!({"id": "P2", "external_id": "e", "value": "INACTIVE"}),
+        )
+        .await;
+    assert_eq!(inactive.status(), StatusCode::CREATED);
+
+    let blocker = hold_portfolio(&pool, "P1").await;
+    let first = tokio::spawn({
+        let (base, http, key) = (server.base.clone(), server.http.clone(), key.clone());
+        async move {
+            http.post(format!("{base}/events/deposit/"))
+                .bearer_auth(key)
+                .header("idempotency-key", "first")
+                .json(&json!({"data": {"amount": "2.50", "currency": "EUR", "portfolio": "P1"}}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    until_a_writer_waits(&pool).await;
+
+    // Behind it: 20 new deposits, 3 into an INACTIVE portfolio, 3 into an unknown one,
+    // and the same deposit 3 times under one key.
+    let mut requests: Vec<(&str, String, &str)> = Vec::new();
+    for i in 0..20 {
+        requests.push(("new", format!("new-{i}"), "P1"));
+    }
+    for i in 0..3 {
+        requests.push(("inactive", format!("inactive-{i}"), "P2"));
+        requests.push(("unknown", format!("unknown-{i}"), "P9"));
+        requests.push(("same", "same-key".to_owned(), "P1"));
+    }
+    let sent = join_all(requests.iter().map(|(kind, idempotency_key, portfolio)| {
+        let server = &server;
+        let key = &key;
+        async move {
+            let response = deposit(server, key, idempotency_key, portfolio).await;
+            let replayed = response.headers().contains_key("idempotent-replayed");
+            let status = response.status();
+            let body: Value = response.json().await.unwrap();
+            (*kind, status, replayed, body)
+        }
+    }));
+    let queued_then_released = async {
+        until_queued(&server, requests.len()).await;
+        blocker.commit().await.unwrap();
+    };
+    let (answers, ()) = tokio::join!(sent, queued_then_released);
+    assert_eq!(first.await.unwrap(), StatusCode::CREATED);
+
+    let mut same_bodies = Vec::new();
+    for (kind, status, replayed, body) in &answers {
+        match *kind {
+            "new" => assert_eq!(*status, StatusCode::CREATED, "{body}"),
+            "inactive" => assert_eq!(*status, StatusCode::CONFLICT, "{body}"),
+            "unknown" => assert_eq!(*status, StatusCode::NOT_FOUND, "{body}"),
+            _ => {
+                assert_eq!(*status, StatusCode::CREATED, "{body}");
+                same_bodies.push((*replayed, body.clone()));
+            }
+        }
+    }
+    assert_eq!(
+        same_bodies.iter().filter(|(replayed, _)| !replayed).count(),
+        1,
+        "one key, one deposit: the others replay it"
+    );
+    assert!(
+        same_bodies
+            .iter()
+            .all(|(_, body)| *body == same_bodies[0].1)
+    );
+
+    // 1 + 20 + 1 deposits; the 23 queued writes committed in one transaction.
+    assert_eq!(server.count("SELECT count(*) FROM deposits").await, 22);
+    assert_eq!(
+        server
+            .count(
+                "SELECT count(DISTINCT o.tx_id) FROM outbox o JOIN deposits d ON d.event_id = o.id
+                 JOIN idempotency_keys k ON k.key = d.idempotency_key
+                 WHERE k.key <> 'first'"
+            )
+            .await,
+        1,
+        "one commit for the batch"
+    );
+    // The refused writes left their keys free and wrote nothing.
+    assert_eq!(
+        server
+            .count("SELECT count(*) FROM idempotency_keys WHERE key LIKE 'inactive-%' OR key LIKE 'unknown-%'")
+            .await,
+        0
+    );
+    let funded: String =
+        sqlx::query_scalar("SELECT total::text FROM portfolio_funding WHERE portfolio_id = 'P1'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(funded, "55.00", "22 deposits of 2.50");
+}
+
+#[sqlx::test]
+async fn a_batch_that_fails_whole_has_each_write_tried_alone(pool: PgPool) {
+    // A lock held past the wait fails the batch that needs it; tried alone, the writes
+    // that do not need it are made.
+    let server = one_committer(pool.clone(), &["--idempotency-wait-ms", "2000"]).await;
+    let key = server.tenant_with_key("acme").await;
+    for portfolio in ["P1", "P3"] {
+        server.create_portfolio("acme", portfolio).await;
+    }
+    let blocker = hold_portfolio(&pool, "P1").await;
+    let first = {
+        let (base, http, key) = (server.base.clone(), server.http.clone(), key.clone());
+        tokio::spawn(async move {
+            http.post(format!("{base}/events/deposit/"))
+                .bearer_auth(key)
+                .header("idempotency-key", "held-0")
+                .json(&json!({"data": {"amount": "1", "currency": "EUR", "portfolio": "P1"}}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    until_a_writer_waits(&pool).await;
+    let later = join_all([("held-1", "P1"), ("free-1", "P3"), ("free-2", "P3")].map(
+        |(idempotency_key, portfolio)| {
+            let server = &server;
+            let key = &key;
+            async move {
+                let status = deposit(server, key, idempotency_key, portfolio)
+                    .await
+                    .status();
+                (portfolio, status)
+            }
+        },
+    ));
+    let (answers, ()) = tokio::join!(later, until_queued(&server, 3));
+    assert_eq!(
+        first.await.unwrap(),
+        StatusCode::CONFLICT,
+        "the held portfolio, alone"
+    );
+    for (portfolio, status) in answers {
+        let expected = if portfolio == "P1" {
+            StatusCode::CONFLICT
+        } else {
+            StatusCode::CREATED
+        };
+        assert_eq!(status, expected, "{portfolio}");
+    }
+    drop(blocker);
+    assert_eq!(server.count("SELECT count(*) FROM deposits").await, 2);
+}
