@@ -127,8 +127,9 @@ BEGIN
         IF e.check_tenant AND NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = e.tenant) THEN
             PERFORM eventgate_refuse('EG404', v_index, format('no tenant ''%s''', e.tenant));
         END IF;
-        -- Rules that name a portfolio need it to exist.
+        -- Rules that name a portfolio need it to exist (a deposit's was just checked).
         IF e.rule IN ('fund_portfolio', 'optimization_status', 'optimization_choice')
+           AND v_deposit IS NULL
            AND NOT EXISTS (SELECT 1 FROM portfolios p
                             WHERE p.tenant_id = e.tenant AND p.id = e.portfolio) THEN
             PERFORM eventgate_refuse('EG404', v_index,
@@ -156,8 +157,10 @@ BEGIN
             VALUES (e.tenant, e.portfolio, e.currency, e.amount)
             ON CONFLICT (tenant_id, portfolio_id, currency)
             DO UPDATE SET total = f.total + EXCLUDED.total;
+            -- now() is the transaction's: the writes of a batch after the first into this
+            -- portfolio would only make new versions of a hot row with the same value.
             UPDATE portfolios p SET updated = now()
-             WHERE p.tenant_id = e.tenant AND p.id = e.portfolio;
+             WHERE p.tenant_id = e.tenant AND p.id = e.portfolio AND p.updated <> now();
         WHEN 'divest_amount' THEN
             UPDATE portfolios p SET divest_amount = e.divest_amount, divest_currency = e.currency,
                    external_id = e.external_id, updated = now()

@@ -37,13 +37,13 @@ def rows(text):
         if got:
             deposits[clients] = num(got[0])
             out.append((f"deposits, {clients} clients", f"{fmt(num(got[0]), '/s')} (p99 {got[2]} ms)",
-                        f"pgbench, same SQL: {fmt(num(ceiling[0]), ' tps')}" if ceiling else "",
+                        f"pgbench, same call, one write per transaction: {fmt(num(ceiling[0]), ' tps')}" if ceiling else "",
                         ratio(num(got[0]), num(ceiling[0])) if ceiling else ""))
     got = find(r"^deposits, 1 portfolio \(concurrency 32\): \d+ ok in [\d.]+s = (\d+)/s; latency p50 ([\d.]+) ms, p99 ([\d.]+) ms", text)
     ceiling = find(r"^pgbench one-portfolio ceiling \(clients 32\): tps = ([\d.]+)", text)
     if got:
         out.append(("deposits into one portfolio, 32 clients", f"{fmt(num(got[0]), '/s')} (p99 {got[2]} ms)",
-                    f"pgbench, same SQL: {fmt(num(ceiling[0]), ' tps')}" if ceiling else "",
+                    f"pgbench, same call, one write per transaction: {fmt(num(ceiling[0]), ' tps')}" if ceiling else "",
                     ratio(num(got[0]), num(ceiling[0])) if ceiling else ""))
     got = find(r"^replays \(concurrency 32\): \d+ ok in [\d.]+s = (\d+)/s; latency p50 ([\d.]+) ms, p99 ([\d.]+) ms", text)
     ceiling = find(r"^pgbench replay ceiling \(clients 32\): tps = ([\d.]+)", text)

@@ -23,10 +23,12 @@ peer_cpu_ticks() { # the user+system clock ticks of processes $@
   echo "$total"
 }
 
-peer_pg_pids() { # the throwaway cluster's postmaster and its children
+peer_pg_ticks() { # the throwaway cluster's CPU: the postmaster with its reaped children,
+  # and its live ones (a backend that exits moves its ticks into the postmaster's count)
   local postmaster
   postmaster=$(head -1 "$PG_DATA/postmaster.pid")
-  echo "$postmaster" $(pgrep -P "$postmaster")
+  echo $(( $(awk '{print $14 + $15 + $16 + $17}' "/proc/$postmaster/stat") + \
+           $(peer_cpu_ticks $(pgrep -P "$postmaster")) ))
 }
 
 # peer_measure LABEL SERVER_PID URL PATH BODY_FILE TOKEN PORTFOLIOS CONNECTIONS
@@ -36,8 +38,7 @@ peer_measure() {
   hz=$(getconf CLK_TCK)
   out=$(mktemp)
   server0=$(peer_cpu_ticks "$server")
-  # shellcheck disable=SC2046
-  pg0=$(peer_cpu_ticks $(peer_pg_pids))
+  pg0=$(peer_pg_ticks)
   started=$(date +%s.%N)
   URL_PATH=$path BODY_FILE=$body AUTH=$token PORTFOLIOS=$portfolios \
     KEY_PREFIX="$label-$connections-$(date +%s%N)" \
@@ -46,9 +47,7 @@ peer_measure() {
   ended=$(date +%s.%N)
   local server1 pg1
   server1=$(peer_cpu_ticks "$server")
-  # Backends a pool opened during the run count whole: they are all this run's work.
-  # shellcheck disable=SC2046
-  pg1=$(peer_cpu_ticks $(peer_pg_pids))
+  pg1=$(peer_pg_ticks)
   python3 - "$out" "$label" "$connections" "$hz" "$started" "$ended" \
     "$server0" "$server1" "$pg0" "$pg1" <<'PY'
 import json, sys
@@ -137,6 +136,10 @@ run_peer() {
   printf '{"eventType": "portfolios.status-update", "payload": {"id": "01a20620-e70f-73be-85f5-b32602413f43", "created": "2026-12-02T00:00:00.000000Z", "version": "1.0.0", "subject": "portfolios", "action": "status-update", "data": {"id": "P0", "external_id": "%s", "value": "ACTIVE"}}}\n' "$external" >"$dir/svix.json"
   printf '{"tenant": "%s", "subject": "portfolios", "action": "status-update", "data": {"id": "@PORTFOLIO@", "external_id": "%s", "value": "ACTIVE"}}\n' "$tenant" "$external" >"$dir/publish.json"
   printf '{"data": {"amount": "1000", "currency": "USD", "portfolio": "@PORTFOLIO@"}}\n' >"$dir/deposit.json"
+
+  # Warm both up (pools opened, caches filled); not measured.
+  PEER_SECONDS=5 peer_measure "svix-server warm-up" "$svix_pid" "$svix_url" /api/v1/app/bench/msg/ "$dir/svix.json" "$svix_token" 0 32 >/dev/null
+  PEER_SECONDS=5 peer_measure "eventgate warm-up" "$server_pid" "$EVENTGATE_URL" /platform/events "$dir/publish.json" "$platform" 64 32 >/dev/null
 
   local connections
   for connections in 32 128; do
