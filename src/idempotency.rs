@@ -18,6 +18,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use tracing::Instrument as _;
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -230,7 +231,12 @@ pub async fn write(
         location: request.answer.location,
     })
     .map_err(ApiError::internal)?;
-    let written = state.writes.write(encoded).await;
+    // The request's own span for its write: the batch it joins is the committer's.
+    let written = state
+        .writes
+        .write(encoded)
+        .instrument(tracing::info_span!("commit"))
+        .await;
     if let Ok(Written::Done { .. }) = &written {
         for tenant in &tenants {
             state.announcer.committed(&state.notifier, tenant);

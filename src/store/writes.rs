@@ -185,7 +185,7 @@ pub fn encode(write: &Write<'_>) -> Result<Box<RawValue>, serde_json::Error> {
 /// a connection inside a transaction, part of it (tests that hold writers open). One
 /// result per write, in order. `announce_later`: the caller announces the writes after
 /// commit (`feed::announcer`); `false` has the outbox trigger notify at commit.
-#[tracing::instrument(name = "commit", skip_all, fields(writes = writes.len()))]
+#[tracing::instrument(name = "write batch", skip_all, fields(writes = writes.len()))]
 pub async fn write_batch(
     db: impl PgExecutor<'_>,
     writes: &[Box<RawValue>],
