@@ -12,10 +12,10 @@
 --      Taken before the first write: a later writer gets a later transaction id, so
 --      per-entity feed order is commit order, and a snapshot never sees a writer half way;
 --   3. each write, in order, in a subtransaction of its own (eventgate_apply_write): the
---      key is claimed (an expired row is taken over; a concurrent request with the same
---      key blocks here until it ends, and its committed answer is returned); per event the
---      tenant exists (platform publishes), the state rule holds, the read model changes,
---      the event is appended; the deposit row; the answer is stored under the key.
+--      key is claimed with the answer (an expired row is taken over; a concurrent request
+--      with the same key blocks here until it ends, and its committed answer is returned);
+--      per event the tenant exists (platform publishes), the state rule holds, the read
+--      model changes, the event is appended; the deposit row.
 -- A write that a rule refuses is undone alone and answered with its refusal: o_refusal is
 -- EG404 or EG409 (with the problem's detail and the event's index, from 0), EGK09 (its key
 -- is in use by a request still running) or 55P03 (a lock wait ran out). The server maps
@@ -77,19 +77,34 @@ DECLARE
     v_owner text;
     v_status text;
     v_created boolean;
-    v_tx xid8;
+    v_sequence regclass := pg_get_serial_sequence('outbox', 'seq')::regclass;
     v_seq bigint;
-    v_first_tx xid8;
     v_first_seq bigint;
 BEGIN
+    -- The answer first, so that the key's row is written once, with it. A deposit's
+    -- answer holds the cursor of its event, known before the event is appended: this
+    -- transaction's id and the outbox sequence's next number, which the append then uses.
     o_replayed := false;
+    o_status := (w->>'status')::smallint;
+    o_location := w->>'location';
+    o_fingerprint := v_fingerprint;
+    o_body := convert_to(w->>'body_head', 'UTF8');
+    IF w->>'body_tail' IS NOT NULL THEN
+        v_first_seq := nextval(v_sequence);
+        o_body := o_body
+            || convert_to(eventgate_cursor(pg_current_xact_id(), v_first_seq), 'UTF8')
+            || convert_to(w->>'body_tail', 'UTF8');
+    END IF;
     IF v_key IS NOT NULL THEN
-        INSERT INTO idempotency_keys AS k (tenant_id, scope, key, fingerprint, expires_at)
+        INSERT INTO idempotency_keys AS k (tenant_id, scope, key, fingerprint, expires_at,
+                                           response_status, response_body, location)
         VALUES (v_owner_id, v_scope, v_key, v_fingerprint,
-                now() + make_interval(secs => (w->>'ttl_secs')::float8))
+                now() + make_interval(secs => (w->>'ttl_secs')::float8),
+                o_status, o_body, o_location)
         ON CONFLICT (tenant_id, scope, key) DO UPDATE
             SET fingerprint = EXCLUDED.fingerprint, expires_at = EXCLUDED.expires_at,
-                created = now(), response_status = 0, response_body = '', location = NULL
+                created = now(), response_status = EXCLUDED.response_status,
+                response_body = EXCLUDED.response_body, location = EXCLUDED.location
             WHERE k.expires_at <= now();
         IF NOT FOUND THEN
             SELECT k.fingerprint, k.response_status, k.response_body, k.location
@@ -209,15 +224,14 @@ BEGIN
             NULL;
         END CASE;
 
-        INSERT INTO outbox (id, tenant_id, event_type, entity, entity_id, change, created,
+        v_seq := CASE WHEN v_index = 0 AND v_first_seq IS NOT NULL THEN v_first_seq
+                      ELSE nextval(v_sequence) END;
+        INSERT INTO outbox (id, tenant_id, seq, event_type, entity, entity_id, change, created,
                             envelope, trace_parent, trace_state)
-        VALUES (e.id, e.tenant, e.event_type, e.entity, e.entity_id, coalesce(e.change, v_change),
-                e.created, e.envelope, e.trace_parent, e.trace_state)
-        RETURNING tx_id, seq INTO v_tx, v_seq;
-        IF v_first_seq IS NULL THEN
-            v_first_tx := v_tx;
-            v_first_seq := v_seq;
-        END IF;
+        OVERRIDING SYSTEM VALUE
+        VALUES (e.id, e.tenant, v_seq, e.event_type, e.entity, e.entity_id,
+                coalesce(e.change, v_change), e.created, e.envelope, e.trace_parent,
+                e.trace_state);
         v_index := v_index + 1;
     END LOOP;
 
@@ -229,20 +243,6 @@ BEGIN
           FROM jsonb_to_record(v_deposit) AS d(tenant text, id uuid, portfolio text,
                amount numeric, currency text, event_id uuid, created timestamptz,
                idempotency_key text);
-    END IF;
-
-    o_status := (w->>'status')::smallint;
-    o_location := w->>'location';
-    o_fingerprint := v_fingerprint;
-    o_body := convert_to(w->>'body_head', 'UTF8');
-    IF w->>'body_tail' IS NOT NULL THEN
-        o_body := o_body || convert_to(eventgate_cursor(v_first_tx, v_first_seq), 'UTF8')
-                  || convert_to(w->>'body_tail', 'UTF8');
-    END IF;
-    IF v_key IS NOT NULL THEN
-        UPDATE idempotency_keys k
-           SET response_status = o_status, response_body = o_body, location = o_location
-         WHERE k.tenant_id = v_owner_id AND k.scope = v_scope AND k.key = v_key;
     END IF;
 END
 $$;

@@ -22,9 +22,9 @@ use crate::http::openapi::{
 };
 use crate::http::retry;
 use crate::idempotency::Answer;
-use crate::idempotency::{self, IdempotencyKeyHeader, PLATFORM_OWNER, Scope};
+use crate::idempotency::{self, IdempotencyKey, IdempotencyKeyHeader, PLATFORM_OWNER, Scope};
 use crate::publish;
-use crate::store::writes::Refusal;
+use crate::store::writes::{EventRow, Refusal};
 
 pub const MAX_BATCH: usize = 500;
 /// A full batch of 500 events is well over the default body limit; this route gets room
@@ -186,27 +186,15 @@ async fn publish_one(
     let row = span.in_scope(|| publish::prepare(&event.tenant, true, event.ty, &event.data))?;
     // The answer is the envelope as stored.
     let answer = row.envelope.clone();
-    let request = || idempotency::Request {
-        key: key.clone(),
-        scope: Scope {
-            owner: PLATFORM_OWNER.into(),
-            endpoint: "platform-events",
-        },
+    let write = PublishWrite {
+        key,
+        endpoint: "platform-events",
         fingerprint,
-        entity_locks: std::slice::from_ref(&event.lock_key),
-        events: std::slice::from_ref(&row),
-        deposit: None,
-        answer: Answer {
-            status: StatusCode::CREATED,
-            head: &answer,
-            tail: None,
-            location: None,
-        },
+        lock_keys: std::slice::from_ref(&event.lock_key),
+        rows: std::slice::from_ref(&row),
+        answer: &answer,
     };
-    let answered = retry::on_contention(|| idempotency::write(&state, request(), refused))
-        .instrument(span.clone())
-        .await?;
-    Ok(answered.response)
+    write.make(&state, refused).instrument(span).await
 }
 
 async fn publish_batch(
@@ -253,27 +241,54 @@ async fn publish_batch(
         .map_err(ApiError::internal)?;
     let answer =
         serde_json::to_string(&BatchResponse { events: published }).map_err(ApiError::internal)?;
-    let request = || idempotency::Request {
-        key: key.clone(),
-        scope: Scope {
-            owner: PLATFORM_OWNER.into(),
-            endpoint: "platform-events-batch",
-        },
+    let write = PublishWrite {
+        key,
+        endpoint: "platform-events-batch",
         fingerprint,
-        entity_locks: &lock_keys,
-        events: &rows,
-        deposit: None,
-        answer: Answer {
-            status: StatusCode::CREATED,
-            head: &answer,
-            tail: None,
-            location: None,
-        },
+        lock_keys: &lock_keys,
+        rows: &rows,
+        answer: &answer,
     };
-    let answered = retry::on_contention(|| idempotency::write(&state, request(), in_batch))
-        .instrument(span.clone())
-        .await?;
-    Ok(answered.response)
+    write.make(&state, in_batch).instrument(span).await
+}
+
+/// A publish's write: its rows under their entity locks, answered 201 with the envelopes.
+struct PublishWrite<'a> {
+    key: Option<IdempotencyKey>,
+    endpoint: &'static str,
+    fingerprint: [u8; 32],
+    lock_keys: &'a [String],
+    rows: &'a [EventRow<'a>],
+    answer: &'a str,
+}
+
+impl PublishWrite<'_> {
+    async fn make(
+        &self,
+        state: &AppState,
+        refused: fn(Refusal) -> ApiError,
+    ) -> Result<Response, ApiError> {
+        let request = || idempotency::Request {
+            key: self.key.clone(),
+            scope: Scope {
+                owner: PLATFORM_OWNER.into(),
+                endpoint: self.endpoint,
+            },
+            fingerprint: self.fingerprint,
+            entity_locks: self.lock_keys,
+            events: self.rows,
+            deposit: None,
+            answer: Answer {
+                status: StatusCode::CREATED,
+                head: self.answer,
+                tail: None,
+                location: None,
+            },
+        };
+        let answered =
+            retry::on_contention(|| idempotency::write(state, request(), refused)).await?;
+        Ok(answered.response)
+    }
 }
 
 /// What a state rule refused, as the problem of a single publish.

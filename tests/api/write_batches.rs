@@ -36,6 +36,26 @@ async fn deposit(
         .expect("deposit sent")
 }
 
+/// Sends a deposit from a task of its own; its status when answered.
+fn spawn_deposit(
+    server: &TestServer,
+    key: &str,
+    idempotency_key: &'static str,
+    portfolio: &'static str,
+) -> tokio::task::JoinHandle<StatusCode> {
+    let (base, http, key) = (server.base.clone(), server.http.clone(), key.to_owned());
+    tokio::spawn(async move {
+        http.post(format!("{base}/events/deposit/"))
+            .bearer_auth(key)
+            .header("idempotency-key", idempotency_key)
+            .json(&json!({"data": {"amount": "2.50", "currency": "EUR", "portfolio": portfolio}}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    })
+}
+
 /// Holds `portfolio`'s entity lock (as a writer would) in a transaction of the test's own.
 async fn hold_portfolio(pool: &PgPool, portfolio: &str) -> Transaction<'static, Postgres> {
     let mut tx = pool.begin().await.unwrap();
@@ -94,19 +114,7 @@ async fn writes_queued_together_commit_together_each_with_its_own_answer(pool: P
     assert_eq!(inactive.status(), StatusCode::CREATED);
 
     let blocker = hold_portfolio(&pool, "P1").await;
-    let first = tokio::spawn({
-        let (base, http, key) = (server.base.clone(), server.http.clone(), key.clone());
-        async move {
-            http.post(format!("{base}/events/deposit/"))
-                .bearer_auth(key)
-                .header("idempotency-key", "first")
-                .json(&json!({"data": {"amount": "2.50", "currency": "EUR", "portfolio": "P1"}}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
-    });
+    let first = spawn_deposit(&server, &key, "first", "P1");
     until_a_writer_waits(&pool).await;
 
     // Behind it: 20 new deposits, 3 into an INACTIVE portfolio, 3 into an unknown one,
@@ -199,19 +207,7 @@ async fn a_batch_that_fails_whole_has_each_write_tried_alone(pool: PgPool) {
         server.create_portfolio("acme", portfolio).await;
     }
     let blocker = hold_portfolio(&pool, "P1").await;
-    let first = {
-        let (base, http, key) = (server.base.clone(), server.http.clone(), key.clone());
-        tokio::spawn(async move {
-            http.post(format!("{base}/events/deposit/"))
-                .bearer_auth(key)
-                .header("idempotency-key", "held-0")
-                .json(&json!({"data": {"amount": "1", "currency": "EUR", "portfolio": "P1"}}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        })
-    };
+    let first = spawn_deposit(&server, &key, "held-0", "P1");
     until_a_writer_waits(&pool).await;
     let later = join_all([("held-1", "P1"), ("free-1", "P3"), ("free-2", "P3")].map(
         |(idempotency_key, portfolio)| {
