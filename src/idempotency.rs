@@ -2,8 +2,8 @@
 //! Field", with Stripe's behaviour).
 //!
 //! A handler extracts [`IdempotencyKeyHeader`] and makes its write with [`write`]: one call
-//! of the database (`store::writes`) that takes the entity locks, claims the key before any
-//! other write, and stores the response with the write, in one transaction. The key is
+//! of the database (`store::writes`) that takes the entity locks, claims the key with its
+//! response before any other write, and makes the write, in one transaction. The key is
 //! claimed by inserting its row; a concurrent duplicate blocks on that uncommitted row
 //! (bounded by `lock_timeout`, then 409) and, once the original commits, replays its stored
 //! response. A key whose first request failed or crashed was rolled back with it, so it is

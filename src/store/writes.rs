@@ -1,8 +1,8 @@
 //! The one call that makes writes: `eventgate_write` (migration
 //! `20261202000009_one_call_writes.sql`), one statement and so one transaction for a batch
-//! of writes. For each write it answers a replay, or claims the Idempotency-Key, applies
-//! each event's state rule to the read model, appends the events and stores a deposit and
-//! the answer; the batch takes its locks first and commits once, in one round trip. What
+//! of writes. For each write it answers a replay, or claims the Idempotency-Key with the
+//! answer, applies each event's state rule to the read model, appends the events and
+//! stores a deposit; the batch takes its locks first and commits once, in one round trip. What
 //! the rules refuse comes back per write as a [`Refusal`], the others' writes unaffected.
 
 use std::time::Duration;
