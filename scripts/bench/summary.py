@@ -30,31 +30,34 @@ def rows(text):
     def ratio(measured, ceiling):
         return f"{measured / ceiling:.0%}" if ceiling else ""
 
+    RATE = r": \d+ ok in [\d.]+s = (\d+)/s; latency p50 ([\d.]+) ms, p99 ([\d.]+) ms"
+
+    def against_pgbench(label, run, ceiling_line, ceiling_label):
+        """A closed-loop rate beside the pgbench ceiling of the same SQL; its rate or None."""
+        got = find(rf"^{run}{RATE}", text)
+        ceiling = find(rf"^{ceiling_line}: tps = ([\d.]+)", text)
+        if not got:
+            return None
+        out.append((label, f"{fmt(num(got[0]), '/s')} (p99 {got[2]} ms)",
+                    f"{ceiling_label}: {fmt(num(ceiling[0]), ' tps')}" if ceiling else "",
+                    ratio(num(got[0]), num(ceiling[0])) if ceiling else ""))
+        return num(got[0])
+
+    one_write = "pgbench, same call, one write per transaction"
     deposits = {}
     for clients in ("32", "128"):
-        got = find(rf"^deposits \(concurrency {clients}\): \d+ ok in [\d.]+s = (\d+)/s; latency p50 ([\d.]+) ms, p99 ([\d.]+) ms", text)
-        ceiling = find(rf"^pgbench ceiling \(clients {clients}\): tps = ([\d.]+)", text)
-        if got:
-            deposits[clients] = num(got[0])
-            out.append((f"deposits, {clients} clients", f"{fmt(num(got[0]), '/s')} (p99 {got[2]} ms)",
-                        f"pgbench, same call, one write per transaction: {fmt(num(ceiling[0]), ' tps')}" if ceiling else "",
-                        ratio(num(got[0]), num(ceiling[0])) if ceiling else ""))
-    got = find(r"^deposits, 1 portfolio \(concurrency 32\): \d+ ok in [\d.]+s = (\d+)/s; latency p50 ([\d.]+) ms, p99 ([\d.]+) ms", text)
-    ceiling = find(r"^pgbench one-portfolio ceiling \(clients 32\): tps = ([\d.]+)", text)
-    if got:
-        out.append(("deposits into one portfolio, 32 clients", f"{fmt(num(got[0]), '/s')} (p99 {got[2]} ms)",
-                    f"pgbench, same call, one write per transaction: {fmt(num(ceiling[0]), ' tps')}" if ceiling else "",
-                    ratio(num(got[0]), num(ceiling[0])) if ceiling else ""))
-    got = find(r"^replays \(concurrency 32\): \d+ ok in [\d.]+s = (\d+)/s; latency p50 ([\d.]+) ms, p99 ([\d.]+) ms", text)
-    ceiling = find(r"^pgbench replay ceiling \(clients 32\): tps = ([\d.]+)", text)
-    if got:
-        out.append(("replays of one key, 32 clients", f"{fmt(num(got[0]), '/s')} (p99 {got[2]} ms)",
-                    f"pgbench, the replay's read: {fmt(num(ceiling[0]), ' tps')}" if ceiling else "",
-                    ratio(num(got[0]), num(ceiling[0])) if ceiling else ""))
-        if "32" in deposits:
-            times = num(got[0]) / deposits["32"]
-            out.append(("replays ÷ fresh deposits, 32 clients", f"{times:.1f}×", "target ≥ 5×",
-                        "met" if times >= 5 else "not met"))
+        rate = against_pgbench(f"deposits, {clients} clients", rf"deposits \(concurrency {clients}\)",
+                               rf"pgbench ceiling \(clients {clients}\)", one_write)
+        if rate:
+            deposits[clients] = rate
+    against_pgbench("deposits into one portfolio, 32 clients", r"deposits, 1 portfolio \(concurrency 32\)",
+                    r"pgbench one-portfolio ceiling \(clients 32\)", one_write)
+    replays = against_pgbench("replays of one key, 32 clients", r"replays \(concurrency 32\)",
+                              r"pgbench replay ceiling \(clients 32\)", "pgbench, the replay's read")
+    if replays and "32" in deposits:
+        times = replays / deposits["32"]
+        out.append(("replays ÷ fresh deposits, 32 clients", f"{times:.1f}×", "target ≥ 5×",
+                    "met" if times >= 5 else "not met"))
     out += peer_rows(text)
     got = find(r"^follow \(limit 1000\): \d+ events in \d+ pages, [\d.]+s = (\d+) events/s", text)
     ceiling = find(r"^COPY ceiling: \d+ rows in [\d.]+s = (\d+) rows/s", text)

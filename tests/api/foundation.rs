@@ -344,4 +344,21 @@ async fn nul_characters_in_text_are_refused_not_a_500(pool: PgPool) {
         .await;
     assert!(response.status().is_client_error(), "{}", response.status());
     assert_eq!(server.count("SELECT count(*) FROM tenants").await, 0);
+
+    // A publish's tenant is text the database would refuse inside the write's batch:
+    // refused before it, naming the field, with nothing written.
+    let response = server
+        .post(
+            "/platform/events",
+            PLATFORM_KEY,
+            &json!({"tenant": "ac\u{0}me", "subject": "portfolios", "action": "creation",
+                    "data": {"id": "P1", "external_id": "e", "owned_by_user_id": "U1"}}),
+        )
+        .await;
+    let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(
+        problem.to_string().contains("tenant"),
+        "the problem names the field: {problem}"
+    );
+    assert_eq!(server.count("SELECT count(*) FROM outbox").await, 0);
 }
