@@ -52,6 +52,23 @@ impl Ctx {
         expect(request, &[], &format!("POST {path}")).await
     }
 
+    /// The server's `eventgate_feed_waiters` gauge: long-polls it holds.
+    async fn feed_waiters(&self) -> u64 {
+        let request = self
+            .http
+            .get(format!("{}/metrics", self.url))
+            .bearer_auth(&self.platform_key);
+        let text = expect(request, &[], "GET /metrics")
+            .await
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|line| line.strip_prefix("eventgate_feed_waiters "))
+            .and_then(|value| value.trim().parse().ok())
+            .expect("eventgate_feed_waiters in /metrics")
+    }
+
     /// Creates tenant `id` (if new) and returns a fresh client key for it.
     async fn tenant(&self, id: &str) -> String {
         let request = self
@@ -353,15 +370,17 @@ async fn longpoll(ctx: Arc<Ctx>) {
         cursors.push(Arc::new((tenant, key, cursor)));
     }
     let rss_before = rss_kib(pid);
-    // Each waiter gets its own connection, as separate clients would.
+    // One client, no idle reuse: each waiting request holds a connection of its own, as
+    // separate clients' would (a client per waiter only cost the load generator time).
+    let waiting_client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
     let tasks: Vec<_> = (0..waiters)
         .map(|w| {
             let (ctx, tenant) = (ctx.clone(), cursors[(w % tenants) as usize].clone());
+            let client = waiting_client.clone();
             tokio::spawn(async move {
-                let client = reqwest::Client::builder()
-                    .pool_max_idle_per_host(0)
-                    .build()
-                    .expect("client");
                 let (_, key, cursor) = tenant.as_ref();
                 let request = client
                     .get(format!("{}/events/?wait=30&after={cursor}", ctx.url))
@@ -378,8 +397,22 @@ async fn longpoll(ctx: Arc<Ctx>) {
             })
         })
         .collect();
-    // Give every waiter time to connect and park (a benchmark, not a test).
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Publish only once the server holds every waiter (its feed_waiters gauge), then one
+    // more second for the last ones' first reads: late arrivals would count their own
+    // connection time as wake-up latency.
+    let parked = Instant::now();
+    while ctx.feed_waiters().await < waiters {
+        assert!(
+            parked.elapsed() < Duration::from_secs(60),
+            "the server never held all {waiters} waiters"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "longpoll: all {waiters} waiting after {:.1} s",
+        parked.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_waiting = rss_kib(pid);
     // One event per tenant, all at once; each waiter's latency counts from its tenant's.
     let publishes: Vec<_> = cursors

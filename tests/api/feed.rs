@@ -442,6 +442,55 @@ async fn long_poll_wakes_on_commit(pool: PgPool) {
     );
 }
 
+/// A notification can be lost (a writer that dies between its commit and its NOTIFY, a
+/// listener reconnecting): waiting long-polls still find the event, on their shared timer.
+#[sqlx::test]
+async fn waiting_long_polls_find_an_event_whose_notification_was_lost(pool: PgPool) {
+    let server = TestServer::start(pool.clone()).await;
+    let key = server.tenant_with_key("acme").await;
+    let cursor = page(&server, &key, "").await["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let started = Instant::now();
+    let polls: Vec<_> = (0..20)
+        .map(|_| {
+            let (http, key) = (server.http.clone(), key.clone());
+            let url = server.url(&format!("/events/?wait=30&after={cursor}"));
+            tokio::spawn(async move { http.get(url).bearer_auth(key).send().await.unwrap() })
+        })
+        .collect();
+    while server.state.long_polls.waiting_total() < 20 {
+        tokio::task::yield_now().await;
+    }
+    // Committed without NOTIFY (the setting writes use when they announce after commit)
+    // and without this process's announcer.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL eventgate.announce_after_commit = 'on'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO outbox (id, tenant_id, event_type, entity, entity_id, change, created, envelope)
+         VALUES (gen_random_uuid(), 'acme', 'portfolios.creation', 'Portfolio', 'P1', 'Created',
+                 now(), '{\"silent\":true}')",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    for poll in polls {
+        let response = poll.await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["data"], json!([{"silent": true}]));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "found by the timer's re-read, not answered empty at the deadline"
+    );
+}
+
 #[sqlx::test]
 async fn notifications_reach_subscribers_through_listen(pool: PgPool) {
     let server = TestServer::start(pool).await;
