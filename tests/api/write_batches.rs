@@ -67,11 +67,15 @@ async fn hold_portfolio(pool: &PgPool, portfolio: &str) -> Transaction<'static, 
     tx
 }
 
-/// Waits until some backend waits for an advisory lock (the committer, blocked).
+/// Waits until some backend waits for an advisory lock in this test's database (the
+/// committer, blocked); pg_locks shows the whole cluster, where other tests run too.
 async fn until_a_writer_waits(pool: &PgPool) {
     for _ in 0..600 {
         let waiting: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)",
+            "SELECT EXISTS (SELECT 1 FROM pg_locks
+                             WHERE locktype = 'advisory' AND NOT granted
+                               AND database = (SELECT oid FROM pg_database
+                                                WHERE datname = current_database()))",
         )
         .fetch_one(pool)
         .await
