@@ -16,7 +16,7 @@ ARG BINARY_STAGE=build
 
 FROM ${BUILDER} AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY migrations ./migrations
 COPY src ./src
 COPY console ./console

@@ -102,27 +102,30 @@ PEER = r"^peer {label} \(c{connections}\): (\d+)/s; latency p50 ([\d.]+) ms, p99
 
 
 def peer_rows(text):
-    """eventgate's ingest next to svix-server's, from the `peer` scenario (same run)."""
+    """eventgate's ingest next to svix-server's, from the `peer` scenario (same run): the
+    median of each side's rounds, with their range."""
     out = []
     for connections in ("32", "128"):
-        svix = [tuple(map(num, m)) for m in re.findall(
-            PEER.format(label="svix-server msg", connections=connections), text, re.MULTILINE)]
+        def runs(label):
+            found = [tuple(map(num, m)) for m in re.findall(
+                PEER.format(label=label, connections=connections), text, re.MULTILINE)]
+            return sorted(found)  # by rate: the median run is the middle one
+
+        svix = runs("svix-server msg")
         if svix:
-            rates = [s[0] for s in svix]
-            mean = sum(rates) / len(rates)
-            cpu = sum(s[3] for s in svix) / len(svix)
-            out.append((f"svix-server ingest (no endpoint), c{connections}, {len(rates)} runs",
-                        f"{fmt(mean, '/s')} ({fmt(min(rates))}–{fmt(max(rates))}; CPU {cpu:.0f}%)", "", ""))
+            median = svix[len(svix) // 2]
+            out.append((f"svix-server ingest (no endpoint), c{connections}{rounds(svix)}",
+                        f"{fmt(median[0], '/s')} ({spread(svix)}; CPU {median[3]:.0f}%)", "", ""))
         for what in ("publish, 64 portfolios", "publish, 1 portfolio", "deposit, 64 portfolios", "deposit, 1 portfolio"):
-            got = find(PEER.format(label=f"eventgate {what}", connections=connections), text)
-            if not got:
+            ours = runs(f"eventgate {what}")
+            if not ours:
                 continue
-            rate, _, p99, cpu, pg_cpu = map(num, got)
-            result = f"{fmt(rate, '/s')} (p99 {p99:g} ms; CPU {cpu:.0f}%, PostgreSQL {pg_cpu:.0f}%)"
+            rate, _, p99, cpu, pg_cpu = ours[len(ours) // 2]
+            result = f"{fmt(rate, '/s')} ({spread(ours)}; p99 {p99:g} ms; CPU {cpu:.0f}%, PostgreSQL {pg_cpu:.0f}%)"
             if svix:
-                times = rate / mean
-                out.append((f"eventgate {what}, c{connections}", result,
-                            f"1.5 × svix-server: {fmt(1.5 * mean, '/s')}",
+                times = rate / median[0]
+                out.append((f"eventgate {what}, c{connections}{rounds(ours)}", result,
+                            f"1.5 × svix-server: {fmt(1.5 * median[0], '/s')}",
                             f"{times:.2f}× svix: {'met' if times >= 1.5 else 'not met'}"))
             else:
                 out.append((f"eventgate {what}, c{connections}", result, "", ""))
@@ -130,6 +133,15 @@ def peer_rows(text):
                 out.append((f"one portfolio ({what.split(',')[0]}), c{connections}", fmt(rate, "/s"),
                             "target ≥ 1,000/s", "met" if rate >= 1000 else "not met"))
     return out
+
+
+def rounds(runs):
+    return f", median of {len(runs)} runs" if len(runs) > 1 else ""
+
+
+def spread(runs):
+    """The range of a measurement's runs, lowest to highest."""
+    return f"{fmt(runs[0][0])}–{fmt(runs[-1][0])}" if len(runs) > 1 else "one run"
 
 
 def table(text):

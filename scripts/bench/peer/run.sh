@@ -9,7 +9,8 @@
 # and cache, as its documentation deploys it.
 #
 # Each measurement is `wrk` for PEER_SECONDS (default 20) at 32 and 128 connections, a
-# unique Idempotency-Key per request, the servers alternating (never loaded at once). It
+# unique Idempotency-Key per request, the servers alternating (never loaded at once), in
+# PEER_ROUNDS rounds (default 3; the summary compares medians). It
 # prints one line per measurement, with the requests per second, latency, and the CPU the
 # server and PostgreSQL used (% of one core). Any non-2xx answer or socket error stops
 # the run.
@@ -141,16 +142,18 @@ run_peer() {
   PEER_SECONDS=5 peer_measure "svix-server warm-up" "$svix_pid" "$svix_url" /api/v1/app/bench/msg/ "$dir/svix.json" "$svix_token" 0 32 >/dev/null
   PEER_SECONDS=5 peer_measure "eventgate warm-up" "$server_pid" "$EVENTGATE_URL" /platform/events "$dir/publish.json" "$platform" 64 32 >/dev/null
 
-  local connections
+  # PEER_ROUNDS rounds (default 3) of every measurement, the servers alternating: one run
+  # of either can catch a checkpoint or an autovacuum, so the summary compares medians.
+  local connections round
   for connections in 32 128; do
-    "$PG_BINDIR/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d svixbench -c "VACUUM ANALYZE"
-    pg -c "VACUUM ANALYZE"
-    peer_measure "svix-server msg" "$svix_pid" "$svix_url" /api/v1/app/bench/msg/ "$dir/svix.json" "$svix_token" 0 "$connections"
-    peer_measure "eventgate publish, 64 portfolios" "$server_pid" "$EVENTGATE_URL" /platform/events "$dir/publish.json" "$platform" 64 "$connections"
-    peer_measure "svix-server msg" "$svix_pid" "$svix_url" /api/v1/app/bench/msg/ "$dir/svix.json" "$svix_token" 0 "$connections"
-    peer_measure "eventgate publish, 1 portfolio" "$server_pid" "$EVENTGATE_URL" /platform/events "$dir/publish.json" "$platform" 1 "$connections"
-    peer_measure "eventgate deposit, 64 portfolios" "$server_pid" "$EVENTGATE_URL" /events/deposit/ "$dir/deposit.json" "$client_key" 64 "$connections"
-    peer_measure "svix-server msg" "$svix_pid" "$svix_url" /api/v1/app/bench/msg/ "$dir/svix.json" "$svix_token" 0 "$connections"
-    peer_measure "eventgate deposit, 1 portfolio" "$server_pid" "$EVENTGATE_URL" /events/deposit/ "$dir/deposit.json" "$client_key" 1 "$connections"
+    for round in $(seq 1 "${PEER_ROUNDS:-3}"); do
+      "$PG_BINDIR/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d svixbench -c "VACUUM ANALYZE"
+      pg -c "VACUUM ANALYZE"
+      peer_measure "svix-server msg" "$svix_pid" "$svix_url" /api/v1/app/bench/msg/ "$dir/svix.json" "$svix_token" 0 "$connections"
+      peer_measure "eventgate publish, 64 portfolios" "$server_pid" "$EVENTGATE_URL" /platform/events "$dir/publish.json" "$platform" 64 "$connections"
+      peer_measure "eventgate deposit, 64 portfolios" "$server_pid" "$EVENTGATE_URL" /events/deposit/ "$dir/deposit.json" "$client_key" 64 "$connections"
+      peer_measure "eventgate publish, 1 portfolio" "$server_pid" "$EVENTGATE_URL" /platform/events "$dir/publish.json" "$platform" 1 "$connections"
+      peer_measure "eventgate deposit, 1 portfolio" "$server_pid" "$EVENTGATE_URL" /events/deposit/ "$dir/deposit.json" "$client_key" 1 "$connections"
+    done
   done
 }
