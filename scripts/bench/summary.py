@@ -109,18 +109,18 @@ def peer_rows(text):
         def runs(label):
             found = [tuple(map(num, m)) for m in re.findall(
                 PEER.format(label=label, connections=connections), text, re.MULTILINE)]
-            return sorted(found)  # by rate: the median run is the middle one
+            return sorted(found)  # by rate
 
         svix = runs("svix-server msg")
         if svix:
-            median = svix[len(svix) // 2]
+            median = svix[(len(svix) - 1) // 2]  # of an even count, the lower middle
             out.append((f"svix-server ingest (no endpoint), c{connections}{rounds(svix)}",
                         f"{fmt(median[0], '/s')} ({spread(svix)}; CPU {median[3]:.0f}%)", "", ""))
         for what in ("publish, 64 portfolios", "publish, 1 portfolio", "deposit, 64 portfolios", "deposit, 1 portfolio"):
             ours = runs(f"eventgate {what}")
             if not ours:
                 continue
-            rate, _, p99, cpu, pg_cpu = ours[len(ours) // 2]
+            rate, _, p99, cpu, pg_cpu = ours[(len(ours) - 1) // 2]
             result = f"{fmt(rate, '/s')} ({spread(ours)}; p99 {p99:g} ms; CPU {cpu:.0f}%, PostgreSQL {pg_cpu:.0f}%)"
             if svix:
                 times = rate / median[0]

@@ -242,3 +242,61 @@ async fn a_batch_that_fails_whole_has_each_write_tried_alone(pool: PgPool) {
     drop(blocker);
     assert_eq!(server.count("SELECT count(*) FROM deposits").await, 2);
 }
+
+/// A batch adds up its funding after its last write; a portfolio funded and then removed
+/// in the same batch fails the batch as a whole (the funding row's foreign key), and each
+/// write made alone leaves the read model consistent, whatever order they then take.
+#[sqlx::test]
+async fn a_portfolio_funded_then_removed_in_one_batch_is_made_consistently(pool: PgPool) {
+    let server = one_committer(pool.clone(), &["--preview-events", "true"]).await;
+    let key = server.tenant_with_key("acme").await;
+    for portfolio in ["P1", "P2"] {
+        server.create_portfolio("acme", portfolio).await;
+    }
+    let blocker = hold_portfolio(&pool, "P2").await;
+    let first = spawn_deposit(&server, &key, "ahead", "P2");
+    until_a_writer_waits(&pool).await;
+    let funded = spawn_deposit(&server, &key, "funds-p1", "P1");
+    until_queued(&server, 1).await;
+    let removal = {
+        let server = &server;
+        async move {
+            server
+                .publish("acme", "portfolios.removal", json!({"id": "P1"}))
+                .await
+                .status()
+        }
+    };
+    let (removed, ()) = tokio::join!(removal, async {
+        until_queued(&server, 2).await;
+        drop(blocker);
+    });
+    assert_eq!(first.await.unwrap(), StatusCode::CREATED);
+    assert_eq!(removed, StatusCode::CREATED, "the removal is made");
+    let deposit = funded.await.unwrap();
+    assert!(
+        [StatusCode::CREATED, StatusCode::NOT_FOUND].contains(&deposit),
+        "the deposit is made before the removal or refused after it, not {deposit}"
+    );
+    let made = i64::from(deposit == StatusCode::CREATED);
+    assert_eq!(
+        server
+            .count("SELECT count(*) FROM deposits WHERE portfolio_id = 'P1'")
+            .await,
+        made
+    );
+    assert_eq!(
+        server
+            .count("SELECT count(*) FROM portfolio_funding WHERE portfolio_id = 'P1'")
+            .await,
+        0,
+        "the removal took the funding with it"
+    );
+    assert_eq!(
+        server
+            .count("SELECT count(*) FROM portfolio_funding WHERE portfolio_id = 'P2'")
+            .await,
+        1,
+        "the write ahead funded its portfolio"
+    );
+}
