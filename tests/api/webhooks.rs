@@ -657,6 +657,66 @@ async fn a_delivery_interrupted_by_a_restart_is_sent_afterwards(pool: PgPool) {
     assert!(requests.len() >= 2);
 }
 
+/// A slot fetches deliveries ahead of its sends. When the server stops, those not yet sent
+/// stay pending: the next server sends each of them once, and nothing twice.
+#[sqlx::test]
+async fn deliveries_fetched_ahead_at_a_stop_are_sent_once_after_the_restart(pool: PgPool) {
+    const EVENTS: usize = 30;
+    let args = webhook_server_args(&[]);
+    let server = TestServer::start_with(pool.clone(), config(&args)).await;
+    let key = server.tenant_with_key("acme").await;
+    let slow = Reply {
+        status: 204,
+        delay: Some(Duration::from_millis(300)),
+        ..Reply::default()
+    };
+    let receiver = Receiver::start(move |_, _| slow.clone()).await;
+    create_webhook(
+        &server,
+        &key,
+        json!({"kind": "webhook", "url": receiver.url("/hook"), "max_in_flight": 1}),
+    )
+    .await;
+    for n in 0..EVENTS {
+        server.create_portfolio("acme", &format!("P{n}")).await;
+    }
+    receiver
+        .wait_until("a few deliveries, one at a time", |r| r.len() >= 3)
+        .await;
+    let pending_at_stop = server
+        .count("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'")
+        .await;
+    assert!(pending_at_stop > 1, "the stop comes mid-backlog");
+    drop(server);
+
+    receiver.set(|_, _| Reply::status(204));
+    let restarted = TestServer::start_with(pool, config(&args)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while restarted
+        .count("SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'")
+        .await
+        < EVENTS as i64
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backlog not delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let requests = receiver.requests();
+    let distinct: std::collections::HashSet<&str> =
+        requests.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(distinct.len(), EVENTS, "every event arrived");
+    assert_eq!(requests.len(), EVENTS, "none sent twice");
+    assert_eq!(
+        restarted
+            .count("SELECT count(*) FROM webhook_attempts")
+            .await,
+        EVENTS as i64,
+        "one attempt recorded per delivery"
+    );
+}
+
 #[sqlx::test]
 async fn continuous_failure_disables_the_destination(pool: PgPool) {
     let args = webhook_server_args(&[

@@ -16,6 +16,7 @@ pub mod endpoint;
 pub mod oauth;
 pub mod payload;
 mod recorder;
+mod retry;
 pub mod send;
 mod sender;
 pub mod signing;
@@ -155,7 +156,7 @@ pub async fn disable(
 /// What one step did.
 pub enum Progress {
     Busy,
-    /// Every send slot is taken: wait for [`Worker::freed`].
+    /// Every send slot is busy with enough fetched ahead: wait for [`Worker::freed`].
     Saturated,
     Idle,
     Stopped,
@@ -196,10 +197,8 @@ pub async fn step(
     busy |= worker
         .dispatch(
             pool,
-            id,
-            &destination.signing_keys(),
+            destination.signing_keys(),
             config,
-            settings,
             !destination.enabled,
         )
         .await?

@@ -1,37 +1,49 @@
 //! Sends due webhook deliveries concurrently, within the destination's own limits.
 //!
-//! Each send runs on its own task, so a slow or hung endpoint answer holds one slot, not
-//! the queue. A destination has at most `max_in_flight` sends at once and at most
+//! Each send slot runs on its own task, so a slow or hung endpoint answer holds one slot,
+//! not the queue. A destination has at most `max_in_flight` sends at once and at most
 //! `rate_limit` a second; an endpoint that answers 429 or 503 with `Retry-After` pauses
 //! this destination alone. Outcomes go to the destination's
-//! [`recorder`](super::recorder); a slot is freed as soon as the answer is in, without
+//! [`recorder`](super::recorder), so a slot moves on as soon as the answer is in, without
 //! waiting for the commit.
+//!
+//! The driver fetches due deliveries ahead into an in-memory queue (up to
+//! [`PREFETCH_PER_SLOT`] per slot), and a slot that finishes a send takes the next one from
+//! that queue at once. Refilling free slots only once per driver step capped a destination
+//! at (slots ÷ step time): about 2,300 deliveries/s at the default 32 slots, as a step
+//! costs several database round trips. Prefetched deliveries count as in flight, so no
+//! query picks them up twice, and for an entity-ordered destination the due query returns
+//! at most one per entity, so ordering holds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
-use chrono::Utc;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use sqlx::PgPool;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::endpoint::Endpoint;
 use super::recorder::{self, Finished};
+use super::retry;
 use super::send::{self, Message};
 use super::{WebhookError, WebhookSettings};
 use crate::delivery::destination::{Ordering, WebhookConfig};
 use crate::metrics::{DeliveryOutcome, Metrics};
-use crate::store::webhook_attempts::AttemptRecord;
 use crate::store::webhooks::{self as store, DueDelivery, DueQuery};
 
-/// Deliveries sent or being sent whose outcome is not committed yet, with the entity each
-/// is about (ordered destinations send one per entity at a time).
+/// Deliveries fetched ahead per send slot. Enough that one driver step's refill outlasts
+/// the next step's database latency; the deliveries held are due anyway, and a stopped or
+/// reconfigured worker simply leaves them pending in the database.
+const PREFETCH_PER_SLOT: usize = 8;
+
+/// Deliveries sent, being sent or fetched ahead whose outcome is not committed yet, with
+/// the entity each is about (ordered destinations send one per entity at a time).
 pub type InFlight = Arc<Mutex<HashMap<i64, Option<(String, String)>>>>;
 
 /// The settings a worker is built from: when any of them changes, the driver starts a new
@@ -63,22 +75,42 @@ impl Shape {
 
 /// A destination's sending state, kept by its driver between steps.
 pub struct Worker {
-    endpoint: Arc<Endpoint>,
     shape: Shape,
+    sending: Arc<Sending>,
+    /// Signalled whenever a slot frees, the prefetched queue runs low or outcomes are
+    /// committed, so a saturated driver refills at once.
+    pub freed: Arc<Notify>,
+    /// The sends and the recorder of this worker; [`Worker::finish`] waits for them.
+    tasks: TaskTracker,
+}
+
+/// What the send slots share.
+struct Sending {
+    destination: Uuid,
+    endpoint: Endpoint,
+    settings: WebhookSettings,
     slots: Arc<Semaphore>,
+    /// Most deliveries held in [`Sending::ready`].
+    depth: usize,
+    /// Fetched, counted in flight, waiting for a slot (oldest first).
+    ready: Mutex<VecDeque<DueDelivery>>,
+    /// The keys that sign now, as of the driver's last step (a rotation takes effect on
+    /// the next send).
+    keys: Mutex<Arc<[String]>>,
     rate: Option<DefaultDirectRateLimiter>,
     /// A wake-up for when the rate limit lets the next request go is under way.
     rate_wake_pending: Arc<AtomicBool>,
     /// Until when the endpoint asked us to wait (`Retry-After` on 429/503).
-    paused_until: Arc<Mutex<Option<Instant>>>,
+    paused_until: Mutex<Option<Instant>>,
     in_flight: InFlight,
     recorder: mpsc::Sender<Finished>,
-    /// Signalled whenever a slot frees or outcomes are committed, so a saturated driver
-    /// refills at once.
-    pub freed: Arc<Notify>,
+    freed: Arc<Notify>,
     metrics: Metrics,
-    /// The sends and the recorder of this worker; [`Worker::finish`] waits for them.
     tasks: TaskTracker,
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Worker {
@@ -101,6 +133,7 @@ impl Worker {
             .map(|per_second| RateLimiter::direct(Quota::per_second(per_second)));
         let in_flight: InFlight = Arc::default();
         let freed: Arc<Notify> = Arc::default();
+        let depth = slots * PREFETCH_PER_SLOT;
         let recorder = recorder::spawn(
             &tasks,
             pool.clone(),
@@ -110,17 +143,27 @@ impl Worker {
             freed.clone(),
             slots * 4,
         );
-        Ok(Self {
-            endpoint: Arc::new(endpoint),
-            shape: Shape::of(config),
+        let sending = Sending {
+            destination,
+            endpoint,
+            settings: settings.clone(),
             slots: Arc::new(Semaphore::new(slots)),
+            depth,
+            ready: Mutex::new(VecDeque::with_capacity(depth)),
+            keys: Mutex::new(Arc::from([])),
             rate,
             rate_wake_pending: Arc::default(),
-            paused_until: Arc::default(),
+            paused_until: Mutex::default(),
             in_flight,
             recorder,
-            freed,
+            freed: freed.clone(),
             metrics,
+            tasks: tasks.clone(),
+        };
+        Ok(Self {
+            shape: Shape::of(config),
+            sending: Arc::new(sending),
+            freed,
             tasks,
         })
     }
@@ -131,8 +174,10 @@ impl Worker {
     }
 
     /// Waits until the sends under way have finished and their outcomes are recorded: a
-    /// driver calls this before it stops, so nothing it started outlives it.
+    /// driver calls this before it stops, so nothing it started outlives it. Deliveries
+    /// fetched ahead and not started stay pending in the database.
     pub async fn finish(self) {
+        locked(&self.sending.ready).clear();
         let tasks = self.tasks.clone();
         // Dropping the worker drops its handle on the recorder, which stops once the last
         // send has handed over its outcome.
@@ -141,19 +186,94 @@ impl Worker {
         tasks.wait().await;
     }
 
+    /// Every slot is busy with enough fetched ahead, or the endpoint asked us to wait:
+    /// nothing to do until [`Worker::freed`].
     pub fn saturated(&self) -> bool {
-        self.slots.available_permits() == 0 || self.paused()
+        let sending = &self.sending;
+        sending.paused()
+            || (sending.slots.available_permits() == 0
+                && locked(&sending.ready).len() > sending.depth / 2)
     }
 
+    /// Fetches due deliveries ahead and starts sending in free slots; returns how many
+    /// were fetched or started (0: nothing to do now).
+    pub async fn dispatch(
+        &self,
+        pool: &PgPool,
+        keys: Vec<String>,
+        config: &WebhookConfig,
+        lifecycle_only: bool,
+    ) -> Result<usize, WebhookError> {
+        let sending = &self.sending;
+        *locked(&sending.keys) = Arc::from(keys);
+        if lifecycle_only {
+            // Disabled since these were fetched: event deliveries must wait. Lifecycle
+            // messages among them are simply fetched again.
+            sending.forget_ready();
+        }
+        if sending.paused() {
+            return Ok(0);
+        }
+        let fetched = self.fetch(pool, config, lifecycle_only).await?;
+        Ok(fetched + sending.start_free_slots())
+    }
+
+    async fn fetch(
+        &self,
+        pool: &PgPool,
+        config: &WebhookConfig,
+        lifecycle_only: bool,
+    ) -> Result<usize, WebhookError> {
+        let sending = &self.sending;
+        let free = sending.slots.available_permits();
+        let queued = locked(&sending.ready).len();
+        if queued > sending.depth / 2 && free <= queued {
+            return Ok(0);
+        }
+        // Taken before the query: an id leaves the set only after its outcome commits, so
+        // the query either excludes it or sees it no longer due.
+        let (in_flight, busy_entities): (Vec<i64>, Vec<(String, String)>) = {
+            let in_flight = locked(&sending.in_flight);
+            (
+                in_flight.keys().copied().collect(),
+                in_flight.values().flatten().cloned().collect(),
+            )
+        };
+        let query = DueQuery {
+            destination: sending.destination,
+            in_flight: &in_flight,
+            lifecycle_only,
+            ordered: config.ordering == Ordering::Entity,
+            busy_entities: &busy_entities,
+            limit: (sending.depth + free).saturating_sub(queued) as i64,
+        };
+        let due = store::due(pool, &query).await?;
+        let fetched = due.len();
+        let mut in_flight = locked(&sending.in_flight);
+        let mut ready = locked(&sending.ready);
+        for delivery in due {
+            in_flight.insert(delivery.id, delivery.entity_key());
+            ready.push_back(delivery);
+        }
+        Ok(fetched)
+    }
+}
+
+impl Sending {
     fn paused(&self) -> bool {
-        self.paused_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some_and(|until| Instant::now() < until)
+        locked(&self.paused_until).is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Drops what was fetched ahead; it stays pending in the database.
+    fn forget_ready(&self) {
+        let mut in_flight = locked(&self.in_flight);
+        for delivery in locked(&self.ready).drain(..) {
+            in_flight.remove(&delivery.id);
+        }
     }
 
     /// Whether the destination's rate limit lets one more request go now. When it does not,
-    /// the driver is woken when it will (it waits on [`Worker::freed`]).
+    /// the driver is woken when it will (it waits on `freed`).
     fn rate_allows_one(&self) -> bool {
         let Some(rate) = &self.rate else {
             return true;
@@ -173,147 +293,81 @@ impl Worker {
         false
     }
 
-    /// Starts sending due deliveries in free slots; returns how many were started.
-    pub async fn dispatch(
-        &self,
-        pool: &PgPool,
-        destination: Uuid,
-        keys: &[String],
-        config: &WebhookConfig,
-        settings: &WebhookSettings,
-        lifecycle_only: bool,
-    ) -> Result<usize, WebhookError> {
-        let free = self.slots.available_permits();
-        if free == 0 || self.paused() {
-            return Ok(0);
+    /// The next fetched delivery a slot may send now, if any.
+    fn next_ready(&self) -> Option<DueDelivery> {
+        if self.paused() {
+            return None;
         }
-        // Taken before the query: an id leaves the set only after its outcome commits, so
-        // the query either excludes it or sees it no longer due.
-        let (in_flight, busy_entities): (Vec<i64>, Vec<(String, String)>) = {
-            let in_flight = self
-                .in_flight
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            (
-                in_flight.keys().copied().collect(),
-                in_flight.values().flatten().cloned().collect(),
-            )
-        };
-        let query = DueQuery {
-            destination,
-            in_flight: &in_flight,
-            lifecycle_only,
-            ordered: config.ordering == Ordering::Entity,
-            busy_entities: &busy_entities,
-            limit: free as i64,
-        };
-        let due = store::due(pool, &query).await?;
+        let mut ready = locked(&self.ready);
+        if ready.is_empty() || !self.rate_allows_one() {
+            return None;
+        }
+        let next = ready.pop_front();
+        if ready.len() == self.depth / 2 {
+            // Running low: the driver fetches more while the slots work through the rest.
+            self.freed.notify_one();
+        }
+        next
+    }
+
+    /// Starts a send loop in each free slot while fetched deliveries wait; how many started.
+    fn start_free_slots(self: &Arc<Self>) -> usize {
         let mut started = 0;
-        for delivery in due {
+        loop {
             let Ok(permit) = self.slots.clone().try_acquire_owned() else {
                 break;
             };
-            if !self.rate_allows_one() {
+            let Some(delivery) = self.next_ready() else {
                 break;
-            }
+            };
             started += 1;
-            self.in_flight
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(delivery.id, delivery.entity_key());
-            let (endpoint, recorder, freed, metrics, paused_until) = (
-                self.endpoint.clone(),
-                self.recorder.clone(),
-                self.freed.clone(),
-                self.metrics.clone(),
-                self.paused_until.clone(),
-            );
-            let (keys, settings) = (keys.to_vec(), settings.clone());
-            self.tasks.spawn(async move {
-                let trace = delivery.trace();
-                let message = Message {
-                    destination,
-                    id: &delivery.message_id,
-                    payload: &delivery.payload,
-                    keys: &keys,
-                    trace: trace.as_ref(),
-                };
-                let outcome = send::attempt(&endpoint, &message).await;
-                if let Some(asked) = outcome.retry_after {
-                    let pause = asked.min(settings.longest_retry_delay());
-                    *paused_until.lock().unwrap_or_else(PoisonError::into_inner) =
-                        Some(Instant::now() + pause);
-                }
-                let finished = finished(&delivery, &outcome, &settings);
-                let counted = if outcome.succeeded() {
-                    DeliveryOutcome::Delivered
-                } else {
-                    DeliveryOutcome::Failed
-                };
-                metrics.delivery_attempt(destination, "webhook", counted, 1);
-                drop(permit);
-                freed.notify_one();
-                // Fails only when the driver is gone: the delivery stays pending.
-                let _ = recorder.send(finished).await;
-            });
+            self.tasks
+                .spawn(self.clone().send_until_none_ready(delivery, permit));
         }
-        Ok(started)
+        started
     }
-}
 
-fn finished(
-    delivery: &DueDelivery,
-    outcome: &send::Outcome,
-    settings: &WebhookSettings,
-) -> Finished {
-    let attempt_number = delivery.attempts as usize + 1;
-    let next_attempt_at = if outcome.succeeded() || outcome.gone() {
-        None
-    } else {
-        settings
-            .retry_delays
-            .get(attempt_number - 1)
-            .map(|delay| retry_at(*delay, outcome.retry_after, settings))
-    };
-    Finished {
-        record: AttemptRecord {
-            delivery: delivery.id,
-            message_id: delivery.message_id.clone(),
-            succeeded: outcome.succeeded(),
-            response_status: outcome.status.map(i32::from),
-            duration_ms: outcome.duration.as_millis().min(i32::MAX as u128) as i32,
-            error: outcome.error.clone(),
-            excerpt: outcome.excerpt.clone(),
-            request_headers: outcome.request_headers.clone(),
-            next_attempt_at,
-        },
-        gone: outcome.gone(),
+    /// One slot's work: sends `delivery`, then the next fetched one, until none may go.
+    async fn send_until_none_ready(
+        self: Arc<Self>,
+        mut delivery: DueDelivery,
+        permit: OwnedSemaphorePermit,
+    ) {
+        loop {
+            self.send(&delivery).await;
+            match self.next_ready() {
+                Some(next) => delivery = next,
+                None => break,
+            }
+        }
+        drop(permit);
+        self.freed.notify_one();
     }
-}
 
-/// When to try again after `scheduled`, or later if the endpoint asked (`Retry-After`);
-/// what an endpoint asks is capped at the longest configured delay, so no answer can push
-/// a delivery out of reach or overflow the clock.
-fn retry_at(
-    scheduled: Duration,
-    asked: Option<Duration>,
-    settings: &WebhookSettings,
-) -> chrono::DateTime<Utc> {
-    let delay = jittered(scheduled).max(
-        asked
-            .unwrap_or_default()
-            .min(settings.longest_retry_delay()),
-    );
-    let now = Utc::now();
-    chrono::Duration::from_std(delay)
-        .ok()
-        .and_then(|delay| now.checked_add_signed(delay))
-        // Unreachable with delays capped at 30 days by the configuration.
-        .unwrap_or(now)
-}
-
-/// Up to ±10% around `delay`, so retries of many messages do not arrive in lockstep.
-fn jittered(delay: Duration) -> Duration {
-    let random = getrandom::u32().unwrap_or(u32::MAX / 2) as f64 / u32::MAX as f64;
-    delay.mul_f64(0.9 + 0.2 * random)
+    async fn send(&self, delivery: &DueDelivery) {
+        let keys = locked(&self.keys).clone();
+        let trace = delivery.trace();
+        let message = Message {
+            destination: self.destination,
+            id: &delivery.message_id,
+            payload: &delivery.payload,
+            keys: &keys,
+            trace: trace.as_ref(),
+        };
+        let outcome = send::attempt(&self.endpoint, &message).await;
+        if let Some(asked) = outcome.retry_after {
+            let pause = asked.min(self.settings.longest_retry_delay());
+            *locked(&self.paused_until) = Some(Instant::now() + pause);
+        }
+        let counted = if outcome.succeeded() {
+            DeliveryOutcome::Delivered
+        } else {
+            DeliveryOutcome::Failed
+        };
+        self.metrics
+            .delivery_attempt(self.destination, "webhook", counted, 1);
+        let finished = retry::finished(delivery, &outcome, &self.settings);
+        // Fails only when the driver is gone: the delivery stays pending.
+        let _ = self.recorder.send(finished).await;
+    }
 }
