@@ -31,6 +31,7 @@ use crate::key_cache::KeyCache;
 use crate::limits::{self, RequestLimits};
 use crate::metrics::{self, Metrics};
 use crate::rate_limit::TenantRateLimit;
+use crate::replay_cache::ReplayCache;
 use crate::secrets::Keyring;
 use crate::secrets::loading::{self, LoadError};
 use crate::store::resealing::Reseal;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub rate_limit: TenantRateLimit,
     /// API keys verified recently.
     pub key_cache: KeyCache,
+    /// Answers committed here under an Idempotency-Key, for replays.
+    pub replay_cache: ReplayCache,
     /// Seals and opens the secrets stored with destinations.
     pub keyring: Keyring,
     /// Turns true when the server starts shutting down (long-polls return at once).
@@ -140,6 +143,7 @@ impl AppState {
             metrics: Metrics::default(),
             rate_limit,
             key_cache,
+            replay_cache: ReplayCache::default(),
             keyring,
             shutdown,
             shutdown_trigger: Arc::new(trigger),

@@ -9,9 +9,12 @@
 //! response. A key whose first request failed or crashed was rolled back with it, so it is
 //! free again.
 //! Same key with another body is 422. Keys are scoped per caller (tenant or platform) and
-//! endpoint, and expire after the configured window.
+//! endpoint, and expire after the configured window. Answers this replica committed are
+//! also kept in memory ([`crate::replay_cache`]), so their retries skip the database.
 
-use axum::body::Body;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -22,6 +25,7 @@ use tracing::Instrument as _;
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::replay_cache::{CacheKey, CachedAnswer};
 use crate::store::idempotency::EarlierRequest;
 use crate::store::outbox;
 use crate::store::writes::{self, Refusal, WriteError, Written};
@@ -152,7 +156,7 @@ pub const PLATFORM_OWNER: &str = "@platform";
 #[derive(Debug, Clone)]
 pub struct StoredResponse {
     pub status: StatusCode,
-    pub body: Vec<u8>,
+    pub body: Bytes,
     pub location: Option<String>,
 }
 
@@ -214,6 +218,22 @@ pub async fn write(
     request: Request<'_>,
     refused: impl FnOnce(Refusal) -> ApiError,
 ) -> Result<Answered, ApiError> {
+    let arrived = Instant::now();
+    let cache_key = request.key.as_ref().map(|key| CacheKey {
+        owner: request.scope.owner.clone(),
+        endpoint: request.scope.endpoint,
+        key: key.as_str().to_owned(),
+    });
+    if let Some(cached) = cache_key.as_ref().and_then(|k| state.replay_cache.get(k)) {
+        let replayed = replay_cached(cached, &request.fingerprint);
+        if replayed.is_err() {
+            state.metrics.idempotency_conflict(request.scope.endpoint);
+        }
+        return replayed.map(|response| Answered {
+            response,
+            replayed: true,
+        });
+    }
     let tenants = writer_tenants(request.events);
     let encoded = writes::encode(&writes::Write {
         owner: &request.scope.owner,
@@ -249,14 +269,27 @@ pub async fn write(
             location,
         }) => StatusCode::from_u16(status)
             .map_err(ApiError::internal)
-            .map(|status| Answered {
-                response: StoredResponse {
-                    status,
-                    body,
-                    location,
+            .map(|status| {
+                let body = Bytes::from(body);
+                if let Some(key) = cache_key {
+                    let answer = CachedAnswer {
+                        fingerprint: request.fingerprint,
+                        status,
+                        body: body.clone(),
+                        location: location.clone(),
+                    };
+                    let lifetime = state.config.idempotency_ttl();
+                    state.replay_cache.keep(key, answer, arrived, lifetime);
                 }
-                .into_response(false),
-                replayed: false,
+                Answered {
+                    response: StoredResponse {
+                        status,
+                        body,
+                        location,
+                    }
+                    .into_response(false),
+                    replayed: false,
+                }
             }),
         Ok(Written::Earlier(earlier)) => {
             replay(earlier, &request.fingerprint).map(|response| Answered {
@@ -294,18 +327,35 @@ fn writer_tenants<'a>(events: &[writes::EventRow<'a>]) -> Vec<&'a str> {
 /// The earlier request's answer, replayed; 422 when this request's body differs.
 fn replay(earlier: EarlierRequest, fingerprint: &[u8; 32]) -> Result<Response, ApiError> {
     if earlier.fingerprint != fingerprint {
-        return Err(ApiError::UnprocessableBody {
-            detail: "this Idempotency-Key was used with a different request body".into(),
-        });
+        return Err(reused_with_another_body());
     }
     let status =
         StatusCode::from_u16(earlier.response_status as u16).map_err(ApiError::internal)?;
     Ok(StoredResponse {
         status,
-        body: earlier.response_body,
+        body: Bytes::from(earlier.response_body),
         location: earlier.location,
     }
     .into_response(true))
+}
+
+/// An answer this replica committed, replayed from memory; 422 when this body differs.
+fn replay_cached(cached: CachedAnswer, fingerprint: &[u8; 32]) -> Result<Response, ApiError> {
+    if cached.fingerprint != *fingerprint {
+        return Err(reused_with_another_body());
+    }
+    Ok(StoredResponse {
+        status: cached.status,
+        body: cached.body,
+        location: cached.location,
+    }
+    .into_response(true))
+}
+
+fn reused_with_another_body() -> ApiError {
+    ApiError::UnprocessableBody {
+        detail: "this Idempotency-Key was used with a different request body".into(),
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod pg_embedded;
 pub mod publish;
 pub mod rate_limit;
+pub mod replay_cache;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;

@@ -36,6 +36,7 @@ mod positions;
 mod private_rabbit;
 mod proxy;
 mod receiver;
+mod replays_from_memory;
 mod retention;
 mod scale_out;
 mod secrets_at_rest;
