@@ -5,7 +5,9 @@
 # Usage: scripts/bench.sh [deposits|peer|feed|longpoll|relay|kafka|webhooks|all]. Results go to stdout,
 # then one summary table (measure, result, ceiling or target, ratio). `all` also writes that
 # table into docs/BENCHMARKS.md (between its bench-summary markers). Any unexpected answer
-# stops the run with a non-zero exit.
+# stops the run with a non-zero exit. EVENTGATE_BIN names another build of the server to
+# measure (say, the commit before a change, for an A/B run); by default this checkout's
+# release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -20,7 +22,10 @@ case "$what" in
   kafka | all) ensure_kafka ;;
 esac
 for tool in curl bc; do command -v "$tool" >/dev/null 2>&1 || apt_install "$tool"; done
-cargo build --release --locked --bin eventgate
+if [ -z "${EVENTGATE_BIN:-}" ]; then
+  cargo build --release --locked --bin eventgate
+  EVENTGATE_BIN=target/release/eventgate
+fi
 cargo bench --locked --bench load --no-run
 start_throwaway_pg
 
@@ -33,7 +38,7 @@ export EVENTGATE_URL="http://127.0.0.1:$port"
 # The per-tenant rate limit is off: the benchmarks measure the server's capacity, and the
 # load comes from one or a few tenants.
 EVENTGATE_RATE_LIMIT_PER_SEC=0 \
-EVENTGATE_ALLOW_PRIVATE_DESTINATIONS=true EVENTGATE_LOG_FORMAT=json RUST_LOG=warn target/release/eventgate serve \
+EVENTGATE_ALLOW_PRIVATE_DESTINATIONS=true EVENTGATE_LOG_FORMAT=json RUST_LOG=warn "$EVENTGATE_BIN" serve \
   --listen "127.0.0.1:$port" --db-max-connections "${BENCH_DB_CONNECTIONS:-32}" &
 server_pid=$!
 on_exit "kill $server_pid 2>/dev/null"
