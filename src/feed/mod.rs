@@ -88,7 +88,7 @@ pub struct Page {
 /// Reads one page (never waits).
 pub async fn read_page(pool: &PgPool, request: &PageRequest) -> Result<Page, FeedError> {
     let after = request.after.unwrap_or(Position::START);
-    let read = store::read(
+    let read = store::read_envelopes(
         pool,
         &request.tenant,
         after,
@@ -106,18 +106,17 @@ pub async fn read_page(pool: &PgPool, request: &PageRequest) -> Result<Page, Fee
     let mut rows = read.rows;
     rows.truncate(request.limit as usize);
     let next = match (rows.last(), request.after) {
-        (Some(row), _) => row.position,
+        (Some((position, _)), _) => *position,
         (None, Some(cursor)) => cursor,
         (None, None) => Position::horizon(xmin),
     };
-    let mut data =
-        String::with_capacity(2 + rows.iter().map(|r| r.envelope.len() + 1).sum::<usize>());
+    let mut data = String::with_capacity(2 + rows.iter().map(|(_, e)| e.len() + 1).sum::<usize>());
     data.push('[');
-    for (i, row) in rows.iter().enumerate() {
+    for (i, (_, envelope)) in rows.iter().enumerate() {
         if i > 0 {
             data.push(',');
         }
-        data.push_str(&row.envelope);
+        data.push_str(envelope);
     }
     data.push(']');
     Ok(Page {
