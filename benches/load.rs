@@ -9,7 +9,7 @@
 //!   longpoll  waiters=500 tenants=5 server_pid=PID   wake-up latency of waiting long-polls
 //! Any unexpected answer stops the run with its status and body (non-zero exit).
 //!   relay-backlog kind=amqp|mqtt|kafka events=100000   relay rate from a backlog to a broker
-//!   relay-latency kind=amqp|kafka rate=1000 seconds=10  commit-to-receipt latency through a broker
+//!   relay-latency kind=amqp|mqtt|kafka rate=1000 seconds=10  commit-to-receipt latency through a broker
 //!   amqp-ceiling events=100000               a bare lapin publisher with confirms
 //!   kafka-ceiling events=100000              a bare rskafka producer, acks=all, same records
 //!   webhook-backlog events=50000             webhook deliveries/s from a backlog
@@ -531,7 +531,9 @@ struct Head {
     created: chrono::DateTime<chrono::Utc>,
 }
 
-async fn mqtt_counter(topic: &str) -> Arc<AtomicU64> {
+/// Subscribes to `topic` (QoS 1): how many arrived, and each one's commit-to-receipt
+/// latency (from the envelope's `created`).
+async fn mqtt_counter(topic: &str) -> (Arc<AtomicU64>, Arc<tokio::sync::Mutex<Vec<Duration>>>) {
     use rumqttc::v5::mqttbytes::QoS;
     use rumqttc::v5::mqttbytes::v5::Packet;
     let mut options = rumqttc::v5::MqttOptions::new(
@@ -546,8 +548,9 @@ async fn mqtt_counter(topic: &str) -> Arc<AtomicU64> {
         .await
         .expect("subscribe");
     let count = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(tokio::sync::Mutex::new(Vec::new()));
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let task_count = count.clone();
+    let (task_count, task_latencies) = (count.clone(), latencies.clone());
     tokio::spawn(async move {
         let _client = client;
         let mut ready = Some(ready_tx);
@@ -558,7 +561,14 @@ async fn mqtt_counter(topic: &str) -> Arc<AtomicU64> {
                         let _ = ready.send(());
                     }
                 }
-                rumqttc::v5::Event::Incoming(Packet::Publish(_)) => {
+                rumqttc::v5::Event::Incoming(Packet::Publish(publish)) => {
+                    if let Ok(head) = serde_json::from_slice::<Head>(&publish.payload) {
+                        let age = chrono::Utc::now() - head.created;
+                        task_latencies
+                            .lock()
+                            .await
+                            .push(age.to_std().unwrap_or_default());
+                    }
                     task_count.fetch_add(1, Ordering::Relaxed);
                 }
                 _ => {}
@@ -566,7 +576,7 @@ async fn mqtt_counter(topic: &str) -> Arc<AtomicU64> {
         }
     });
     ready_rx.await.expect("SUBACK");
-    count
+    (count, latencies)
 }
 
 async fn wait_count(count: &AtomicU64, target: u64, limit: Duration) -> Duration {
@@ -601,7 +611,7 @@ async fn relay_backlog(ctx: Arc<Ctx>) {
     } else if kind == "mqtt" {
         let topic = format!("bench/{run}");
         (
-            mqtt_counter(&topic).await,
+            mqtt_counter(&topic).await.0,
             json!({"kind": "mqtt", "url": "mqtt://127.0.0.1:1883", "topic": topic, "qos": 1, "enabled": false}),
         )
     } else {
@@ -648,6 +658,12 @@ async fn relay_latency(ctx: Arc<Ctx>) {
         let (count, latencies) = kafka::counter(&name).await;
         let body = json!({"kind": "kafka", "bootstrap_servers": [kafka::address()], "topic": name});
         (count, latencies, body)
+    } else if kind == "mqtt" {
+        let topic = format!("bench/{run}");
+        let (count, latencies) = mqtt_counter(&topic).await;
+        let body =
+            json!({"kind": "mqtt", "url": "mqtt://127.0.0.1:1883", "topic": topic, "qos": 1});
+        (count, latencies, body)
     } else {
         let (count, latencies) = amqp_counter(&name).await;
         (
@@ -682,6 +698,11 @@ async fn relay_latency(ctx: Arc<Ctx>) {
     }
     wait_count(&count, sent, Duration::from_secs(120)).await;
     let mut latencies = latencies.lock().await.clone();
+    assert!(
+        latencies.len() as u64 >= sent,
+        "only {} of {sent} events' latencies measured (an envelope without `created`?)",
+        latencies.len()
+    );
     latencies.sort();
     println!(
         "relay-latency {kind}: {sent} events at {rate}/s for {seconds}s; commit-to-receipt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",

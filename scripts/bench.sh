@@ -109,7 +109,8 @@ if [ "$what" = relay ] || [ "$what" = all ]; then
   load amqp-ceiling events=100000
   load relay-backlog kind=amqp events=100000
   load relay-backlog kind=mqtt events=100000
-  load relay-latency rate=1000 seconds=10
+  load relay-latency kind=amqp rate=1000 seconds=10
+  load relay-latency kind=mqtt rate=1000 seconds=10
 fi
 
 if [ "$what" = webhooks ] || [ "$what" = all ]; then
