@@ -128,6 +128,7 @@ impl AppState {
         let (trigger, shutdown) = watch::channel(false);
         let rate_limit = TenantRateLimit::new(&config);
         let key_cache = KeyCache::new(Duration::from_secs(config.auth_cache_secs));
+        let replay_cache = ReplayCache::new(config.replay_cache_entries);
         let long_polls = LongPolls::new(config.max_long_polls_per_tenant);
         let horizon = HorizonWatch::new(Duration::from_secs(config.horizon_stall_secs));
         let writes = WriteBatcher::start(pool.clone(), config.write_batches());
@@ -143,7 +144,7 @@ impl AppState {
             metrics: Metrics::default(),
             rate_limit,
             key_cache,
-            replay_cache: ReplayCache::default(),
+            replay_cache,
             keyring,
             shutdown,
             shutdown_trigger: Arc::new(trigger),

@@ -194,6 +194,14 @@ pub struct ServerConfig {
           value_parser = clap::value_parser!(u64).range(0..=300))]
     pub auth_cache_secs: u64,
 
+    /// Answers of committed Idempotency-Key requests this replica keeps in memory, so that
+    /// a retry reaching it is replayed without a database read (about 1 KB each; past it,
+    /// expired answers go first, then any tenth of the rest). 0 reads every replay from
+    /// the database.
+    #[arg(long, env = "EVENTGATE_REPLAY_CACHE_ENTRIES", default_value_t = 10_000,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1_000_000))]
+    pub replay_cache_entries: usize,
+
     /// Requests a tenant may make at once above the sustained rate (the bucket's size).
     #[arg(long, env = "EVENTGATE_RATE_LIMIT_BURST", default_value_t = 400,
           value_parser = clap::value_parser!(u32).range(1..))]

@@ -15,10 +15,6 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::http::StatusCode;
 
-/// Entries kept at most (about 1 KB each with a typical answer); past it, expired entries
-/// go first, then a tenth of the rest.
-const MAX_ENTRIES: usize = 20_000;
-
 /// Which key: the caller that owns it, the endpoint, and the key itself.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
@@ -41,12 +37,23 @@ struct Entry {
     expires: Instant,
 }
 
-#[derive(Clone, Default)]
+/// Bounded: past `max_entries` (about 1 KB each with a deposit's answer), expired entries go
+/// first, then a tenth of the rest.
+#[derive(Clone)]
 pub struct ReplayCache {
     entries: Arc<RwLock<HashMap<CacheKey, Entry>>>,
+    max_entries: usize,
 }
 
 impl ReplayCache {
+    /// A cache of at most `max_entries` answers; 0 keeps none.
+    pub fn new(max_entries: usize) -> Self {
+        Self {
+            entries: Arc::default(),
+            max_entries,
+        }
+    }
+
     /// The answer committed under `key`, if this replica made it and the key still lives.
     pub fn get(&self, key: &CacheKey) -> Option<CachedAnswer> {
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
@@ -59,6 +66,9 @@ impl ReplayCache {
     /// Keeps an answer just committed for a request that arrived at `arrived`, under a key
     /// that lives for `lifetime` from its commit.
     pub fn keep(&self, key: CacheKey, answer: CachedAnswer, arrived: Instant, lifetime: Duration) {
+        if self.max_entries == 0 {
+            return;
+        }
         let Some(expires) = arrived.checked_add(lifetime) else {
             return;
         };
@@ -67,8 +77,8 @@ impl ReplayCache {
             return;
         }
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= MAX_ENTRIES {
-            make_room(&mut entries, now);
+        if entries.len() >= self.max_entries {
+            make_room(&mut entries, now, self.max_entries);
         }
         entries.insert(key, Entry { answer, expires });
     }
@@ -87,10 +97,14 @@ impl ReplayCache {
 
 /// Drops expired entries; if that frees too little, a tenth of the rest (any: an entry
 /// dropped early only costs its next replay a database read).
-fn make_room(entries: &mut HashMap<CacheKey, Entry>, now: Instant) {
+fn make_room(entries: &mut HashMap<CacheKey, Entry>, now: Instant, max_entries: usize) {
     entries.retain(|_, entry| now < entry.expires);
-    if entries.len() >= MAX_ENTRIES * 9 / 10 {
-        let evicted: Vec<CacheKey> = entries.keys().take(MAX_ENTRIES / 10).cloned().collect();
+    if entries.len() >= max_entries * 9 / 10 {
+        let evicted: Vec<CacheKey> = entries
+            .keys()
+            .take((max_entries / 10).max(1))
+            .cloned()
+            .collect();
         for key in evicted {
             entries.remove(&key);
         }
@@ -120,7 +134,7 @@ mod tests {
 
     #[test]
     fn an_entry_expires_with_its_key_counted_from_the_request_s_arrival() {
-        let cache = ReplayCache::default();
+        let cache = ReplayCache::new(100);
         let long_ago = Instant::now() - Duration::from_secs(10);
         cache.keep(key("old"), answer(), long_ago, Duration::from_secs(5));
         cache.keep(
@@ -139,7 +153,7 @@ mod tests {
 
     #[test]
     fn keys_of_other_owners_or_endpoints_are_other_entries() {
-        let cache = ReplayCache::default();
+        let cache = ReplayCache::new(100);
         cache.keep(key("k"), answer(), Instant::now(), Duration::from_secs(60));
         let other_owner = CacheKey {
             owner: "globex".into(),
@@ -155,8 +169,9 @@ mod tests {
 
     #[test]
     fn the_cache_stays_bounded() {
-        let cache = ReplayCache::default();
-        for n in 0..MAX_ENTRIES + 500 {
+        const MAX_ENTRIES: usize = 100;
+        let cache = ReplayCache::new(MAX_ENTRIES);
+        for n in 0..MAX_ENTRIES + 50 {
             cache.keep(
                 key(&n.to_string()),
                 answer(),
@@ -165,6 +180,14 @@ mod tests {
             );
         }
         assert!(cache.len() <= MAX_ENTRIES, "{}", cache.len());
-        assert!(cache.get(&key(&(MAX_ENTRIES + 499).to_string())).is_some());
+        assert!(cache.get(&key(&(MAX_ENTRIES + 49).to_string())).is_some());
+    }
+
+    #[test]
+    fn a_cache_of_no_entries_keeps_nothing() {
+        let cache = ReplayCache::new(0);
+        cache.keep(key("k"), answer(), Instant::now(), Duration::from_secs(60));
+        assert!(cache.get(&key("k")).is_none());
+        assert!(cache.is_empty());
     }
 }
