@@ -68,6 +68,22 @@ fn purged_after(purged_through: Option<Position>, after: Position) -> bool {
     purged_through.is_some_and(|purged| after < purged)
 }
 
+/// The start of every page read, under the statement's one snapshot: the horizon `h`, then
+/// as its first four columns the snapshot's xmin, the tenant's purge watermark
+/// (`purged_tx`, `purged_seq`) and whether committed events of the tenant wait behind an
+/// older open transaction (`held_back`). The caller's columns follow the trailing comma.
+macro_rules! page_head {
+    () => {
+        "WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),
+              watermark AS (SELECT tx_id, seq FROM outbox_watermarks WHERE tenant_id = $1)
+         SELECT h.xmin,
+                (SELECT tx_id FROM watermark) AS purged_tx,
+                (SELECT seq FROM watermark) AS purged_seq,
+                EXISTS (SELECT 1 FROM outbox WHERE tenant_id = $1 AND tx_id >= h.xmin) AS held_back,
+         "
+    };
+}
+
 /// The rows a reader may see: `$1`'s events after the position `($2, $3)`, below the
 /// horizon `h.xmin` (see `crate::feed` for why that makes the order final), of the types
 /// `$4` when given, in feed order, at most `$5`. Every page reader selects from this.
@@ -120,13 +136,8 @@ pub async fn read(
 ) -> Result<OutboxRead, sqlx::Error> {
     // One statement, one snapshot: the horizon, the watermark and the rows agree.
     let raw: Vec<RawRow> = sqlx::query_as(concat!(
-        "WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),
-              watermark AS (SELECT tx_id, seq FROM outbox_watermarks WHERE tenant_id = $1)
-         SELECT h.xmin,
-                (SELECT tx_id FROM watermark) AS purged_tx,
-                (SELECT seq FROM watermark) AS purged_seq,
-                last.tx_id AS last_tx, last.seq AS last_seq,
-                EXISTS (SELECT 1 FROM outbox WHERE tenant_id = $1 AND tx_id >= h.xmin) AS held_back,
+        page_head!(),
+        "       last.tx_id AS last_tx, last.seq AS last_seq,
                 o.tx_id, o.seq, o.id, o.event_type, o.entity, o.entity_id, o.change, o.created,
                 o.envelope, o.trace_parent, o.trace_state
          FROM horizon h
@@ -227,13 +238,8 @@ pub async fn read_envelopes(
     limit: i64,
 ) -> Result<EnvelopeRead, sqlx::Error> {
     let raw: Vec<EnvelopeRow> = sqlx::query_as(concat!(
-        "WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),
-              watermark AS (SELECT tx_id, seq FROM outbox_watermarks WHERE tenant_id = $1)
-         SELECT h.xmin,
-                (SELECT tx_id FROM watermark),
-                (SELECT seq FROM watermark),
-                EXISTS (SELECT 1 FROM outbox WHERE tenant_id = $1 AND tx_id >= h.xmin),
-                o.tx_id, o.seq, o.envelope
+        page_head!(),
+        "       o.tx_id, o.seq, o.envelope
          FROM horizon h
          LEFT JOIN LATERAL (",
         rows_after!("tx_id, seq, envelope"),

@@ -691,22 +691,7 @@ async fn deliveries_fetched_ahead_at_a_stop_are_sent_once_after_the_restart(pool
 
     receiver.set(|_, _| Reply::status(204));
     let restarted = TestServer::start_with(pool, config(&args)).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while restarted
-        .count("SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'")
-        .await
-        < EVENTS as i64
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "backlog not delivered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let requests = receiver.requests();
-    let distinct: std::collections::HashSet<&str> =
-        requests.iter().map(|r| r.header("webhook-id")).collect();
-    assert_eq!(distinct.len(), EVENTS, "every event arrived");
+    let requests = all_delivered(&restarted, &receiver, EVENTS).await;
     assert_eq!(requests.len(), EVENTS, "none sent twice");
     assert_eq!(
         restarted
@@ -794,6 +779,28 @@ async fn webhooks_carry_only_their_tenants_events(pool: PgPool) {
 
 /// Many sends in flight, their outcomes committed in batches: every event arrives, exactly
 /// once per attempt, and every attempt is recorded against its own delivery.
+/// The receiver's requests once `events` deliveries are recorded as delivered, after
+/// checking that every one of them arrived (under its own `webhook-id`).
+async fn all_delivered(server: &TestServer, receiver: &Receiver, events: usize) -> Vec<Request> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while server
+        .count("SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'")
+        .await
+        < events as i64
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backlog not delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let requests = receiver.requests();
+    let distinct: std::collections::HashSet<&str> =
+        requests.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(distinct.len(), events, "every event arrived");
+    requests
+}
+
 #[sqlx::test]
 async fn a_backlog_sent_concurrently_is_recorded_attempt_for_attempt(pool: PgPool) {
     const EVENTS: usize = 200;
@@ -816,22 +823,7 @@ async fn a_backlog_sent_concurrently_is_recorded_attempt_for_attempt(pool: PgPoo
         server.create_portfolio("acme", &format!("P{n}")).await;
     }
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while server
-        .count("SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'")
-        .await
-        < EVENTS as i64
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "backlog not delivered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let requests = receiver.requests();
-    let distinct: std::collections::HashSet<&str> =
-        requests.iter().map(|r| r.header("webhook-id")).collect();
-    assert_eq!(distinct.len(), EVENTS, "every event arrived");
+    let requests = all_delivered(&server, &receiver, EVENTS).await;
     assert_eq!(
         requests.len(),
         EVENTS + 2,
