@@ -1,5 +1,7 @@
-//! The one reader of the outbox in feed order, used by the feed, the bus relay and the
-//! webhook driver (see `crate::feed` for why this order is final).
+//! Reading the outbox in feed order (see `crate::feed` for why this order is final). What a
+//! reader may see is defined once (`rows_after!`, `page_head!`); [`read`] gives the bus
+//! relay and the webhook driver whole rows, [`read_envelopes`] gives a feed page only the
+//! positions and envelopes it serves.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
