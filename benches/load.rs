@@ -449,6 +449,15 @@ async fn longpoll(ctx: Arc<Ctx>) {
 
 const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
+/// The MQTT broker's port on 127.0.0.1 (`BENCH_MQTT_PORT`, default 1883): scripts/bench.sh
+/// runs a second Mosquitto to compare broker settings.
+fn mqtt_port() -> u16 {
+    std::env::var("BENCH_MQTT_PORT")
+        .ok()
+        .and_then(|port| port.parse().ok())
+        .unwrap_or(1883)
+}
+
 /// An exchange with an exclusive queue bound to it, and a task counting its messages and
 /// recording each one's commit-to-receipt latency (from the envelope's `created`).
 async fn amqp_counter(exchange: &str) -> (Arc<AtomicU64>, Arc<tokio::sync::Mutex<Vec<Duration>>>) {
@@ -539,7 +548,7 @@ async fn mqtt_counter(topic: &str) -> (Arc<AtomicU64>, Arc<tokio::sync::Mutex<Ve
     let mut options = rumqttc::v5::MqttOptions::new(
         format!("bench-{}", uuid::Uuid::now_v7().simple()),
         "127.0.0.1",
-        1883,
+        mqtt_port(),
     );
     options.set_keep_alive(Duration::from_secs(30));
     let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 1000);
@@ -612,7 +621,7 @@ async fn relay_backlog(ctx: Arc<Ctx>) {
         let topic = format!("bench/{run}");
         (
             mqtt_counter(&topic).await.0,
-            json!({"kind": "mqtt", "url": "mqtt://127.0.0.1:1883", "topic": topic, "qos": 1, "enabled": false}),
+            json!({"kind": "mqtt", "url": format!("mqtt://127.0.0.1:{}", mqtt_port()), "topic": topic, "qos": 1, "enabled": false}),
         )
     } else {
         let exchange = format!("bench-{run}");
@@ -661,8 +670,7 @@ async fn relay_latency(ctx: Arc<Ctx>) {
     } else if kind == "mqtt" {
         let topic = format!("bench/{run}");
         let (count, latencies) = mqtt_counter(&topic).await;
-        let body =
-            json!({"kind": "mqtt", "url": "mqtt://127.0.0.1:1883", "topic": topic, "qos": 1});
+        let body = json!({"kind": "mqtt", "url": format!("mqtt://127.0.0.1:{}", mqtt_port()), "topic": topic, "qos": 1});
         (count, latencies, body)
     } else {
         let (count, latencies) = amqp_counter(&name).await;

@@ -300,3 +300,188 @@ async fn a_portfolio_funded_then_removed_in_one_batch_is_made_consistently(pool:
         "the write ahead funded its portfolio"
     );
 }
+
+/// Makes every write one by one fail: a batch that still commits was made at once.
+async fn forbid_writes_one_by_one(pool: &PgPool) {
+    sqlx::query(
+        "CREATE OR REPLACE FUNCTION eventgate_apply_write(w jsonb,
+             OUT o_replayed boolean, OUT o_fingerprint bytea, OUT o_status smallint,
+             OUT o_body bytea, OUT o_location text, OUT o_funding jsonb)
+         LANGUAGE plpgsql AS $$
+         BEGIN
+             RAISE EXCEPTION 'this test makes no write one by one';
+         END
+         $$",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// Queues `requests` (idempotency key, portfolio, amount) behind a deposit that waits for
+/// P1's lock, then lets the batch go; the answers, in order, and the first one's status.
+async fn one_batch(
+    server: &TestServer,
+    pool: &PgPool,
+    key: &str,
+    requests: &[(String, &'static str, &'static str)],
+) -> Vec<(StatusCode, bool, Value)> {
+    let blocker = hold_portfolio(pool, "P1").await;
+    let first = spawn_deposit(server, key, "first", "P1");
+    until_a_writer_waits(pool).await;
+    let sent = join_all(requests.iter().map(|(idempotency_key, portfolio, amount)| {
+        server
+            .http
+            .post(server.url("/events/deposit/"))
+            .bearer_auth(key)
+            .header("idempotency-key", idempotency_key)
+            .json(&json!({"data": {"amount": amount, "currency": "EUR", "portfolio": portfolio}}))
+            .send()
+    }));
+    let queued_then_released = async {
+        until_queued(server, requests.len()).await;
+        blocker.commit().await.unwrap();
+    };
+    let (responses, ()) = tokio::join!(sent, queued_then_released);
+    assert_eq!(first.await.unwrap(), StatusCode::CREATED);
+    let mut answers = Vec::new();
+    for response in responses {
+        let response = response.expect("deposit sent");
+        let replayed = response.headers().contains_key("idempotent-replayed");
+        answers.push((response.status(), replayed, response.json().await.unwrap()));
+    }
+    answers
+}
+
+/// A batch of plain deposits (each one funding event into a portfolio that takes it) is
+/// made by one set-based statement: with the one-by-one path made to fail, every deposit
+/// of the batch still commits, in one transaction, each answered with its own event's
+/// place in the feed; a key past its lifetime is taken over; the funding adds up.
+#[sqlx::test]
+async fn a_batch_of_plain_deposits_is_made_at_once_each_with_its_own_answer(pool: PgPool) {
+    // Without answers kept in memory, which would replay the expired key.
+    let server = one_committer(pool.clone(), &["--replay-cache-entries", "0"]).await;
+    let key = server.tenant_with_key("acme").await;
+    for portfolio in ["P1", "P2"] {
+        server.create_portfolio("acme", portfolio).await;
+    }
+    let expired = deposit(&server, &key, "expired", "P2").await;
+    assert_eq!(expired.status(), StatusCode::CREATED);
+    sqlx::query("UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE key = 'expired'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    forbid_writes_one_by_one(&pool).await;
+
+    let mut requests: Vec<(String, &'static str, &'static str)> = (0..20)
+        .map(|i| {
+            (
+                format!("plain-{i}"),
+                if i % 4 == 0 { "P2" } else { "P1" },
+                "1.25",
+            )
+        })
+        .collect();
+    requests.push(("expired".to_owned(), "P2", "7"));
+    let answers = one_batch(&server, &pool, &key, &requests).await;
+    for (status, replayed, body) in &answers {
+        assert_eq!(*status, StatusCode::CREATED, "{body}");
+        assert!(!replayed, "{body}");
+    }
+
+    assert_eq!(
+        server
+            .count(
+                "SELECT count(DISTINCT o.tx_id) FROM outbox o JOIN deposits d ON d.event_id = o.id
+                 WHERE d.idempotency_key LIKE 'plain-%'
+                    OR (d.idempotency_key = 'expired' AND d.amount = 7)"
+            )
+            .await,
+        1,
+        "one commit for the batch"
+    );
+    let stored = server
+        .count(
+            "SELECT count(*) FROM idempotency_keys k JOIN deposits d
+                 ON d.idempotency_key = k.key AND convert_from(k.response_body, 'UTF8')::jsonb->>'id' = d.id::text
+              WHERE k.key LIKE 'plain-%' OR k.key = 'expired'",
+        )
+        .await;
+    assert_eq!(stored, 21, "each key holds the answer of its own deposit");
+    let totals: Vec<(String, String)> = sqlx::query_as(
+        "SELECT portfolio_id, total::text FROM portfolio_funding ORDER BY portfolio_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        totals,
+        [
+            ("P1".to_owned(), "21.25".to_owned()), // "first" (2.50) and 15 × 1.25
+            ("P2".to_owned(), "15.75".to_owned()), // "expired" (2.50 and 7), 5 × 1.25
+        ]
+    );
+
+    // Each answer's cursor is its own event's place: the feed after it starts right after.
+    server.settle().await;
+    let whole: Value = server
+        .get("/events/?limit=1000", &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let all = crate::feed::ids(&whole);
+    for (_, _, body) in &answers {
+        let funding = &body["funding_event"];
+        let at = all
+            .iter()
+            .position(|id| funding["id"] == id.as_str())
+            .expect("the funding event is in the feed");
+        let cursor = funding["cursor"].as_str().unwrap();
+        let after: Value = server
+            .get(&format!("/events/?after={cursor}&limit=1000"), &key)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(crate::feed::ids(&after), all[at + 1..], "{body}");
+    }
+}
+
+/// A plain batch that names one key twice cannot claim it twice in one statement: it is
+/// made one by one, so the key's first deposit is made and the second replays it.
+#[sqlx::test]
+async fn a_plain_batch_naming_one_key_twice_is_made_one_by_one(pool: PgPool) {
+    let server = one_committer(pool.clone(), &[]).await;
+    let key = server.tenant_with_key("acme").await;
+    server.create_portfolio("acme", "P1").await;
+    let requests: Vec<(String, &'static str, &'static str)> = vec![
+        ("plain-1".to_owned(), "P1", "1"),
+        ("twice".to_owned(), "P1", "3"),
+        ("plain-2".to_owned(), "P1", "1"),
+        ("twice".to_owned(), "P1", "3"),
+    ];
+    let answers = one_batch(&server, &pool, &key, &requests).await;
+    let twice: Vec<_> = requests
+        .iter()
+        .zip(&answers)
+        .filter(|((idempotency_key, _, _), _)| idempotency_key == "twice")
+        .map(|(_, answer)| answer)
+        .collect();
+    for (status, _, body) in &answers {
+        assert_eq!(*status, StatusCode::CREATED, "{body}");
+    }
+    assert_eq!(
+        twice.iter().filter(|(_, replayed, _)| *replayed).count(),
+        1,
+        "one of the two replays the other"
+    );
+    assert_eq!(twice[0].2, twice[1].2, "both answers are the one deposit's");
+    assert_eq!(server.count("SELECT count(*) FROM deposits").await, 4);
+    let total: String =
+        sqlx::query_scalar("SELECT total::text FROM portfolio_funding WHERE portfolio_id = 'P1'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(total, "7.50", "2.50 + 1 + 3 + 1");
+}
