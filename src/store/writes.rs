@@ -4,8 +4,9 @@
 //! answer, applies each event's state rule to the read model, appends the events and
 //! stores a deposit; the batch takes its locks first and commits once, in one round trip. What
 //! the rules refuse comes back per write as a [`Refusal`], the others' writes unaffected.
-//! A batch of plain deposits is made by one set-based statement inside the call
-//! (migration `20261202000011_set_based_deposits.sql`); the answers are the same.
+//! A batch of plain writes (deposits, fundings, portfolio status and divest amount
+//! updates, events that change no read model) is made by one set-based statement inside
+//! the call (migration `20261203000012_set_based_publishes.sql`); the answers are the same.
 
 use std::time::Duration;
 

@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use reqwest::{Response, StatusCode};
+use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::helpers::{TestServer, config};
+use crate::helpers::{PLATFORM_KEY, TestServer, config};
 
 /// A server with one committer, so that writes queue behind the one it is making.
 async fn one_committer(pool: PgPool, extra: &[&str]) -> TestServer {
@@ -318,39 +318,81 @@ async fn forbid_writes_one_by_one(pool: &PgPool) {
     .unwrap();
 }
 
-/// Queues `requests` (idempotency key, portfolio, amount) behind a deposit that waits for
-/// P1's lock, then lets the batch go; the answers, in order, and the first one's status.
+/// Queues `requests` (idempotency key, portfolio, amount), deposits into acme's
+/// portfolios, as one batch: see `one_batch_of`.
 async fn one_batch(
     server: &TestServer,
     pool: &PgPool,
     key: &str,
     requests: &[(String, &'static str, &'static str)],
 ) -> Vec<(StatusCode, bool, Value)> {
+    let deposits = requests
+        .iter()
+        .map(|(idempotency_key, portfolio, amount)| {
+            server
+                .http
+                .post(server.url("/events/deposit/"))
+                .bearer_auth(key)
+                .header("idempotency-key", idempotency_key)
+                .json(
+                    &json!({"data": {"amount": amount, "currency": "EUR", "portfolio": portfolio}}),
+                )
+        })
+        .collect();
+    one_batch_of(server, pool, key, deposits).await
+}
+
+/// Queues `requests` one after the other, in order, behind a deposit (acme's, with `key`)
+/// that waits for P1's lock, then lets them go as one batch; their answers, in order.
+async fn one_batch_of(
+    server: &TestServer,
+    pool: &PgPool,
+    key: &str,
+    requests: Vec<RequestBuilder>,
+) -> Vec<(StatusCode, bool, Value)> {
     let blocker = hold_portfolio(pool, "P1").await;
     let first = spawn_deposit(server, key, "first", "P1");
     until_a_writer_waits(pool).await;
-    let sent = join_all(requests.iter().map(|(idempotency_key, portfolio, amount)| {
-        server
-            .http
-            .post(server.url("/events/deposit/"))
-            .bearer_auth(key)
-            .header("idempotency-key", idempotency_key)
-            .json(&json!({"data": {"amount": amount, "currency": "EUR", "portfolio": portfolio}}))
-            .send()
-    }));
-    let queued_then_released = async {
-        until_queued(server, requests.len()).await;
-        blocker.commit().await.unwrap();
-    };
-    let (responses, ()) = tokio::join!(sent, queued_then_released);
+    let mut sent = Vec::new();
+    for request in requests {
+        let answer = tokio::spawn(request.send());
+        for _ in 0..600 {
+            if server.state.writes.queued() == sent.len() + 1 {
+                break;
+            }
+            if answer.is_finished() {
+                let response = answer.await.unwrap().expect("request sent");
+                panic!(
+                    "request {} was answered before it was queued: {} {}",
+                    sent.len(),
+                    response.status(),
+                    response.text().await.unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sent.push(answer);
+    }
+    until_queued(server, sent.len()).await;
+    blocker.commit().await.unwrap();
     assert_eq!(first.await.unwrap(), StatusCode::CREATED);
     let mut answers = Vec::new();
-    for response in responses {
-        let response = response.expect("deposit sent");
+    for response in sent {
+        let response = response.await.unwrap().expect("request sent");
         let replayed = response.headers().contains_key("idempotent-replayed");
         answers.push((response.status(), replayed, response.json().await.unwrap()));
     }
     answers
+}
+
+/// A platform publish of `ty` about acme's `data`.
+fn platform_publish(server: &TestServer, tenant: &str, ty: &str, data: Value) -> RequestBuilder {
+    let (subject, action) = ty.split_once('.').expect("subject.action");
+    server
+        .http
+        .post(server.url("/platform/events"))
+        .bearer_auth(PLATFORM_KEY)
+        .json(&json!({"tenant": tenant, "subject": subject, "action": action, "data": data}))
 }
 
 /// A batch of plain deposits (each one funding event into a portfolio that takes it) is
@@ -484,4 +526,276 @@ async fn a_plain_batch_naming_one_key_twice_is_made_one_by_one(pool: PgPool) {
             .await
             .unwrap();
     assert_eq!(total, "7.50", "2.50 + 1 + 3 + 1");
+}
+
+/// Platform publishes whose rules need no earlier write of the batch (status and divest
+/// amount updates, fundings, events that change no read model) are made by the set-based
+/// statement too, and leave what the loop leaves: each portfolio's last status, divest
+/// amount and external id in batch order, the fundings added up, the events in the feed in
+/// batch order, one commit, a keyed publish's answer stored.
+#[sqlx::test]
+async fn a_batch_of_plain_publishes_is_made_at_once_leaving_what_one_by_one_leaves(pool: PgPool) {
+    // `users.*` events are preview types.
+    let server = one_committer(pool.clone(), &["--preview-events", "true"]).await;
+    let key = server.tenant_with_key("acme").await;
+    for portfolio in ["P1", "P2"] {
+        server.create_portfolio("acme", portfolio).await;
+    }
+    forbid_writes_one_by_one(&pool).await;
+    let status = |value: &str, external_id: &str| {
+        platform_publish(
+            &server,
+            "acme",
+            "portfolios.status-update",
+            json!({"id": "P1", "external_id": external_id, "value": value}),
+        )
+    };
+    let divest = |amount: &str, currency: &str, external_id: &str| {
+        platform_publish(
+            &server,
+            "acme",
+            "portfolios.divest-amount-update",
+            json!({"id": "P2", "external_id": external_id, "divest_amount": amount, "currency": currency}),
+        )
+    };
+    let funding = |portfolio: &str, value: &str| {
+        platform_publish(
+            &server,
+            "acme",
+            "portfolios.funding",
+            json!({"id": portfolio, "value": value, "currency": "EUR"}),
+        )
+    };
+    let keyed_body = json!({"tenant": "acme", "subject": "users", "action": "status-update",
+                            "data": {"id": "U1", "value": "WAITING_FOR_SIGNATURE"}});
+    let keyed = || {
+        server
+            .http
+            .post(server.url("/platform/events"))
+            .bearer_auth(PLATFORM_KEY)
+            .header("idempotency-key", "publish-1")
+            .json(&keyed_body)
+    };
+    let requests = vec![
+        status("WAITING_FOR_POLICY", "s1"),
+        funding("P1", "100"),
+        divest("1.5", "EUR", "d1"),
+        status("ACTIVE", "s2"),
+        keyed(),
+        divest("2.25", "USD", "d2"),
+        funding("P2", "3"),
+        funding("P1", "0.5"),
+        status("WAITING_FOR_FUNDS", "s3"),
+    ];
+    let count = requests.len();
+    let answers = one_batch_of(&server, &pool, &key, requests).await;
+    for (status, replayed, body) in &answers {
+        assert_eq!(*status, StatusCode::CREATED, "{body}");
+        assert!(!replayed, "{body}");
+    }
+
+    let portfolios: Vec<(
+        String,
+        Option<String>,
+        String,
+        Option<String>,
+        Option<String>,
+    )> = sqlx::query_as(
+        "SELECT id, status, external_id, divest_amount, divest_currency FROM portfolios
+              ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        portfolios,
+        [
+            (
+                "P1".into(),
+                Some("WAITING_FOR_FUNDS".into()),
+                "s3".into(),
+                None,
+                None
+            ),
+            (
+                "P2".into(),
+                None,
+                "d2".into(),
+                Some("2.25".into()),
+                Some("USD".into())
+            ),
+        ]
+    );
+    let totals: Vec<(String, String)> = sqlx::query_as(
+        "SELECT portfolio_id, total::text FROM portfolio_funding ORDER BY portfolio_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        totals,
+        [
+            ("P1".to_owned(), "103.00".to_owned()), // the deposit ahead (2.50), 100 and 0.5
+            ("P2".to_owned(), "3".to_owned()),
+        ]
+    );
+
+    let ids: Vec<String> = answers
+        .iter()
+        .map(|(_, _, body)| body["id"].as_str().expect("the envelope's id").to_owned())
+        .collect();
+    let in_one_commit: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT tx_id) FROM outbox WHERE id::text = ANY($1)")
+            .bind(&ids)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(in_one_commit, 1, "one commit for the batch");
+    server.settle().await;
+    let feed: Value = server
+        .get("/events/?limit=1000", &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let in_feed = crate::feed::ids(&feed);
+    assert_eq!(
+        in_feed[in_feed.len() - count..],
+        ids,
+        "the feed holds them in batch order"
+    );
+
+    let retried = keyed().send().await.unwrap();
+    assert_eq!(retried.status(), StatusCode::CREATED);
+    assert!(retried.headers().contains_key("idempotent-replayed"));
+    let retried: Value = retried.json().await.unwrap();
+    assert_eq!(
+        retried, answers[4].2,
+        "the keyed publish's answer was stored"
+    );
+}
+
+/// A deposit is checked against the status the writes before it in its batch left: one
+/// into a portfolio made INACTIVE earlier in the batch is refused, as one by one refuses it.
+#[sqlx::test]
+async fn a_deposit_after_its_portfolio_is_made_inactive_in_its_batch_is_refused(pool: PgPool) {
+    let server = one_committer(pool.clone(), &[]).await;
+    let key = server.tenant_with_key("acme").await;
+    for portfolio in ["P1", "P2"] {
+        server.create_portfolio("acme", portfolio).await;
+    }
+    let requests = vec![
+        deposit_request(&server, &key, "P2", "before"),
+        platform_publish(
+            &server,
+            "acme",
+            "portfolios.status-update",
+            json!({"id": "P2", "external_id": "e", "value": "INACTIVE"}),
+        ),
+        deposit_request(&server, &key, "P2", "after"),
+        deposit_request(&server, &key, "P1", "elsewhere"),
+    ];
+    let answers = one_batch_of(&server, &pool, &key, requests).await;
+    let statuses: Vec<StatusCode> = answers.iter().map(|(status, _, _)| *status).collect();
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::CREATED,
+            StatusCode::CREATED,
+            StatusCode::CONFLICT,
+            StatusCode::CREATED
+        ],
+        "{answers:?}"
+    );
+    assert_eq!(made_deposits(&pool).await, ["before", "elsewhere", "first"]);
+}
+
+/// A publish for a tenant that does not exist, in a batch of otherwise plain writes, is
+/// refused alone; the others are made.
+#[sqlx::test]
+async fn a_plain_batch_refuses_a_publish_for_no_tenant_and_makes_the_rest(pool: PgPool) {
+    refuses_one_and_makes_the_rest(
+        pool,
+        "nobody",
+        "users.status-update",
+        json!({"id": "U1", "value": "WAITING_FOR_SIGNATURE"}),
+    )
+    .await;
+}
+
+/// An update of a portfolio that does not exist, in a batch of otherwise plain writes, is
+/// refused alone; the others are made.
+#[sqlx::test]
+async fn a_plain_batch_refuses_an_update_of_no_portfolio_and_makes_the_rest(pool: PgPool) {
+    refuses_one_and_makes_the_rest(
+        pool,
+        "acme",
+        "portfolios.status-update",
+        json!({"id": "P9", "external_id": "e", "value": "ACTIVE"}),
+    )
+    .await;
+}
+
+/// A batch of plain writes with the publish of `ty` about `data` for `tenant` amid them:
+/// that publish is 404 and leaves nothing; the others are made.
+async fn refuses_one_and_makes_the_rest(pool: PgPool, tenant: &str, ty: &str, data: Value) {
+    // `users.*` events are preview types.
+    let server = one_committer(pool.clone(), &["--preview-events", "true"]).await;
+    let key = server.tenant_with_key("acme").await;
+    for portfolio in ["P1", "P2", "P3"] {
+        server.create_portfolio("acme", portfolio).await;
+    }
+    let requests = vec![
+        deposit_request(&server, &key, "P2", "before"),
+        platform_publish(&server, tenant, ty, data),
+        platform_publish(
+            &server,
+            "acme",
+            "portfolios.status-update",
+            json!({"id": "P3", "external_id": "e", "value": "ACTIVE"}),
+        ),
+        deposit_request(&server, &key, "P1", "after"),
+    ];
+    let answers = one_batch_of(&server, &pool, &key, requests).await;
+    let statuses: Vec<StatusCode> = answers.iter().map(|(status, _, _)| *status).collect();
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::CREATED,
+            StatusCode::NOT_FOUND,
+            StatusCode::CREATED,
+            StatusCode::CREATED
+        ],
+        "{answers:?}"
+    );
+    assert_eq!(made_deposits(&pool).await, ["after", "before", "first"]);
+    assert_eq!(
+        server
+            .count("SELECT count(*) FROM outbox WHERE tenant_id = 'nobody' OR entity_id = 'P9'")
+            .await,
+        0,
+        "nothing of the refused write was appended"
+    );
+}
+
+fn deposit_request(
+    server: &TestServer,
+    key: &str,
+    portfolio: &str,
+    idempotency_key: &str,
+) -> RequestBuilder {
+    server
+        .http
+        .post(server.url("/events/deposit/"))
+        .bearer_auth(key)
+        .header("idempotency-key", idempotency_key)
+        .json(&json!({"data": {"amount": "5", "currency": "EUR", "portfolio": portfolio}}))
+}
+
+/// The idempotency keys of the deposits made, in order.
+async fn made_deposits(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT idempotency_key FROM deposits ORDER BY idempotency_key")
+        .fetch_all(pool)
+        .await
+        .unwrap()
 }
