@@ -594,13 +594,15 @@ async fn a_batch_of_plain_publishes_is_made_at_once_leaving_what_one_by_one_leav
         assert!(!replayed, "{body}");
     }
 
-    let portfolios: Vec<(
+    // id, status, external id, divest amount and its currency.
+    type Portfolio = (
         String,
         Option<String>,
         String,
         Option<String>,
         Option<String>,
-    )> = sqlx::query_as(
+    );
+    let portfolios: Vec<Portfolio> = sqlx::query_as(
         "SELECT id, status, external_id, divest_amount, divest_currency FROM portfolios
               ORDER BY id",
     )
