@@ -75,17 +75,18 @@ def rows(text):
     for kind, ceiling_pattern, label in (
         ("amqp", r"^amqp-ceiling \(window \d+\): \d+ confirmed in [\d.]+s = (\d+) msgs/s", "bare lapin publisher"),
         ("mqtt", None, ""),
+        ("mqtt-nodelay", None, ""),
         ("kafka", r"^kafka-ceiling: \d+ records acknowledged \(acks=all\) = (\d+) records/s", "bare rskafka producer"),
     ):
         got = find(rf"^relay-backlog {kind}: \d+ events in [\d.]+s = (\d+) events/s", text)
         ceiling = find(ceiling_pattern, text) if ceiling_pattern else None
         if got:
-            out.append((f"{kind.upper() if kind != 'kafka' else 'Kafka'} relay from a backlog", fmt(num(got[0]), " events/s"),
+            out.append((f"{KIND_NAMES[kind]} relay from a backlog", fmt(num(got[0]), " events/s"),
                         f"{label}: {fmt(num(ceiling[0]), '/s')}" if ceiling else "",
                         ratio(num(got[0]), num(ceiling[0])) if ceiling else ""))
         got = find(rf"^relay-latency {kind}: \d+ events at (\d+)/s for \d+s; commit-to-receipt p50 ([\d.]+) ms, p99 ([\d.]+) ms", text)
         if got:
-            out.append((f"{kind.upper() if kind != 'kafka' else 'Kafka'} commit to consumer at {got[0]} events/s", f"p50 {got[1]} ms, p99 {got[2]} ms",
+            out.append((f"{KIND_NAMES[kind]} commit to consumer at {got[0]} events/s", f"p50 {got[1]} ms, p99 {got[2]} ms",
                         "target p99 < 50 ms", "met" if num(got[2]) < 50 else "not met"))
     got = find(r"^webhook-backlog: \d+ deliveries in [\d.]+s = (\d+) deliveries/s", text)
     if got:
@@ -97,6 +98,13 @@ def rows(text):
                     "target p99 < 50 ms", "met" if num(got[2]) < 50 else "not met"))
     return out
 
+
+KIND_NAMES = {
+    "amqp": "AMQP",
+    "mqtt": "MQTT",
+    "mqtt-nodelay": "MQTT (broker with set_tcp_nodelay true)",
+    "kafka": "Kafka",
+}
 
 PEER = r"^peer {label} \(c{connections}\): (\d+)/s; latency p50 ([\d.]+) ms, p99 ([\d.]+) ms; server CPU (\d+)%, PostgreSQL CPU (\d+)%"
 
