@@ -535,12 +535,7 @@ async fn a_plain_batch_naming_one_key_twice_is_made_one_by_one(pool: PgPool) {
 /// batch order, one commit, a keyed publish's answer stored.
 #[sqlx::test]
 async fn a_batch_of_plain_publishes_is_made_at_once_leaving_what_one_by_one_leaves(pool: PgPool) {
-    // `users.*` events are preview types.
-    let server = one_committer(pool.clone(), &["--preview-events", "true"]).await;
-    let key = server.tenant_with_key("acme").await;
-    for portfolio in ["P1", "P2"] {
-        server.create_portfolio("acme", portfolio).await;
-    }
+    let (server, key) = acme_with_portfolios(pool.clone(), &["P1", "P2"]).await;
     forbid_writes_one_by_one(&pool).await;
     let status = |value: &str, external_id: &str| {
         platform_publish(
@@ -681,11 +676,7 @@ async fn a_batch_of_plain_publishes_is_made_at_once_leaving_what_one_by_one_leav
 /// into a portfolio made INACTIVE earlier in the batch is refused, as one by one refuses it.
 #[sqlx::test]
 async fn a_deposit_after_its_portfolio_is_made_inactive_in_its_batch_is_refused(pool: PgPool) {
-    let server = one_committer(pool.clone(), &[]).await;
-    let key = server.tenant_with_key("acme").await;
-    for portfolio in ["P1", "P2"] {
-        server.create_portfolio("acme", portfolio).await;
-    }
+    let (server, key) = acme_with_portfolios(pool.clone(), &["P1", "P2"]).await;
     let requests = vec![
         deposit_request(&server, &key, "P2", "before"),
         platform_publish(
@@ -698,9 +689,8 @@ async fn a_deposit_after_its_portfolio_is_made_inactive_in_its_batch_is_refused(
         deposit_request(&server, &key, "P1", "elsewhere"),
     ];
     let answers = one_batch_of(&server, &pool, &key, requests).await;
-    let statuses: Vec<StatusCode> = answers.iter().map(|(status, _, _)| *status).collect();
     assert_eq!(
-        statuses,
+        statuses(&answers),
         [
             StatusCode::CREATED,
             StatusCode::CREATED,
@@ -741,12 +731,7 @@ async fn a_plain_batch_refuses_an_update_of_no_portfolio_and_makes_the_rest(pool
 /// A batch of plain writes with the publish of `ty` about `data` for `tenant` amid them:
 /// that publish is 404 and leaves nothing; the others are made.
 async fn refuses_one_and_makes_the_rest(pool: PgPool, tenant: &str, ty: &str, data: Value) {
-    // `users.*` events are preview types.
-    let server = one_committer(pool.clone(), &["--preview-events", "true"]).await;
-    let key = server.tenant_with_key("acme").await;
-    for portfolio in ["P1", "P2", "P3"] {
-        server.create_portfolio("acme", portfolio).await;
-    }
+    let (server, key) = acme_with_portfolios(pool.clone(), &["P1", "P2", "P3"]).await;
     let requests = vec![
         deposit_request(&server, &key, "P2", "before"),
         platform_publish(&server, tenant, ty, data),
@@ -759,9 +744,8 @@ async fn refuses_one_and_makes_the_rest(pool: PgPool, tenant: &str, ty: &str, da
         deposit_request(&server, &key, "P1", "after"),
     ];
     let answers = one_batch_of(&server, &pool, &key, requests).await;
-    let statuses: Vec<StatusCode> = answers.iter().map(|(status, _, _)| *status).collect();
     assert_eq!(
-        statuses,
+        statuses(&answers),
         [
             StatusCode::CREATED,
             StatusCode::NOT_FOUND,
@@ -778,6 +762,22 @@ async fn refuses_one_and_makes_the_rest(pool: PgPool, tenant: &str, ty: &str, da
         0,
         "nothing of the refused write was appended"
     );
+}
+
+/// A server with one committer (and the preview `users.*` types) and tenant `acme` with
+/// `portfolios`; acme's key.
+async fn acme_with_portfolios(pool: PgPool, portfolios: &[&str]) -> (TestServer, String) {
+    let server = one_committer(pool, &["--preview-events", "true"]).await;
+    let key = server.tenant_with_key("acme").await;
+    for portfolio in portfolios {
+        server.create_portfolio("acme", portfolio).await;
+    }
+    (server, key)
+}
+
+/// Each answer's status, in order.
+fn statuses(answers: &[(StatusCode, bool, Value)]) -> Vec<StatusCode> {
+    answers.iter().map(|(status, _, _)| *status).collect()
 }
 
 fn deposit_request(
