@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRef, Request, State};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{DefaultBodyLimit, FromRef, Request};
+use axum::middleware;
+use axum::response::IntoResponse;
 use axum::serve::ListenerExt;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -16,7 +16,7 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::{Instrument, Level};
+use tracing::Level;
 
 use crate::auth::{AuthState, hash_key};
 use crate::config::ServerConfig;
@@ -28,10 +28,11 @@ use crate::feed::horizon::HorizonWatch;
 use crate::feed::long_polls::LongPolls;
 use crate::feed::notifier::Notifier;
 use crate::key_cache::KeyCache;
-use crate::limits::{self, RequestLimits};
-use crate::metrics::{self, Metrics};
+use crate::limits::RequestLimits;
+use crate::metrics::Metrics;
 use crate::rate_limit::TenantRateLimit;
 use crate::replay_cache::ReplayCache;
+use crate::request_guard::{self, RequestGuard};
 use crate::secrets::Keyring;
 use crate::secrets::loading::{self, LoadError};
 use crate::store::resealing::Reseal;
@@ -165,28 +166,23 @@ impl FromRef<AppState> for AuthState {
 
 /// The whole HTTP surface with its middleware; serve it or call it directly in tests.
 pub fn router(state: AppState) -> Router {
-    let timeout = state.config.request_timeout();
-    let body_limit = state.config.body_limit_bytes;
-    let limits = RequestLimits {
-        max_uri_bytes: state.config.max_uri_bytes,
-        max_header_bytes: state.config.max_header_bytes,
+    let guard = RequestGuard {
+        limits: RequestLimits {
+            max_uri_bytes: state.config.max_uri_bytes,
+            max_header_bytes: state.config.max_header_bytes,
+        },
+        metrics: state.metrics.clone(),
+        timeout: state.config.request_timeout(),
     };
+    let body_limit = state.config.body_limit_bytes;
     // The console is a web page, not part of the API document: merged beside it.
     http::router()
         .merge(console::router())
-        // Inside the write task below: the request's trace context is task-local.
-        .layer(middleware::from_fn(telemetry::trace_context::accept))
-        .layer(middleware::from_fn(run_writes_to_completion))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn_with_state(timeout, deadline))
-        .layer(middleware::from_fn_with_state(
-            state.metrics.clone(),
-            metrics::track_requests,
-        ))
-        .layer(middleware::from_fn_with_state(limits, limits::enforce))
+        .layer(middleware::from_fn_with_state(guard, request_guard::guard))
         .layer(
             ServiceBuilder::new()
-                .layer(middleware::from_fn(drop_unusable_request_id))
+                .map_request(drop_unusable_request_id)
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http()
@@ -201,49 +197,29 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Runs requests that may write (every method but GET, HEAD and OPTIONS) on a task of
-/// their own, so a client that disconnects, or the request deadline, cannot drop the
-/// handler halfway through a transaction: sqlx 0.8's `begin()` is not cancel-safe, and a
-/// `BEGIN` cancelled at the wrong moment leaves a pooled session idle in a transaction,
-/// which holds back the feed's horizon for the whole cluster. A write that started
-/// finishes and commits; only its answer may find nobody to read it.
-async fn run_writes_to_completion(request: Request, next: Next) -> Response {
-    if request.method().is_safe() {
-        return next.run(request).await;
-    }
-    let span = tracing::Span::current();
-    match tokio::spawn(next.run(request).instrument(span)).await {
-        Ok(response) => response,
-        // A panic in the handler, as CatchPanicLayer would see it inline.
-        Err(err) => ApiError::internal(err).into_response(),
-    }
-}
-
 /// Longest `x-request-id` echoed; a longer or unprintable one is replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// Keeps a client's `x-request-id` only when it is 1-128 visible ASCII characters: it is
 /// echoed and logged, so anything else is replaced by a generated one (never refused: it
-/// is a tracing aid, not an input).
-async fn drop_unusable_request_id(mut request: Request, next: Next) -> Response {
+/// is a tracing aid, not an input). A plain request map, not a `from_fn` layer, which
+/// would box a future per request.
+fn drop_unusable_request_id(mut request: Request) -> Request {
     let usable = |value: &axum::http::HeaderValue| {
         let bytes = value.as_bytes();
         (1..=MAX_REQUEST_ID_LEN).contains(&bytes.len()) && bytes.iter().all(u8::is_ascii_graphic)
     };
     let headers = request.headers_mut();
-    let values: Vec<_> = headers.get_all("x-request-id").iter().collect();
-    if values.len() > 1 || values.first().is_some_and(|value| !usable(value)) {
+    let mut values = headers.get_all("x-request-id").iter();
+    let unusable = match (values.next(), values.next()) {
+        (Some(value), None) => !usable(value),
+        (None, _) => false,
+        (Some(_), Some(_)) => true,
+    };
+    if unusable {
         headers.remove("x-request-id");
     }
-    next.run(request).await
-}
-
-/// Answers 503 problem when a request outlives the configured timeout.
-async fn deadline(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::Timeout.into_response(),
-    }
+    request
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.

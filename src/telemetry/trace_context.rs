@@ -57,11 +57,11 @@ pub fn remote(headers: &HeaderMap) -> Option<opentelemetry::Context> {
     cx.span().span_context().is_valid().then_some(cx)
 }
 
-/// Middleware: runs the request with the context its headers carry as the current one, so
-/// what it publishes carries it on (see [`TraceContext::current`]). With traces exported
+/// Runs the request with the context its headers carry as the current one, so what it
+/// publishes carries it on (see [`TraceContext::current`]). With traces exported
 /// the request span already has that context as its parent (`super::request_span`), and the
 /// spans inside it must see the request span, not the caller's, as current.
-pub async fn accept(request: Request, next: Next) -> Response {
+pub async fn run_within(request: Request, next: Next) -> Response {
     if exporting() {
         return next.run(request).await;
     }
