@@ -87,13 +87,12 @@ pub struct Page {
 
 /// Reads one page (never waits).
 pub async fn read_page(pool: &PgPool, request: &PageRequest) -> Result<Page, FeedError> {
-    let after = request.after.unwrap_or(Position::START);
-    let read = store::read_envelopes(
+    let read = store::read_envelope_page(
         pool,
         &request.tenant,
-        after,
+        request.after.unwrap_or(Position::START),
         request.types.as_deref(),
-        request.limit + 1,
+        usize::try_from(request.limit).unwrap_or(0),
     )
     .await?;
     if let Some(cursor) = request.after
@@ -101,30 +100,17 @@ pub async fn read_page(pool: &PgPool, request: &PageRequest) -> Result<Page, Fee
     {
         return Err(FeedError::Gone);
     }
-    let has_more = read.rows.len() as i64 > request.limit;
-    let (held_back, xmin) = (read.held_back, read.xmin);
-    let mut rows = read.rows;
-    rows.truncate(request.limit as usize);
-    let next = match (rows.last(), request.after) {
-        (Some((position, _)), _) => *position,
+    let next = match (read.last, request.after) {
+        (Some(last), _) => last,
         (None, Some(cursor)) => cursor,
-        (None, None) => Position::horizon(xmin),
+        (None, None) => Position::horizon(read.xmin),
     };
-    let mut data = String::with_capacity(2 + rows.iter().map(|(_, e)| e.len() + 1).sum::<usize>());
-    data.push('[');
-    for (i, (_, envelope)) in rows.iter().enumerate() {
-        if i > 0 {
-            data.push(',');
-        }
-        data.push_str(envelope);
-    }
-    data.push(']');
     Ok(Page {
-        data,
-        count: rows.len(),
+        data: read.data,
+        count: read.count,
         next,
-        has_more,
-        held_back: held_back && !has_more,
+        has_more: read.has_more,
+        held_back: read.held_back && !read.has_more,
     })
 }
 

@@ -1,10 +1,11 @@
 //! Reading the outbox in feed order (see `crate::feed` for why this order is final). What a
 //! reader may see is defined once (`rows_after!`, `page_head!`); [`read`] gives the bus
-//! relay and the webhook driver whole rows, [`read_envelopes`] gives a feed page only the
-//! positions and envelopes it serves.
+//! relay and the webhook driver whole rows, [`read_envelope_page`] gives a feed page only
+//! the envelopes it serves, joined as they arrive.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgExecutor;
+use futures_util::TryStreamExt;
+use sqlx::{PgExecutor, Row};
 use uuid::Uuid;
 
 use super::position::{Position, Xid8};
@@ -198,77 +199,123 @@ fn pair((tx_id, seq): (Xid8, i64)) -> Position {
     Position::new(tx_id, seq)
 }
 
-/// What a page of the feed needs of a read: each event's position and stored envelope,
-/// under one snapshot. Fewer columns than [`read`], decoded by position: decoding every
-/// column of a thousand rows by name was most of the server's work on a page.
+/// A page of the feed as it is served, read under one snapshot: the envelopes already
+/// joined into one JSON array, each appended as its row arrives. The server wrote every
+/// envelope itself, so none is parsed again; and a thousand rows are neither decoded into
+/// a thousand strings nor copied twice (per row, that and decoding every column by name
+/// were most of the server's work on a page).
 #[derive(Debug)]
-pub struct EnvelopeRead {
+pub struct EnvelopePage {
     /// As [`OutboxRead::xmin`].
     pub xmin: u64,
     purged_through: Option<Position>,
     /// As [`OutboxRead::held_back`].
     pub held_back: bool,
-    pub rows: Vec<(Position, String)>,
+    /// `[envelope,envelope,…]`, in feed order.
+    pub data: String,
+    /// How many envelopes `data` holds.
+    pub count: usize,
+    /// The position of the last of them.
+    pub last: Option<Position>,
+    /// More events follow the page now.
+    pub has_more: bool,
 }
 
-impl EnvelopeRead {
+impl EnvelopePage {
     /// As [`OutboxRead::is_gap`].
     pub fn is_gap(&self, after: Position) -> bool {
         purged_after(self.purged_through, after)
     }
 }
 
-/// The horizon's columns, then one event's (all `None`: no events; the join is outer).
-type EnvelopeRow = (
-    Xid8,
-    Option<Xid8>,
-    Option<i64>,
-    bool,
-    Option<Xid8>,
-    Option<i64>,
-    Option<String>,
-);
+/// The most a page reserves up front (a page of 1,000 typical envelopes is about 250 KB).
+const PAGE_RESERVE_MAX: usize = 1 << 20;
+
+/// Column indexes of an event's row in a page read.
+const TX_ID: usize = 0;
+const SEQ: usize = 1;
+const ENVELOPE: usize = 4;
 
 /// Up to `limit` events of `tenant` after `after` (of `types` only, when given), from
-/// finished transactions, in feed order: their positions and envelopes.
+/// finished transactions, in feed order, as a page.
 #[tracing::instrument(skip_all)]
-pub async fn read_envelopes(
+pub async fn read_envelope_page(
     db: impl PgExecutor<'_>,
     tenant: &str,
     after: Position,
     types: Option<&[String]>,
-    limit: i64,
-) -> Result<EnvelopeRead, sqlx::Error> {
-    let raw: Vec<EnvelopeRow> = sqlx::query_as(concat!(
-        page_head!(),
-        "       o.tx_id, o.seq, o.envelope
-         FROM horizon h
-         LEFT JOIN LATERAL (",
+    limit: usize,
+) -> Result<EnvelopePage, sqlx::Error> {
+    // One row more than the page holds tells whether more follow.
+    let fetch_limit = i64::try_from(limit).map_or(i64::MAX, |limit| limit.saturating_add(1));
+    let mut rows = sqlx::query(concat!(
+        // The head (horizon, purge watermark, held back) is a row of its own, told apart
+        // by its NULL envelope, not four columns repeated on every event: PostgreSQL's
+        // time for a page of 1,000 fell from about 1.2 to 1.0 ms (pgbench, prepared).
+        // Each branch takes the horizon from the statement's one snapshot.
+        "WITH watermark AS (SELECT tx_id, seq FROM outbox_watermarks WHERE tenant_id = $1)
+         SELECT h.xmin, (SELECT seq FROM watermark), (SELECT tx_id FROM watermark),
+                EXISTS (SELECT 1 FROM outbox WHERE tenant_id = $1 AND tx_id >= h.xmin),
+                NULL::text
+           FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) h
+         UNION ALL
+         SELECT o.tx_id, o.seq, NULL, NULL, o.envelope
+           FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) h
+           CROSS JOIN LATERAL (",
         rows_after!("tx_id, seq, envelope"),
-        ") o ON true"
+        ") o"
     ))
     .bind(tenant)
     .bind(after.xid())
     .bind(after.seq)
     .bind(types)
-    .bind(limit)
-    .fetch_all(db)
-    .await?;
-    let mut read = EnvelopeRead {
+    .bind(fetch_limit)
+    .fetch(db);
+    let mut page = EnvelopePage {
         xmin: 0,
         purged_through: None,
         held_back: false,
-        rows: Vec::with_capacity(raw.len()),
+        data: String::from("["),
+        count: 0,
+        last: None,
+        has_more: false,
     };
-    for (xmin, purged_tx, purged_seq, held_back, tx_id, seq, envelope) in raw {
-        read.xmin = xmin.0;
-        read.purged_through = purged_tx.zip(purged_seq).map(pair);
-        read.held_back = held_back;
-        if let (Some(tx_id), Some(seq), Some(envelope)) = (tx_id, seq, envelope) {
-            read.rows.push((Position::new(tx_id, seq), envelope));
+    while let Some(row) = rows.try_next().await? {
+        // Unchecked: the columns' types are this statement's own; the check would compare
+        // type infos on every row.
+        let Some(envelope) = row.try_get_unchecked::<Option<&str>, _>(ENVELOPE)? else {
+            let (xmin, purged_seq, purged_tx, held_back): (Xid8, Option<i64>, Option<Xid8>, bool) = (
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+            );
+            page.xmin = xmin.0;
+            page.purged_through = purged_tx.zip(purged_seq).map(pair);
+            page.held_back = held_back;
+            continue;
+        };
+        if page.count == limit {
+            page.has_more = true;
+            continue;
         }
+        if page.count == 0 {
+            // Room for a page of envelopes like the first: one allocation, not a doubling
+            // per size, but never more than `PAGE_RESERVE_MAX` on one envelope's word.
+            let expected = envelope.len().saturating_add(1).saturating_mul(limit);
+            page.data.reserve(expected.min(PAGE_RESERVE_MAX));
+        } else {
+            page.data.push(',');
+        }
+        page.data.push_str(envelope);
+        page.count += 1;
+        page.last = Some(Position::new(
+            row.try_get_unchecked(TX_ID)?,
+            row.try_get_unchecked(SEQ)?,
+        ));
     }
-    Ok(read)
+    page.data.push(']');
+    Ok(page)
 }
 
 /// The stored envelope of one of `tenant`'s events.
