@@ -27,6 +27,7 @@ use crate::feed::coalesce::Coalescer;
 use crate::feed::horizon::HorizonWatch;
 use crate::feed::long_polls::LongPolls;
 use crate::feed::notifier::Notifier;
+use crate::feed::read_ahead::ReadAhead;
 use crate::key_cache::KeyCache;
 use crate::limits::RequestLimits;
 use crate::metrics::Metrics;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub writes: WriteBatcher,
     /// Shares page reads among long-polls woken together.
     pub coalescer: Coalescer,
+    /// Followers' next pages, read while they take in this one.
+    pub read_ahead: ReadAhead,
     /// Caps waiting long-polls per tenant.
     pub long_polls: LongPolls,
     /// Says when and by whom the feed's horizon is held back.
@@ -131,6 +134,7 @@ impl AppState {
         let key_cache = KeyCache::new(Duration::from_secs(config.auth_cache_secs));
         let replay_cache = ReplayCache::new(config.replay_cache_entries);
         let long_polls = LongPolls::new(config.max_long_polls_per_tenant);
+        let read_ahead = ReadAhead::new(config.feed_read_ahead_pages);
         let horizon = HorizonWatch::new(Duration::from_secs(config.horizon_stall_secs));
         let writes = WriteBatcher::start(pool.clone(), config.write_batches());
         Ok(Self {
@@ -140,6 +144,7 @@ impl AppState {
             announcer: Announcer::default(),
             writes,
             coalescer: Coalescer::default(),
+            read_ahead,
             long_polls,
             horizon,
             metrics: Metrics::default(),

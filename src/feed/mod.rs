@@ -37,6 +37,7 @@ pub mod cursor;
 pub mod horizon;
 pub mod long_polls;
 pub mod notifier;
+pub mod read_ahead;
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -119,6 +120,7 @@ pub async fn read_page(pool: &PgPool, request: &PageRequest) -> Result<Page, Fee
 pub async fn wait_for_page(
     pool: &PgPool,
     notifier: &Notifier,
+    read_ahead: &read_ahead::ReadAhead,
     coalescer: &coalesce::Coalescer,
     mut shutdown: watch::Receiver<bool>,
     request: &PageRequest,
@@ -129,11 +131,11 @@ pub async fn wait_for_page(
     let mut first = true;
     loop {
         wake.mark_unchanged();
-        // The first read is this request's own; every re-read (after a wake-up, or the
+        // The first read is this request's own (or the one read ahead for it); every re-read (after a wake-up, or the
         // timer's) is shared with the waiters asking the same, so a tenant's hundred waiters
         // at the head of its feed cost one query per round, not a hundred.
         let page = if first {
-            Arc::new(read_page(pool, request).await?)
+            read_ahead.read(pool, request).await?
         } else {
             coalescer.read(pool, request).await?
         };

@@ -1,7 +1,6 @@
 //! `GET /events/` (client key): the tenant's outbound feed, cursor-paginated, with
 //! long-polling; and `GET /events/{id}`. See `crate::feed` for the ordering guarantee.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use aide::axum::ApiRouter;
@@ -282,7 +281,7 @@ async fn list_events(
         limit: params.limit,
     };
     let page = if params.wait == 0 {
-        Arc::new(feed::read_page(&state.pool, &request).await?)
+        state.read_ahead.read(&state.pool, &request).await?
     } else {
         // Held until the answer: the place is this request's while it waits.
         let _place = state.long_polls.try_start(&request.tenant).ok_or_else(|| {
@@ -297,6 +296,7 @@ async fn list_events(
         feed::wait_for_page(
             &state.pool,
             &state.notifier,
+            &state.read_ahead,
             &state.coalescer,
             state.shutdown.clone(),
             &request,

@@ -35,6 +35,7 @@ mod pki;
 mod positions;
 mod private_rabbit;
 mod proxy;
+mod read_ahead;
 mod receiver;
 mod replays_from_memory;
 mod retention;
