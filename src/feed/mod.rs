@@ -18,6 +18,8 @@
 //! page without a cursor answers the horizon `(xmin - 1, max)`, which no future row can
 //! precede.
 //!
+//! A follower's next page is read while it takes in this one ([`read_ahead`]).
+//!
 //! # Long-poll
 //!
 //! With `wait`, an empty page subscribes to the [`notifier::Notifier`] before re-reading,
@@ -131,9 +133,10 @@ pub async fn wait_for_page(
     let mut first = true;
     loop {
         wake.mark_unchanged();
-        // The first read is this request's own (or the one read ahead for it); every re-read (after a wake-up, or the
-        // timer's) is shared with the waiters asking the same, so a tenant's hundred waiters
-        // at the head of its feed cost one query per round, not a hundred.
+        // The first read is this request's own (or the one read ahead for it); every
+        // re-read (after a wake-up, or the timer's) is shared with the waiters asking the
+        // same, so a tenant's hundred waiters at the head of its feed cost one query per
+        // round, not a hundred.
         let page = if first {
             read_ahead.read(pool, request).await?
         } else {
