@@ -26,7 +26,7 @@
 //! so a commit between the read and the wait still wakes it. A wake-up only means "look
 //! again". Rows already committed but held back by an older open transaction are
 //! re-checked quickly; otherwise a slow timer covers lost notifications. Re-reads (woken
-//! or timed) that ask for the same page at the same time share one read
+//! or timed) that ask for the same page for the same reason share one read
 //! ([`coalesce::Coalescer`]), so a commit wakes five hundred waiters with one query, not five
 //! hundred. So that timed re-reads happen at the same time, every waiter's timer fires on
 //! one process-wide grid ([`next_on_grid`]): measured with 5,000 waiters, timers that
@@ -131,16 +131,22 @@ pub async fn wait_for_page(
     let deadline = Instant::now() + wait;
     let mut wake = notifier.subscribe(&request.tenant);
     let mut first = true;
+    let mut timer_fired = None;
     loop {
-        wake.mark_unchanged();
+        let woken_at = *wake.borrow_and_update();
         // The first read is this request's own (or the one read ahead for it); every
-        // re-read (after a wake-up, or the timer's) is shared with the waiters asking the
-        // same, so a tenant's hundred waiters at the head of its feed cost one query per
-        // round, not a hundred.
+        // re-read (after a wake-up, or the timer's) is shared with the waiters looking
+        // again for the same reason, so a tenant's hundred waiters at the head of its feed
+        // cost one query per round, not a hundred.
         let page = if first {
             read_ahead.read(pool, request).await?
         } else {
-            coalescer.read(pool, request).await?
+            let fresh = coalesce::Fresh {
+                woken_at,
+                now: *wake.borrow(),
+                not_before: timer_fired,
+            };
+            coalescer.read(pool, request, fresh).await?
         };
         first = false;
         if page.count > 0 || Instant::now() >= deadline || *shutdown.borrow() {
@@ -152,10 +158,11 @@ pub async fn wait_for_page(
             FALLBACK_RECHECK
         };
         let until = deadline.min(next_on_grid(Instant::now(), recheck));
+        timer_fired = None;
         tokio::select! {
             _ = wake.changed() => {}
             _ = shutdown.changed() => {}
-            () = tokio::time::sleep_until(until) => {}
+            () = tokio::time::sleep_until(until) => timer_fired = Some(until),
         }
     }
 }

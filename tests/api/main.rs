@@ -10,6 +10,7 @@ mod broker_restart;
 mod broker_tls;
 mod brokers;
 mod catalogue;
+mod coalesce;
 mod connect_proxy;
 mod console;
 mod contract;
