@@ -1,13 +1,15 @@
 //! Kafka scenarios: a consumer counting the records of a topic (with each record's
 //! commit-to-receipt latency), and the bare-producer ceiling the relay is measured
-//! against: the same client (rskafka), `acks=all`, record, key spread and batching as
-//! eventgate's sink.
+//! against: the same client (rskafka) through the same kind of egress endpoint,
+//! `acks=all`, record, key spread and batching as eventgate's sink.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use eventgate::egress::AddressPolicy;
+use eventgate::egress::socks::SocksEndpoint;
 use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
 use rskafka::record::Record;
@@ -20,8 +22,22 @@ pub fn address() -> String {
     std::env::var("EVENTGATE_BENCH_KAFKA").unwrap_or_else(|_| "127.0.0.1:19092".into())
 }
 
+/// Every client here connects through an egress endpoint like the relay's (allowing any
+/// address): rskafka's own sockets keep Nagle's algorithm on and write a request in two
+/// parts, so without it each fetch and produce request here would wait up to 40 ms for a
+/// delayed acknowledgement that the relay's requests no longer wait for, and the consumer
+/// would add that to every latency it measures (`eventgate::egress::socks`).
 async fn client() -> Client {
+    static EGRESS: tokio::sync::OnceCell<SocksEndpoint> = tokio::sync::OnceCell::const_new();
+    let egress = EGRESS
+        .get_or_init(|| async {
+            SocksEndpoint::start(AddressPolicy::allow_all())
+                .await
+                .expect("an egress endpoint")
+        })
+        .await;
     ClientBuilder::new(vec![address()])
+        .socks5_proxy(egress.address())
         .build()
         .await
         .expect("a Kafka broker (scripts/bench.sh starts tansu)")
@@ -50,6 +66,12 @@ pub async fn create_topic(topic: &str) {
         .expect("topic");
 }
 
+/// The consumer's fetch wait. Short, because tansu 0.6 answers a fetch only when the whole
+/// wait is over, even with records at hand (`tansu-storage`, `service/fetch.rs`: it sleeps
+/// the remaining wait after every read); with 50 ms, the consumer itself added 0-50 ms to
+/// each latency it measured. Apache Kafka answers once `min_bytes` (1 here) are there.
+const FETCH_WAIT_MS: i32 = 2;
+
 pub type Latencies = Arc<tokio::sync::Mutex<Vec<Duration>>>;
 
 /// Creates `topic` and counts its records as they arrive, with each one's latency from
@@ -64,7 +86,9 @@ pub async fn counter(topic: &str) -> (Arc<AtomicU64>, Latencies) {
         tokio::spawn(async move {
             let mut offset = 0;
             loop {
-                let Ok((records, _)) = partition.fetch_records(offset, 1..8_000_000, 50).await
+                let Ok((records, _)) = partition
+                    .fetch_records(offset, 1..8_000_000, FETCH_WAIT_MS)
+                    .await
                 else {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
