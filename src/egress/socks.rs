@@ -150,10 +150,10 @@ async fn relay(
 /// each request's 4-byte length and its body in two writes on a socket with Nagle's
 /// algorithm on, so the body waits for the length's acknowledgement, which the receiving
 /// kernel delays by up to 40 ms while it expects an answer to carry it. Every produce and
-/// fetch request paid that (the relay's commit-to-consumer p50 was 81 ms at 1,000
-/// events/s). So each read here is acknowledged at once (`TCP_QUICKACK`, which the kernel
-/// clears again, hence after every read), and this side's own writes go out unbatched
-/// (`TCP_NODELAY`).
+/// fetch request paid that (a Kafka relay from a backlog on tansu: 5.1k events/s, and
+/// 34-43k without the wait). So each read here is acknowledged at once (`TCP_QUICKACK`,
+/// which the kernel clears again, hence after every read), and this side's own writes go
+/// out unbatched (`TCP_NODELAY`).
 async fn pump_both_ways(mut client: TcpStream, mut upstream: TcpStream) -> std::io::Result<()> {
     client.set_nodelay(true)?;
     upstream.set_nodelay(true)?;
