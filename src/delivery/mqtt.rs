@@ -21,6 +21,7 @@ use super::SinkError;
 use super::destination::MqttConfig;
 use super::event::Sending;
 use crate::egress::AddressPolicy;
+use crate::egress::forward::ForwardEndpoint;
 use crate::telemetry::trace_context::TraceContext;
 
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -31,6 +32,8 @@ pub struct MqttSink {
     client: AsyncClient,
     eventloop: EventLoop,
     config: MqttConfig,
+    /// Kept for the sink's life: the client's connections (and reconnections) go through it.
+    _forward: Option<ForwardEndpoint>,
 }
 
 impl MqttSink {
@@ -50,6 +53,12 @@ impl MqttSink {
         let address = addresses
             .first()
             .ok_or_else(|| SinkError::Config("the MQTT host has no address".into()))?;
+        // Plain connections go through a loopback endpoint that acknowledges the broker's
+        // packets at once: a broker with Nagle's algorithm on (Mosquitto's default) holds
+        // each PUBACK after the first until this side acknowledges the one before, which
+        // the kernel delays by up to 40 ms. `mqtts://` connects directly: its certificate
+        // is checked against the host name the client connects to.
+        let mut forward = None;
         let mut options = if secure {
             let tls = match &config.tls {
                 Some(tls) => tls.client_config(),
@@ -62,7 +71,12 @@ impl MqttSink {
             )));
             options
         } else {
-            MqttOptions::new(client_id, address.ip().to_string(), address.port())
+            let endpoint = ForwardEndpoint::start(*address).await.map_err(|err| {
+                SinkError::Config(format!("cannot open the egress endpoint: {err}"))
+            })?;
+            let local = endpoint.address();
+            forward = Some(endpoint);
+            MqttOptions::new(client_id, local.ip().to_string(), local.port())
         };
         options.set_keep_alive(Duration::from_secs(30));
         options.set_clean_start(true);
@@ -90,6 +104,7 @@ impl MqttSink {
             client,
             eventloop,
             config: config.clone(),
+            _forward: forward,
         })
     }
 
