@@ -545,10 +545,19 @@ struct Head {
 async fn mqtt_counter(topic: &str) -> (Arc<AtomicU64>, Arc<tokio::sync::Mutex<Vec<Duration>>>) {
     use rumqttc::v5::mqttbytes::QoS;
     use rumqttc::v5::mqttbytes::v5::Packet;
+    // Through a forwarding endpoint like the relay's: the broker (Nagle's algorithm on, by
+    // Mosquitto's default) would otherwise hold each message to this consumer until the
+    // consumer's kernel acknowledged the one before, up to 40 ms later; the consumer then
+    // fell so far behind a relay without that wait that the broker dropped messages for it
+    // (its queue holds 1,000).
+    let broker = std::net::SocketAddr::from(([127, 0, 0, 1], mqtt_port()));
+    let forward = eventgate::egress::forward::ForwardEndpoint::start(broker)
+        .await
+        .expect("a forwarding endpoint");
     let mut options = rumqttc::v5::MqttOptions::new(
         format!("bench-{}", uuid::Uuid::now_v7().simple()),
-        "127.0.0.1",
-        mqtt_port(),
+        forward.address().ip().to_string(),
+        forward.address().port(),
     );
     options.set_keep_alive(Duration::from_secs(30));
     let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 1000);
@@ -561,7 +570,7 @@ async fn mqtt_counter(topic: &str) -> (Arc<AtomicU64>, Arc<tokio::sync::Mutex<Ve
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let (task_count, task_latencies) = (count.clone(), latencies.clone());
     tokio::spawn(async move {
-        let _client = client;
+        let (_client, _forward) = (client, forward);
         let mut ready = Some(ready_tx);
         while let Ok(event) = eventloop.poll().await {
             match event {
