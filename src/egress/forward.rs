@@ -3,7 +3,8 @@
 //! its own and whose socket eventgate cannot tune: the MQTT client is pointed here, so the
 //! broker's acknowledgements are acknowledged at once (see `crate::delivery::mqtt`). One
 //! endpoint serves one sink and closes with it; the client's reconnections come back here
-//! and go to the same address.
+//! and go to the same address. Another local process that found the port would reach only
+//! that address, which the policy already allows.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
