@@ -62,6 +62,8 @@ pub enum SinkError {
     MqttConnection(#[from] rumqttc::v5::ConnectionError),
     #[error("Kafka: {0}")]
     Kafka(#[from] rskafka::client::error::Error),
+    #[error("cannot reach the broker: {0}")]
+    Unreachable(#[source] std::io::Error),
     #[error("timed out {0}")]
     Timeout(&'static str),
     #[error("refused by the broker: {0}")]

@@ -98,8 +98,13 @@ impl MqttSink {
             }
         })
         .await
-        .map_err(|_| SinkError::Timeout("connecting to the MQTT broker"))?;
-        connected?;
+        .unwrap_or(Err(SinkError::Timeout("connecting to the MQTT broker")));
+        if let Err(err) = connected {
+            // Through the loopback endpoint the client only sees its connection closed;
+            // the endpoint knows why (refused, unreachable).
+            let failure = forward.as_ref().and_then(ForwardEndpoint::take_failure);
+            return Err(failure.map_or(err, SinkError::Unreachable));
+        }
         Ok(Self {
             client,
             eventloop,

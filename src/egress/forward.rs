@@ -7,6 +7,7 @@
 //! that address, which the policy already allows.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -16,8 +17,13 @@ use super::pump::pump_both_ways;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why the latest connection to the target failed, kept for the destination's status: the
+/// client itself only sees its loopback connection closed.
+type LastFailure = Arc<Mutex<Option<std::io::Error>>>;
+
 pub struct ForwardEndpoint {
     address: SocketAddr,
+    failure: LastFailure,
     accepting: JoinHandle<()>,
 }
 
@@ -26,13 +32,24 @@ impl ForwardEndpoint {
     pub async fn start(target: SocketAddr) -> std::io::Result<Self> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let address = listener.local_addr()?;
-        let accepting = tokio::spawn(accept(listener, target));
-        Ok(Self { address, accepting })
+        let failure = LastFailure::default();
+        let accepting = tokio::spawn(accept(listener, target, failure.clone()));
+        Ok(Self {
+            address,
+            failure,
+            accepting,
+        })
     }
 
     /// Where the client connects instead of `target`.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// Why the latest connection to the target failed (refused, unreachable, timed out),
+    /// once.
+    pub fn take_failure(&self) -> Option<std::io::Error> {
+        self.failure.lock().ok()?.take()
     }
 }
 
@@ -42,23 +59,28 @@ impl Drop for ForwardEndpoint {
     }
 }
 
-async fn accept(listener: TcpListener, target: SocketAddr) {
+async fn accept(listener: TcpListener, target: SocketAddr, failure: LastFailure) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
             continue;
         };
+        let failure = failure.clone();
         tokio::spawn(async move {
             // A target that cannot be reached closes the client's connection: the client
-            // sees its connection fail, as it would have connecting directly.
+            // sees its connection fail, and the endpoint keeps why.
             let upstream =
                 match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
                     Ok(Ok(upstream)) => upstream,
                     Ok(Err(err)) => {
-                        tracing::debug!(error = %err, "forwarded connection failed");
+                        if let Ok(mut last) = failure.lock() {
+                            *last = Some(err);
+                        }
                         return;
                     }
                     Err(_) => {
-                        tracing::debug!("forwarded connection timed out");
+                        if let Ok(mut last) = failure.lock() {
+                            *last = Some(std::io::ErrorKind::TimedOut.into());
+                        }
                         return;
                     }
                 };
@@ -119,5 +141,8 @@ mod tests {
             read.is_err() || bytes.is_empty(),
             "nothing came from nowhere"
         );
+        let failure = endpoint.take_failure().expect("why it failed is kept");
+        assert_eq!(failure.kind(), std::io::ErrorKind::ConnectionRefused);
+        assert!(endpoint.take_failure().is_none(), "taken once");
     }
 }

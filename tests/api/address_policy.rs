@@ -195,3 +195,28 @@ async fn the_relay_checks_again_on_every_connection(pool: PgPool) {
         "nothing reached the receiver"
     );
 }
+
+/// Plain MQTT reaches its checked address through a loopback endpoint of eventgate's own;
+/// a broker that refuses the connection still reads as such, not as a closed connection.
+#[sqlx::test]
+async fn an_mqtt_broker_that_refuses_is_shown_as_unreachable(pool: PgPool) {
+    let server = TestServer::start(pool).await;
+    let key = server.tenant_with_key("acme").await;
+    let closed_port = crate::helpers::free_port();
+    let created = server
+        .post(
+            "/destinations",
+            &key,
+            &json!({"kind": "mqtt", "url": format!("mqtt://127.0.0.1:{closed_port}"), "topic": unique("nowhere")}),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let id = created.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server.create_portfolio("acme", "P1").await;
+    let error = last_error(&server, &key, &id).await;
+    assert!(error.starts_with("cannot reach the broker"), "{error}");
+    assert!(error.to_lowercase().contains("refused"), "{error}");
+}
