@@ -92,11 +92,20 @@ fi
 if [ "$what" = feed ] || [ "$what" = all ]; then
   load seed-feed events="${BENCH_FEED_EVENTS:-1000000}"
   load follow limit=1000
-  start=$(date +%s.%N)
-  pg -c "\\copy (SELECT envelope FROM outbox WHERE tenant_id = 'feedbench' ORDER BY tx_id, seq) TO '/dev/null'"
-  end=$(date +%s.%N)
   rows=$(pg -t -A -c "SELECT count(*) FROM outbox WHERE tenant_id = 'feedbench'")
-  echo "COPY ceiling: $rows rows in $(echo "$end - $start" | bc -l | cut -c1-5)s = $(echo "$rows / ($end - $start)" | bc) rows/s" | tee -a "$results"
+  # The ceiling is the faster of two plans: PostgreSQL's own choice and the tenant index's
+  # order (sorts off). After the other scenarios' events, its own choice can be a sort of
+  # the whole tenant, which would make the ceiling low and the ratio flattering.
+  best=0
+  for settings in "RESET enable_sort" "SET enable_sort = off"; do
+    start=$(date +%s.%N)
+    pg -c "$settings" -c "\\copy (SELECT envelope FROM outbox WHERE tenant_id = 'feedbench' ORDER BY tx_id, seq) TO '/dev/null'"
+    end=$(date +%s.%N)
+    rate=$(echo "$rows / ($end - $start)" | bc)
+    echo "COPY ($settings): $rows rows in $(echo "$end - $start" | bc -l | cut -c1-5)s = $rate rows/s" | tee -a "$results"
+    [ "$rate" -gt "$best" ] && best=$rate
+  done
+  echo "COPY ceiling: $rows rows, the faster plan: $best rows/s" | tee -a "$results"
 fi
 
 if [ "$what" = kafka ] || [ "$what" = all ]; then

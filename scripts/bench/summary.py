@@ -60,7 +60,7 @@ def rows(text):
                     "met" if times >= 5 else "not met"))
     out += peer_rows(text)
     got = find(r"^follow \(limit 1000\): \d+ events in \d+ pages, [\d.]+s = (\d+) events/s", text)
-    ceiling = find(r"^COPY ceiling: \d+ rows in [\d.]+s = (\d+) rows/s", text)
+    ceiling = find(r"^COPY ceiling: \d+ rows, the faster plan: (\d+) rows/s", text)
     if got:
         out.append(("feed follower, limit 1000", f"{fmt(num(got[0]), ' events/s')}",
                     f"COPY of the same rows: {fmt(num(ceiling[0]), ' rows/s')}" if ceiling else "",
