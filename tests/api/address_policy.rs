@@ -203,18 +203,12 @@ async fn an_mqtt_broker_that_refuses_is_shown_as_unreachable(pool: PgPool) {
     let server = TestServer::start(pool).await;
     let key = server.tenant_with_key("acme").await;
     let closed_port = crate::helpers::free_port();
-    let created = server
-        .post(
-            "/destinations",
+    let id = server
+        .create_destination(
             &key,
             &json!({"kind": "mqtt", "url": format!("mqtt://127.0.0.1:{closed_port}"), "topic": unique("nowhere")}),
         )
         .await;
-    assert_eq!(created.status(), StatusCode::CREATED);
-    let id = created.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     server.create_portfolio("acme", "P1").await;
     let error = last_error(&server, &key, &id).await;
     assert!(error.starts_with("cannot reach the broker"), "{error}");

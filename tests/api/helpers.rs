@@ -143,6 +143,16 @@ impl TestServer {
             .expect("request sent")
     }
 
+    /// Creates a destination (it must be accepted: 201) and returns its id.
+    pub async fn create_destination(&self, key: &str, body: &Value) -> String {
+        let created = self.post("/destinations", key, body).await;
+        assert_eq!(created.status(), StatusCode::CREATED);
+        created.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .expect("the created destination has an id")
+            .to_owned()
+    }
+
     /// Creates a tenant and returns a fresh client key for it.
     pub async fn tenant_with_key(&self, id: &str) -> String {
         let created = self

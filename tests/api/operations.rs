@@ -138,18 +138,12 @@ async fn metrics_show_delivery_attempts_and_destination_lag(pool: PgPool) {
     let key = server.tenant_with_key("acme").await;
     // The first request fails, so both outcomes are counted.
     let receiver = Receiver::start(|_, n| Reply::status(if n == 0 { 500 } else { 204 })).await;
-    let created = server
-        .post(
-            "/destinations",
+    let id = server
+        .create_destination(
             &key,
             &json!({"kind": "webhook", "url": receiver.url("/hook")}),
         )
         .await;
-    assert_eq!(created.status(), StatusCode::CREATED);
-    let id = created.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     for p in ["P1", "P2", "P3"] {
         server.create_portfolio("acme", p).await;
     }
