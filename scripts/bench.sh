@@ -56,10 +56,10 @@ echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname
 
 if [ "$what" = deposits ] || [ "$what" = all ]; then
   pg -f scripts/bench/pgbench_setup.sql
-  # Not measured: a few seconds of deposits, then ANALYZE. On the empty tables of a new
-  # database the write function's cached plans are made for empty tables and kept until
-  # autovacuum's next ANALYZE (up to a minute later); measured without this, the first
-  # deposits ran at 999-1,411/s against 2,000-3,600/s for the same measurement afterwards.
+  # Not measured: a few seconds of deposits, then ANALYZE, so that this run's statements
+  # are planned with statistics, as on a database that has been running. (The write
+  # function's look-ups no longer depend on them since migration 20261203000013; the
+  # outbox read still does, docs/BENCHMARKS.md, ninth session.)
   cargo bench --locked --bench load -- deposits concurrency=32 seconds=5 >/dev/null
   pg -c "VACUUM ANALYZE"
   for clients in 32 128; do
