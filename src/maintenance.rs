@@ -1,7 +1,8 @@
 //! Background work: the LISTEN connection that wakes long-polls and relays, the relay
 //! supervisor that pushes events to destinations, watching the feed's horizon, purging expired idempotency keys, snapshots, feed
-//! events and webhook history past their retention (each in small batches), and
-//! forgetting the rate-limit buckets and long-poll places of idle tenants.
+//! events and webhook history past their retention (each in small batches), forgetting
+//! the rate-limit buckets and long-poll places of idle tenants, and a new outbox's first
+//! statistics (`store::first_statistics`).
 //!
 //! Every task runs on one [`TaskTracker`] and watches one [`CancellationToken`]: shutdown
 //! cancels the token and waits for the tasks to finish what they are doing, so none is cut
@@ -24,6 +25,8 @@ const PURGE_BATCH: i64 = 1000;
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 /// How often the feed's horizon is looked at (one cheap query).
 const HORIZON_EVERY: Duration = Duration::from_secs(1);
+/// How often a new outbox is looked at until it has its first statistics.
+const FIRST_STATISTICS_EVERY: Duration = Duration::from_secs(1);
 
 /// The running background tasks. Dropping this cancels them without waiting; call
 /// [`Background::shutdown`] to wait for them.
@@ -106,6 +109,24 @@ pub fn spawn(state: &AppState) -> Background {
         async move {
             if let Err(err) = horizon.check(&pool).await {
                 tracing::debug!(error = %err, "cannot look at the feed's horizon; will retry");
+            }
+        }
+    });
+    let pool = state.pool.clone();
+    let first_statistics_stop = stop.clone();
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(FIRST_STATISTICS_EVERY);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = first_statistics_stop.cancelled() => return,
+            }
+            match store::first_statistics::ensure_outbox_statistics(&pool).await {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::debug!(error = %err, "cannot look at the outbox's statistics; will retry");
+                }
             }
         }
     });

@@ -8,6 +8,7 @@ pub mod destinations;
 pub mod digest;
 pub mod event_deliveries;
 pub mod feed;
+pub mod first_statistics;
 pub mod horizon;
 pub mod idempotency;
 pub mod keys;

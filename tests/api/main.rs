@@ -24,6 +24,7 @@ mod endpoint_auth;
 mod endpoint_limits;
 mod faults;
 mod feed;
+mod first_statistics;
 mod foundation;
 mod helpers;
 mod horizon;
