@@ -57,9 +57,9 @@ echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname
 if [ "$what" = deposits ] || [ "$what" = all ]; then
   pg -f scripts/bench/pgbench_setup.sql
   # Not measured: a few seconds of deposits, then ANALYZE, so that this run's statements
-  # are planned with statistics, as on a database that has been running. (The write
-  # function's look-ups no longer depend on them since migration 20261203000013; the
-  # outbox read still does, docs/BENCHMARKS.md, ninth session.)
+  # are planned with statistics, as on a database that has been running (the write
+  # function's look-ups no longer depend on them since migration 20261203000013;
+  # docs/BENCHMARKS.md, ninth session).
   cargo bench --locked --bench load -- deposits concurrency=32 seconds=5 >/dev/null
   pg -c "VACUUM ANALYZE"
   for clients in 32 128; do
