@@ -18,7 +18,8 @@ async fn outbox_reltuples(pool: &PgPool) -> f32 {
         .unwrap()
 }
 
-async fn without_autovacuum(pool: &PgPool) {
+/// Tenant `acme`, and autovacuum off for the outbox.
+async fn acme_without_autovacuum(pool: &PgPool) {
     sqlx::query("ALTER TABLE outbox SET (autovacuum_enabled = false)")
         .execute(pool)
         .await
@@ -44,7 +45,7 @@ async fn append_events(pool: &PgPool, count: i64) {
 
 #[sqlx::test]
 async fn the_outbox_is_analyzed_once_it_holds_enough_events_and_not_before(pool: PgPool) {
-    without_autovacuum(&pool).await;
+    acme_without_autovacuum(&pool).await;
     append_events(&pool, ENOUGH_EVENTS - 1).await;
     assert!(!ensure_outbox_statistics(&pool).await.unwrap());
     assert!(outbox_reltuples(&pool).await < 0.0, "analyzed too early");
@@ -62,7 +63,7 @@ async fn the_outbox_is_analyzed_once_it_holds_enough_events_and_not_before(pool:
 #[sqlx::test]
 async fn a_running_server_analyzes_a_new_outbox_by_itself(pool: PgPool) {
     let server = TestServer::start(pool.clone()).await;
-    without_autovacuum(&pool).await;
+    acme_without_autovacuum(&pool).await;
     append_events(&pool, ENOUGH_EVENTS).await;
     // The server looks every second; bounded, so a server that never does fails here.
     let deadline = Instant::now() + Duration::from_secs(30);
