@@ -1,8 +1,9 @@
 //! The process's one LISTEN connection: outbox notifications wake long-polls and relay
 //! drivers (`feed::Notifier`); key notifications drop changed keys from the key cache
-//! (`key_cache`). Notifications are lost while the connection is down, so after every
-//! (re)connect each side assumes it missed something: every waiter is woken and the key
-//! cache is emptied.
+//! (`key_cache`); destination notifications make relay drivers read their destination
+//! again (`delivery::changes`). Notifications are lost while the connection is down, so
+//! after every (re)connect each side assumes it missed something: every waiter is woken,
+//! the key cache is emptied and every destination counts as changed.
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgNotification};
 use uuid::Uuid;
 
+use crate::delivery::changes::{self, DestinationChanges};
 use crate::feed::notifier::{self, Notifier};
 use crate::key_cache::KeyCache;
 
@@ -21,11 +23,13 @@ pub const KEYS_CHANNEL: &str = "eventgate_keys";
 pub struct Listeners {
     pub notifier: Notifier,
     pub keys: KeyCache,
+    pub destinations: DestinationChanges,
 }
 
 impl Listeners {
     fn missed_some(&self) {
         self.keys.clear();
+        self.destinations.all_changed();
         self.notifier.notify_all();
     }
 
@@ -34,6 +38,10 @@ impl Listeners {
             KEYS_CHANNEL => match Uuid::parse_str(notification.payload()) {
                 Ok(id) => self.keys.forget(id),
                 Err(_) => self.keys.clear(),
+            },
+            changes::CHANNEL => match Uuid::parse_str(notification.payload()) {
+                Ok(id) => self.destinations.changed(id),
+                Err(_) => self.destinations.all_changed(),
             },
             _ => self.notifier.notify(notification.payload()),
         }
@@ -44,7 +52,10 @@ impl Listeners {
         loop {
             match PgListener::connect_with(&pool).await {
                 Ok(mut listener) => {
-                    match listener.listen_all([notifier::CHANNEL, KEYS_CHANNEL]).await {
+                    match listener
+                        .listen_all([notifier::CHANNEL, KEYS_CHANNEL, changes::CHANNEL])
+                        .await
+                    {
                         Ok(()) => {
                             // Anything committed while we were not listening must be seen.
                             self.missed_some();

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::app::AppState;
+use crate::delivery::changes::DestinationChanges;
 use crate::delivery::relay::{self, Relay};
 use crate::delivery::webhook::WebhookSettings;
 use crate::listener::Listeners;
@@ -137,9 +138,11 @@ pub fn spawn(state: &AppState) -> Background {
         std::future::ready(())
     });
 
+    let destination_changes = DestinationChanges::default();
     let listeners = Listeners {
         notifier: state.notifier.clone(),
         keys: state.key_cache.clone(),
+        destinations: destination_changes.clone(),
     };
     let announcer = state.announcer.clone().run(state.pool.clone());
     let announcer_stop = stop.clone();
@@ -161,6 +164,7 @@ pub fn spawn(state: &AppState) -> Background {
         let relay = Relay {
             pool: state.pool.clone(),
             notifier: state.notifier.clone(),
+            changes: destination_changes,
             settings: WebhookSettings::from(state.config.as_ref()),
             metrics: state.metrics.clone(),
             keyring: state.keyring.clone(),

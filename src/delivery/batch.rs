@@ -35,7 +35,18 @@ pub async fn next_batch(
     types: &[String],
     limit: i64,
 ) -> Result<Batch, RelayError> {
-    let from = destination.delivered();
+    batch_after(pool, destination, destination.delivered(), types, limit).await
+}
+
+/// As [`next_batch`], after `from` instead of the destination's position: the batch that
+/// follows one not yet confirmed, read while its confirm is awaited.
+pub async fn batch_after(
+    pool: &PgPool,
+    destination: &DestinationRow,
+    from: Position,
+    types: &[String],
+    limit: i64,
+) -> Result<Batch, RelayError> {
     let read = feed::read(
         pool,
         &destination.tenant_id,

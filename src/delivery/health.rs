@@ -56,13 +56,14 @@ async fn append(
     Ok(())
 }
 
-/// Reports a failure or a recovery of `destination` (as read at the start of a driver's
-/// step) if one is due. Cheap when nothing is: it only writes on a transition.
+/// Reports a failure or a recovery of `destination` (as the driver knows it at the start
+/// of its step) if one is due; `true` when it wrote (the row changed). Cheap when nothing
+/// is due: it only writes on a transition.
 pub async fn observe(
     pool: &PgPool,
     destination: &DestinationRow,
     failing_after: Duration,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     let id = destination.id;
     let failing_long_enough = destination
         .failing_since
@@ -87,6 +88,7 @@ pub async fn observe(
             .await?;
         }
         tx.commit().await?;
+        return Ok(true);
     } else if destination.failing_since.is_none() && destination.failing_reported_since.is_some() {
         let mut tx = pool.begin().await?;
         outbox::begin_writing(&mut tx, &destination.tenant_id).await?;
@@ -105,8 +107,9 @@ pub async fn observe(
             append(&mut tx, &tenant_id, EventType::DestinationsRecovered, &data).await?;
         }
         tx.commit().await?;
+        return Ok(true);
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Reports that a destination was disabled, in the transaction that disabled it (which

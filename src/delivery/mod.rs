@@ -10,6 +10,7 @@
 pub mod amqp;
 pub mod backoff;
 pub mod batch;
+pub mod changes;
 pub mod destination;
 pub mod event;
 pub mod health;

@@ -11,7 +11,7 @@
 //! [`TaskTracker`], which shutdown waits for.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::watch;
@@ -21,7 +21,8 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::backoff::Backoff;
-use super::batch::next_batch;
+use super::batch::{Batch, batch_after, next_batch};
+use super::changes::{DestinationChanges, Seen};
 use super::destination::{Kind, SinkConfig, expand_types};
 use super::event::OutboundEvent;
 use super::webhook::{self, Progress, WebhookSettings, Worker};
@@ -30,12 +31,17 @@ use crate::feed::notifier::Notifier;
 use crate::metrics::{DeliveryOutcome, Metrics};
 use crate::secrets::Keyring;
 use crate::store;
+use crate::store::destinations::DestinationRow;
 
 const TICK: Duration = Duration::from_secs(1);
 /// Events published per batch (one confirm round trip).
 const BATCH: i64 = 256;
 /// How often an idle driver re-reads without a notification (lost NOTIFY cover).
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
+/// How long a driver trusts its destination as read, even when no change was announced.
+/// Announcements are not lost while the LISTEN connection stands and a reconnect counts
+/// as a change of every destination; this bounds what an unforeseen gap could cost.
+const TRUST_AT_MOST: Duration = Duration::from_secs(5);
 
 /// What every driver of this process shares.
 #[derive(Clone)]
@@ -43,6 +49,8 @@ pub struct Relay {
     pub pool: PgPool,
     /// Wakes idle drivers when their tenant's outbox grows.
     pub notifier: Notifier,
+    /// Tells drivers when their destination changed (they keep it between steps).
+    pub changes: DestinationChanges,
     pub settings: WebhookSettings,
     pub metrics: Metrics,
     /// Opens the destinations' stored secrets.
@@ -157,6 +165,9 @@ async fn supervise(
 /// What a driver keeps between steps.
 #[derive(Default)]
 struct DriverState {
+    known: Option<Known>,
+    /// Broker kinds: the batch after the last one published, read during its confirm.
+    ahead: Option<Batch>,
     sink: Option<(SinkConfig, Sink)>,
     worker: Option<Worker>,
     wake: Option<(String, watch::Receiver<u64>)>,
@@ -240,15 +251,64 @@ enum Step {
     Stop,
 }
 
+/// The driver's destination, kept between steps until it changes.
+struct Known {
+    row: DestinationRow,
+    seen: Seen,
+    read_at: Instant,
+}
+
+/// Reads the destination unless the one in memory is still current; `None` once it is
+/// gone.
+async fn current_destination(
+    relay: &Relay,
+    id: Uuid,
+    known: Option<Known>,
+    state: &mut DriverState,
+) -> Result<Option<Known>, RelayError> {
+    let current = known.filter(|known| {
+        known.read_at.elapsed() < TRUST_AT_MOST && !relay.changes.changed_since(id, known.seen)
+    });
+    if current.is_some() {
+        return Ok(current);
+    }
+    // A batch read ahead under the old row may be of the old types or position.
+    state.ahead = None;
+    let seen = relay.changes.seen(id);
+    let row = store::destinations::get(&relay.pool, &relay.keyring, id, None).await?;
+    Ok(row.map(|row| Known {
+        row,
+        seen,
+        read_at: Instant::now(),
+    }))
+}
+
 async fn deliver_once(
     relay: &Relay,
     id: Uuid,
     state: &mut DriverState,
 ) -> Result<Step, RelayError> {
-    let (pool, settings) = (&relay.pool, &relay.settings);
-    let Some(destination) = store::destinations::get(pool, &relay.keyring, id, None).await? else {
+    let known = state.known.take();
+    let Some(mut known) = current_destination(relay, id, known, state).await? else {
         return Ok(Step::Stop);
     };
+    let (step, still_current) = deliver_to(relay, &mut known.row, state).await?;
+    // Kept only after a step that ended as expected; any other end reads it again.
+    if still_current {
+        state.known = Some(known);
+    }
+    Ok(step)
+}
+
+/// One step for `destination`; with it, whether the row (as the step left it) is still
+/// what the table holds, as far as this driver knows.
+async fn deliver_to(
+    relay: &Relay,
+    destination: &mut DestinationRow,
+    state: &mut DriverState,
+) -> Result<(Step, bool), RelayError> {
+    let (pool, settings) = (&relay.pool, &relay.settings);
+    let id = destination.id;
     if state
         .wake
         .as_ref()
@@ -259,7 +319,9 @@ async fn deliver_once(
             relay.notifier.subscribe(&destination.tenant_id),
         ));
     }
-    super::health::observe(pool, &destination, settings.failing_after).await?;
+    if super::health::observe(pool, destination, settings.failing_after).await? {
+        return Ok((Step::Delivered, false));
+    }
     let kind = Kind::parse(&destination.kind)
         .ok_or_else(|| RelayError::UnknownKind(destination.kind.clone()))?;
     let config =
@@ -283,27 +345,40 @@ async fn deliver_once(
             )?),
         };
         let progress =
-            webhook::step(pool, &destination, webhook_config, &types, worker, settings).await?;
+            webhook::step(pool, destination, webhook_config, &types, worker, settings).await?;
         return Ok(match progress {
-            Progress::Busy => Step::Delivered,
-            Progress::Saturated => Step::Saturated,
-            Progress::Idle => Step::Idle,
-            Progress::Stopped => Step::Stop,
+            Progress::Busy => (Step::Delivered, true),
+            Progress::Saturated => (Step::Saturated, true),
+            Progress::Idle => (Step::Idle, true),
+            Progress::Stopped => (Step::Stop, false),
+            Progress::Repositioned => (Step::Delivered, false),
         });
     }
     if !destination.enabled {
-        return Ok(Step::Stop);
+        return Ok((Step::Stop, false));
     }
-    let batch = next_batch(pool, &destination, &types, BATCH).await?;
+    let batch = match state.ahead.take() {
+        Some(ahead) if ahead.from == destination.delivered() => ahead,
+        _ => next_batch(pool, destination, &types, BATCH).await?,
+    };
     if batch.rows.is_empty() {
-        if !batch.is_idle() {
-            // Nothing of its types: it keeps up with its tenant's feed all the same.
-            store::destinations::advance(pool, id, batch.from, batch.through, false).await?;
+        if batch.is_idle() {
+            return Ok((Step::Idle, true));
         }
-        return Ok(Step::Idle);
+        // Nothing of its types: it keeps up with its tenant's feed all the same.
+        let moved =
+            store::destinations::advance(pool, id, batch.from, batch.through, false).await?;
+        if moved {
+            destination.advanced_to(batch.through, false);
+        }
+        return Ok((Step::Idle, moved));
     }
-    let events: Vec<OutboundEvent> = batch
-        .rows
+    let Batch {
+        from,
+        rows,
+        through,
+    } = batch;
+    let events: Vec<OutboundEvent> = rows
         .into_iter()
         .map(|row| OutboundEvent::from_row(&destination.tenant_id, row))
         .collect();
@@ -322,7 +397,12 @@ async fn deliver_once(
             &mut state.sink.insert((config, connected)).1
         }
     };
-    let published = connected.publish(id, &events).await;
+    // The next batch is read while the broker confirms this one: under load, a step then
+    // waits for one database round trip (the position's) besides the broker.
+    let (published, ahead) = tokio::join!(
+        connected.publish(id, &events),
+        batch_after(pool, destination, through, &types, BATCH)
+    );
     let outcome = match published {
         Ok(()) => DeliveryOutcome::Delivered,
         Err(_) => DeliveryOutcome::Failed,
@@ -331,7 +411,12 @@ async fn deliver_once(
         .metrics
         .delivery_attempt(id, kind.as_str(), outcome, events.len() as u64);
     published?;
-    // `false` means a replay moved the position meanwhile: the next round reads it.
-    store::destinations::advance(pool, id, batch.from, batch.through, true).await?;
-    Ok(Step::Delivered)
+    // `false` means a replay moved the position meanwhile: the next round reads it again.
+    if !store::destinations::advance(pool, id, from, through, true).await? {
+        return Ok((Step::Delivered, false));
+    }
+    destination.advanced_to(through, true);
+    // An empty read ahead says nothing of what commits meanwhile: the next step reads.
+    state.ahead = ahead.ok().filter(|ahead| !ahead.rows.is_empty());
+    Ok((Step::Delivered, true))
 }

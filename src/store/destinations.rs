@@ -70,6 +70,18 @@ impl DestinationRow {
     pub fn delivered(&self) -> Position {
         Position::new(self.delivered_tx, self.delivered_seq)
     }
+
+    /// The row as a successful [`advance`] to `to` left it, for a driver that keeps it in
+    /// memory.
+    pub fn advanced_to(&mut self, to: Position, delivered: bool) {
+        self.delivered_tx = to.xid();
+        self.delivered_seq = to.seq;
+        if delivered {
+            self.last_success_at = Some(Utc::now());
+            self.last_error = None;
+            self.failing_since = None;
+        }
+    }
 }
 
 const COLUMNS: &str =

@@ -160,13 +160,15 @@ pub enum Progress {
     Saturated,
     Idle,
     Stopped,
+    /// The position moved under the step (a replay): read the destination again.
+    Repositioned,
 }
 
 /// One round for a webhook destination: heartbeat, queue new events, disable if failing
 /// too long, send what is due. A disabled destination only sends its lifecycle messages.
 pub async fn step(
     pool: &PgPool,
-    destination: &DestinationRow,
+    destination: &mut DestinationRow,
     config: &WebhookConfig,
     types: &[String],
     worker: &Worker,
@@ -192,7 +194,11 @@ pub async fn step(
             }
             tx.commit().await?;
         }
-        busy |= queue_events(pool, destination, config, types, settings).await?;
+        match queue_events(pool, destination, config, types, settings).await? {
+            Queued::Nothing => {}
+            Queued::Some => busy = true,
+            Queued::Repositioned => return Ok(Progress::Repositioned),
+        }
     }
     busy |= worker
         .dispatch(
@@ -212,17 +218,26 @@ pub async fn step(
     })
 }
 
-/// Moves the next events from the feed into the queue; `true` if there were any.
+/// What [`queue_events`] did.
+enum Queued {
+    Nothing,
+    Some,
+    /// A replay moved the position meanwhile: nothing was queued.
+    Repositioned,
+}
+
+/// Moves the next events from the feed into the queue, and `destination`'s position (as
+/// the driver knows it) past them.
 async fn queue_events(
     pool: &PgPool,
-    destination: &DestinationRow,
+    destination: &mut DestinationRow,
     config: &WebhookConfig,
     types: &[String],
     settings: &WebhookSettings,
-) -> Result<bool, RelayError> {
+) -> Result<Queued, RelayError> {
     let batch = next_batch(pool, destination, types, BATCH).await?;
     if batch.is_idle() {
-        return Ok(false);
+        return Ok(Queued::Nothing);
     }
     let selected: Vec<&OutboxRow> = batch
         .rows
@@ -265,10 +280,16 @@ async fn queue_events(
     let mut tx = pool.begin().await?;
     store::queue_many(&mut tx, destination.id, &deliveries).await?;
     // A replay moved the position meanwhile: drop this batch, the next step re-reads.
-    if destinations::advance(&mut *tx, destination.id, batch.from, batch.through, false).await? {
-        tx.commit().await?;
+    if !destinations::advance(&mut *tx, destination.id, batch.from, batch.through, false).await? {
+        return Ok(Queued::Repositioned);
     }
-    Ok(!batch.rows.is_empty())
+    tx.commit().await?;
+    destination.advanced_to(batch.through, false);
+    Ok(if batch.rows.is_empty() {
+        Queued::Nothing
+    } else {
+        Queued::Some
+    })
 }
 
 fn resource_url(base: &str, entity: &str, id: &str) -> Option<String> {
