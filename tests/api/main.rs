@@ -18,6 +18,7 @@ mod database_restart;
 mod delivery;
 mod delivery_health;
 mod deposits;
+mod destination_changes;
 mod digest;
 mod egress;
 mod endpoint_auth;
