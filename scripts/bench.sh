@@ -7,7 +7,8 @@
 # table into docs/BENCHMARKS.md (between its bench-summary markers). Any unexpected answer
 # stops the run with a non-zero exit. EVENTGATE_BIN names another build of the server to
 # measure (say, the commit before a change, for an A/B run); by default this checkout's
-# release build.
+# release build. BENCH_PG_STATEMENTS=1 loads pg_stat_statements and prints, after each
+# scenario, the statements PostgreSQL ran most often during it (calls, mean and total time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -27,7 +28,11 @@ if [ -z "${EVENTGATE_BIN:-}" ]; then
   EVENTGATE_BIN=target/release/eventgate
 fi
 cargo bench --locked --bench load --no-run
-start_throwaway_pg
+if [ -n "${BENCH_PG_STATEMENTS:-}" ]; then
+  start_throwaway_pg -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all
+else
+  start_throwaway_pg
+fi
 
 export EVENTGATE_PLATFORM_KEY=bench-platform-key-0123456789abcdef
 # A throwaway key for the secrets this run stores (with DATABASE_URL one is required).
@@ -49,8 +54,16 @@ done
 
 results=$(mktemp)
 on_exit "rm -f $results"
-load() { cargo bench --locked --bench load -- "$@" | tee -a "$results"; }
 pg() { "$PG_BINDIR/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres "$@"; }
+load() {
+  if [ -n "${BENCH_PG_STATEMENTS:-}" ]; then pg -c 'SELECT pg_stat_statements_reset()' >/dev/null; fi
+  cargo bench --locked --bench load -- "$@" | tee -a "$results"
+  if [ -n "${BENCH_PG_STATEMENTS:-}" ]; then
+    echo "statements during: $*"
+    pg -f scripts/bench/top_statements.sql
+  fi
+}
+if [ -n "${BENCH_PG_STATEMENTS:-}" ]; then pg -c 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements'; fi
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr); PostgreSQL $("$PG_BINDIR/postgres" --version | awk '{print $3}'); $(date -u +%F); scripts/bench.sh $what" | tee -a "$results"
 
