@@ -212,6 +212,17 @@ struct RawRow {
     trace_state: Option<String>,
 }
 
+/// The statement [`read`] runs, with a type filter (`$5`) or without: its parameters are
+/// the tenant, the position's transaction and sequence, and the limit. Public so that a
+/// test can ask PostgreSQL how it plans the very statement the relay runs.
+pub fn read_statement(typed: bool) -> &'static str {
+    if typed {
+        read_statement!(typed)
+    } else {
+        read_statement!(all)
+    }
+}
+
 /// Up to `limit` events of `tenant` after `after` (of `types` only, when given), only
 /// from finished transactions, in feed order.
 #[tracing::instrument(skip_all)]
@@ -223,9 +234,7 @@ pub async fn read(
     limit: i64,
 ) -> Result<OutboxRead, sqlx::Error> {
     // One statement, one snapshot: the horizon, the watermark and the rows agree.
-    let all = read_statement!(all);
-    let typed = read_statement!(typed);
-    let mut query = sqlx::query_as::<_, RawRow>(if types.is_some() { typed } else { all })
+    let mut query = sqlx::query_as::<_, RawRow>(read_statement(types.is_some()))
         .bind(tenant)
         .bind(after.xid())
         .bind(after.seq)

@@ -7,6 +7,10 @@
 //! whole history (10,000 events: 7.5 ms a read against 0.29 ms; docs/BENCHMARKS.md, ninth
 //! section). Autovacuum's first `ANALYZE` ends that, but only up to a minute after the
 //! first events; a new installation should not pay for that minute.
+//!
+//! Since `outbox_tenant_created` became a partial index that only statements bounding
+//! `created` can use (tenth section), that plan is gone; the reads' other choices still
+//! rest on the table's size and the tenant's share, which only statistics give.
 
 use sqlx::PgPool;
 

@@ -50,6 +50,7 @@ mod startup;
 mod tls_receiver;
 mod token_endpoint;
 mod traces;
+mod unseen_tenant_plans;
 mod webhooks;
 mod write_batches;
 mod zero_config;
