@@ -397,12 +397,21 @@ async fn deliver_to(
             &mut state.sink.insert((config, connected)).1
         }
     };
-    // The next batch is read while the broker confirms this one: under load, a step then
-    // waits for one database round trip (the position's) besides the broker.
-    let (published, ahead) = tokio::join!(
-        connected.publish(id, &events),
-        batch_after(pool, destination, through, &types, BATCH)
-    );
+    // After a full batch more is likely waiting: the next batch is read while the broker
+    // confirms this one, so a busy step waits for one database round trip (the
+    // position's) besides the broker. After a partial one the driver has caught up and
+    // that read would come back empty: one more read per commit at a steady rate
+    // (docs/BENCHMARKS.md, tenth section); the next step reads when it wakes.
+    let read_ahead = async {
+        if events.len() as i64 == BATCH {
+            batch_after(pool, destination, through, &types, BATCH)
+                .await
+                .ok()
+        } else {
+            None
+        }
+    };
+    let (published, ahead) = tokio::join!(connected.publish(id, &events), read_ahead);
     let outcome = match published {
         Ok(()) => DeliveryOutcome::Delivered,
         Err(_) => DeliveryOutcome::Failed,
@@ -417,6 +426,6 @@ async fn deliver_to(
     }
     destination.advanced_to(through, true);
     // An empty read ahead says nothing of what commits meanwhile: the next step reads.
-    state.ahead = ahead.ok().filter(|ahead| !ahead.rows.is_empty());
+    state.ahead = ahead.filter(|ahead| !ahead.rows.is_empty());
     Ok((Step::Delivered, true))
 }
