@@ -91,6 +91,27 @@ pub(crate) async fn wait_caught_up(server: &TestServer, key: &str, id: &str) -> 
     }
 }
 
+/// Replays destination `id` from just after the tenant's first event (through `server`,
+/// whichever replica that is), as a client re-reading all but its first event would.
+pub(crate) async fn replay_after_first_event(server: &TestServer, key: &str, id: &str) {
+    server.settle().await;
+    let first: Value = server
+        .get("/events/?limit=1", key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let replayed = server
+        .post(
+            &format!("/destinations/{id}/replay"),
+            key,
+            &json!({"after": cursor}),
+        )
+        .await;
+    assert_eq!(replayed.status(), StatusCode::OK);
+}
+
 #[sqlx::test]
 async fn destinations_are_managed_with_credentials_redacted(pool: PgPool) {
     let server = TestServer::start_with(pool, config(&["--relay", "false"])).await;
@@ -549,22 +570,7 @@ async fn replay_redelivers_from_a_cursor(pool: PgPool) {
     queue.take(3).await;
     wait_caught_up(&server, &key, &id).await;
 
-    server.settle().await;
-    let first: Value = server
-        .get("/events/?limit=1", &key)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let cursor = first["next_cursor"].as_str().unwrap();
-    let replayed = server
-        .post(
-            &format!("/destinations/{id}/replay"),
-            &key,
-            &json!({"after": cursor}),
-        )
-        .await;
-    assert_eq!(replayed.status(), StatusCode::OK);
+    replay_after_first_event(&server, &key, &id).await;
     let again = queue.take(2).await;
     let ids: Vec<String> = again
         .iter()

@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::brokers::{AMQP_URL, AmqpQueue, Received, unique};
-use crate::delivery::wait_caught_up;
+use crate::delivery::{replay_after_first_event, wait_caught_up};
 use crate::helpers::{TestServer, config};
 
 fn portfolio_id(message: &Received) -> String {
@@ -91,22 +91,7 @@ async fn a_replay_through_another_replica_is_where_the_driver_goes_on(pool: PgPo
     queue.take(3).await;
     wait_caught_up(&driving, &key, &id).await;
 
-    other.settle().await;
-    let first: Value = other
-        .get("/events/?limit=1", &key)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let cursor = first["next_cursor"].as_str().unwrap();
-    let replayed = other
-        .post(
-            &format!("/destinations/{id}/replay"),
-            &key,
-            &json!({"after": cursor}),
-        )
-        .await;
-    assert_eq!(replayed.status(), StatusCode::OK);
+    replay_after_first_event(&other, &key, &id).await;
     other.create_portfolio("acme", "P4").await;
 
     let again: Vec<String> = queue.take(3).await.iter().map(portfolio_id).collect();
