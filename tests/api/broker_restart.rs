@@ -173,8 +173,25 @@ async fn rabbitmq_stopped_for_thirty_seconds_delivers_every_event_after(
         .into_iter()
         .filter(|id| !earlier.contains(id))
         .collect();
-    // The load's events and one funding event per deposit.
-    assert_eq!(expected.len(), sent.platform_events + sent.deposits);
+    // The load's events and one funding event per deposit, and the delivery-health events
+    // of this outage: when it and the reconnect outlast EVENTGATE_DESTINATION_FAILING_AFTER_SECS
+    // (60 s; on a loaded machine they have), `destinations.failing` and then
+    // `destinations.recovered` join the tenant's feed, and are delivered like the rest.
+    let health: Vec<String> = sqlx::query_scalar(
+        "SELECT event_type FROM outbox WHERE tenant_id = 'acme' AND event_type LIKE 'destinations.%'
+          ORDER BY tx_id, seq",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(
+        health.is_empty() || health == ["destinations.failing", "destinations.recovered"],
+        "delivery-health events of one outage: {health:?}"
+    );
+    assert_eq!(
+        expected.len(),
+        sent.platform_events + sent.deposits + health.len()
+    );
     let queue = AmqpQueue::reopen(&rabbit.url(), &exchange).await;
     let received = queue.take_every(&expected).await;
     let received_ids: Vec<String> = received.iter().map(Received::event_id).collect();
