@@ -65,7 +65,7 @@ def rows(text):
         out.append(("feed follower, limit 1000", f"{fmt(num(got[0]), ' events/s')}",
                     f"COPY of the same rows: {fmt(num(ceiling[0]), ' rows/s')}" if ceiling else "",
                     ratio(num(got[0]), num(ceiling[0])) if ceiling else ""))
-    got = find(r"^longpoll: (\d+) waiters over (\d+) tenants, each got its event; publish-to-receipt p50 ([\d.]+) ms, p99 ([\d.]+) ms, max ([\d.]+) ms; server RSS (\d+) KiB idle -> (\d+) KiB", text)
+    got = find(r"^longpoll: (\d+) waiters over (\d+) tenants, each got its event; publish-to-receipt min [\d.]+ ms, p50 ([\d.]+) ms, p99 ([\d.]+) ms, max ([\d.]+) ms; server RSS (\d+) KiB idle -> (\d+) KiB", text)
     if got:
         waiters, tenants, p50, p99, _, idle, waiting = got
         out.append((f"long-polls: {waiters} over {tenants} tenants, publish to receipt", f"p50 {p50} ms, p99 {p99} ms",
