@@ -2,10 +2,10 @@
 //! connection API rather than reqwest's pooled client.
 //!
 //! The load generator shares the machine's two cores with the server, so whatever it
-//! spends on an answer during a wake-up delays the receipts after it. reqwest's pool,
-//! redirect and timeout layers cost about as much per answer as the server's own work
-//! (docs/BENCHMARKS.md, eleventh and twelfth sections); a waiter needs none of them: one
-//! request on one connection, kept open as a long-polling client keeps it.
+//! spends on an answer during a wake-up delays the receipts after it. Through reqwest's
+//! general-purpose client (its pool and layers) the generator spent about as much per
+//! answer as the server (docs/BENCHMARKS.md, eleventh and twelfth sections); a waiter
+//! needs only one request on one connection, kept open as a long-polling client keeps it.
 
 use std::time::Instant;
 
