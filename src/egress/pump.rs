@@ -49,7 +49,7 @@ async fn pump(mut from: ReadHalf<'_>, mut to: WriteHalf<'_>) -> std::io::Result<
 
 /// Acknowledges what `stream` has received without the delayed-ACK wait. Best effort: on
 /// failure (or off Linux) the bytes still flow, only later.
-fn acknowledge_now(stream: &TcpStream) {
+pub(super) fn acknowledge_now(stream: &TcpStream) {
     #[cfg(target_os = "linux")]
     if let Err(err) = socket2::SockRef::from(stream).set_tcp_quickack(true) {
         tracing::debug!(error = %err, "cannot set TCP_QUICKACK");
