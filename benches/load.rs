@@ -373,11 +373,11 @@ async fn longpoll(ctx: Arc<Ctx>) {
     }
     let rss_before = rss_kib(pid);
     // All waiting at once, each on a connection of its own, as separate clients' would,
-    // through hyper's connection API (`waiter`): reqwest's pooled client cost the load
-    // generator about as much per answer as the server's own work, on the same two cores.
-    // Answered, a connection stays open (in its receipt) for the next poll, as a
-    // long-polling client's does; closing each one (as this scenario did until the
-    // seventh session of #22) put 5,000 connection teardowns on both sides into the
+    // each one task reading its one answer into memory it has already touched (`waiter`):
+    // the generator shares the two cores with the server, so what it spends on an answer
+    // delays the next. Answered, a connection stays open (in its receipt) for the next
+    // poll, as a long-polling client's does; closing each one (as this scenario did until
+    // the seventh session of #22) put 5,000 connection teardowns on both sides into the
     // measured wake-up. Answers are parsed only after the last one is in.
     let host = ctx
         .url
