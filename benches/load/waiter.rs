@@ -8,7 +8,8 @@
 //! a read buffer allocated when the answer came) it still spent about 29 µs, 43% of it
 //! faulting in fresh heap pages for 5,000 answers at once (docs/BENCHMARKS.md, thirteenth
 //! section). Here each waiter is one task, and its buffer is written to before the
-//! request is sent, so the wake-up touches no new memory.
+//! request is sent: the answer lands in memory already faulted in, and the body's copy
+//! is its one allocation.
 
 use std::time::Instant;
 
