@@ -23,11 +23,11 @@ use crate::config::ServerConfig;
 use crate::console;
 use crate::error::ApiError;
 use crate::feed::announcer::Announcer;
-use crate::feed::coalesce::Coalescer;
 use crate::feed::horizon::HorizonWatch;
 use crate::feed::long_polls::LongPolls;
 use crate::feed::notifier::Notifier;
 use crate::feed::read_ahead::ReadAhead;
+use crate::feed::waiting::WaitingPages;
 use crate::key_cache::KeyCache;
 use crate::limits::RequestLimits;
 use crate::metrics::Metrics;
@@ -51,8 +51,8 @@ pub struct AppState {
     pub announcer: Announcer,
     /// Commits deposits and publishes, many to a transaction.
     pub writes: WriteBatcher,
-    /// Shares page reads among long-polls woken together.
-    pub coalescer: Coalescer,
+    /// One reader for each page long-polls wait for.
+    pub waiting: WaitingPages,
     /// Followers' next pages, read while they take in this one.
     pub read_ahead: ReadAhead,
     /// Caps waiting long-polls per tenant.
@@ -137,13 +137,15 @@ impl AppState {
         let read_ahead = ReadAhead::new(config.feed_read_ahead_pages);
         let horizon = HorizonWatch::new(Duration::from_secs(config.horizon_stall_secs));
         let writes = WriteBatcher::start(pool.clone(), config.write_batches());
+        let notifier = Notifier::default();
+        let waiting = WaitingPages::new(pool.clone(), notifier.clone());
         Ok(Self {
             pool,
             config: Arc::new(config),
-            notifier: Notifier::default(),
+            notifier,
             announcer: Announcer::default(),
             writes,
-            coalescer: Coalescer::default(),
+            waiting,
             read_ahead,
             long_polls,
             horizon,

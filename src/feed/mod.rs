@@ -22,28 +22,29 @@
 //!
 //! # Long-poll
 //!
-//! With `wait`, an empty page subscribes to the [`notifier::Notifier`] before re-reading,
-//! so a commit between the read and the wait still wakes it. A wake-up only means "look
-//! again". Rows already committed but held back by an older open transaction are
-//! re-checked quickly; otherwise a slow timer covers lost notifications. Re-reads (woken
-//! or timed) that ask for the same page for the same reason share one read
-//! ([`coalesce::Coalescer`]), so a commit wakes five hundred waiters with one query, not five
-//! hundred. So that timed re-reads happen at the same time, every waiter's timer fires on
-//! one process-wide grid ([`next_on_grid`]): measured with 5,000 waiters, timers that
-//! each started at their own request's arrival kept 2,000-3,500 reads a second running
-//! while nothing happened, and queued the wake-ups of a commit behind them for seconds.
+//! With `wait`, a long-poll whose first page is empty waits on that page's one reader
+//! ([`waiting::WaitingPages`]): however many long-polls wait for the same page, one task
+//! re-reads it when the tenant's [`notifier::Notifier`] says the outbox may have grown,
+//! and wakes them only when it has events for them. A wake-up only means "look again".
+//! Rows already committed but held back by an older open transaction are re-checked
+//! quickly; otherwise a slow timer covers lost notifications. So that timed re-reads
+//! happen at the same time, every reader's timer fires on one process-wide grid
+//! ([`next_on_grid`]): measured with 5,000 waiters, timers that each started at their own
+//! request's arrival kept 2,000-3,500 reads a second running while nothing happened, and
+//! queued the wake-ups of a commit behind them for seconds.
 
 pub mod announcer;
-pub mod coalesce;
 pub mod cursor;
 pub mod horizon;
 pub mod long_polls;
 pub mod notifier;
 pub mod read_ahead;
+pub mod waiting;
 
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -52,9 +53,9 @@ use crate::store::feed as store;
 use cursor::Position;
 use notifier::Notifier;
 
-/// How often a waiting long-poll re-reads without a notification (lost NOTIFY cover).
+/// How often a waited-on page is re-read without a notification (lost NOTIFY cover).
 const FALLBACK_RECHECK: Duration = Duration::from_secs(1);
-/// How soon it re-reads when committed rows wait on an older open transaction.
+/// How soon it is re-read when committed rows wait on an older open transaction.
 const PENDING_RECHECK: Duration = Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +87,40 @@ pub struct Page {
     /// The tenant has committed events after this page that an older open transaction
     /// (anywhere in the cluster) holds back: "not yet", not "nothing new".
     pub held_back: bool,
+    /// The answer to every request that gets this page, when it has events.
+    rendered: OnceLock<Rendered>,
+}
+
+/// A page with events, as answered: the same for every request it goes to (a page a
+/// commit wakes a hundred long-polls with is rendered once, not a hundred times).
+#[derive(Debug)]
+pub struct Rendered {
+    pub next_cursor: String,
+    pub body: Bytes,
+}
+
+impl Page {
+    /// The page's JSON answer, with `next_cursor` as given.
+    pub fn body(&self, next_cursor: &str) -> Bytes {
+        // The envelopes are already JSON; the page is assembled around them.
+        Bytes::from(format!(
+            r#"{{"data":{},"next_cursor":{},"has_more":{}}}"#,
+            self.data,
+            serde_json::Value::String(next_cursor.to_owned()),
+            self.has_more
+        ))
+    }
+
+    /// The answer of a page with events, whose `next_cursor` is its last event's.
+    pub fn rendered(&self) -> &Rendered {
+        self.rendered.get_or_init(|| {
+            let next_cursor = self.next.encode();
+            Rendered {
+                body: self.body(&next_cursor),
+                next_cursor,
+            }
+        })
+    }
 }
 
 /// Reads one page (never waits).
@@ -114,6 +149,7 @@ pub async fn read_page(pool: &PgPool, request: &PageRequest) -> Result<Page, Fee
         next,
         has_more: read.has_more,
         held_back: read.held_back && !read.has_more,
+        rendered: OnceLock::new(),
     })
 }
 
@@ -123,48 +159,37 @@ pub async fn wait_for_page(
     pool: &PgPool,
     notifier: &Notifier,
     read_ahead: &read_ahead::ReadAhead,
-    coalescer: &coalesce::Coalescer,
+    waiting: &waiting::WaitingPages,
     mut shutdown: watch::Receiver<bool>,
     request: &PageRequest,
     wait: Duration,
 ) -> Result<Arc<Page>, FeedError> {
     let deadline = Instant::now() + wait;
+    // Subscribed before the first read, so a commit after that read is not missed before
+    // the page's reader is joined.
     let mut wake = notifier.subscribe(&request.tenant);
-    let mut first = true;
-    let mut timer_fired = None;
-    loop {
-        let woken_at = *wake.borrow_and_update();
-        // The first read is this request's own (or the one read ahead for it); every
-        // re-read (after a wake-up, or the timer's) is shared with the waiters looking
-        // again for the same reason, so a tenant's hundred waiters at the head of its feed
-        // cost one query per round, not a hundred.
-        let page = if first {
-            read_ahead.read(pool, request).await?
-        } else {
-            let fresh = coalesce::Fresh {
-                woken_at,
-                now: *wake.borrow(),
-                not_before: timer_fired,
-            };
-            coalescer.read(pool, request, fresh).await?
-        };
-        first = false;
-        if page.count > 0 || Instant::now() >= deadline || *shutdown.borrow() {
+    let mut page = read_ahead.read(pool, request).await?;
+    if page.count > 0 || wait.is_zero() || *shutdown.borrow() {
+        return Ok(page);
+    }
+    let mut waiter = waiting.join(request);
+    // Woken between the read and the join: the reader may have missed it, so look again
+    // here (rare; from now on the reader sees every wake-up).
+    while wake.has_changed().unwrap_or(false) {
+        wake.borrow_and_update();
+        page = Arc::new(read_page(pool, request).await?);
+        if page.count > 0 {
             return Ok(page);
         }
-        let recheck = if page.held_back {
-            PENDING_RECHECK
-        } else {
-            FALLBACK_RECHECK
-        };
-        let until = deadline.min(next_on_grid(Instant::now(), recheck));
-        timer_fired = None;
-        tokio::select! {
-            _ = wake.changed() => {}
-            _ = shutdown.changed() => {}
-            () = tokio::time::sleep_until(until) => timer_fired = Some(until),
-        }
     }
+    drop(wake);
+    tokio::select! {
+        answer = waiter.next_answer() => return answer,
+        _ = shutdown.changed() => {}
+        () = tokio::time::sleep_until(deadline) => {}
+    }
+    // Nothing came: the newest empty page (its horizon and held-back state).
+    Ok(waiter.last_page().unwrap_or(page))
 }
 
 /// The first instant after `now` on a grid of `period` that starts when the process first

@@ -1,6 +1,7 @@
 //! `GET /events/` (client key): the tenant's outbound feed, cursor-paginated, with
 //! long-polling; and `GET /events/{id}`. See `crate::feed` for the ordering guarantee.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use aide::axum::ApiRouter;
@@ -297,26 +298,27 @@ async fn list_events(
             &state.pool,
             &state.notifier,
             &state.read_ahead,
-            &state.coalescer,
+            &state.waiting,
             state.shutdown.clone(),
             &request,
             Duration::from_secs(params.wait),
         )
         .await?
     };
-    let next_cursor = match (&params.after_raw, page.count == 0) {
+    let (next_cursor, body): (Cow<'_, str>, _) = match (&params.after_raw, page.count == 0) {
         // An empty page answers the very cursor it was given.
-        (Some(raw), true) => raw.clone(),
-        _ => page.next.encode(),
+        (Some(raw), true) => (raw.into(), page.body(raw)),
+        (None, true) => {
+            let next_cursor = page.next.encode();
+            let body = page.body(&next_cursor);
+            (next_cursor.into(), body)
+        }
+        (_, false) => {
+            let rendered = page.rendered();
+            (rendered.next_cursor.as_str().into(), rendered.body.clone())
+        }
     };
     let link = next_link(&params, &next_cursor);
-    // The envelopes are already JSON; the page is assembled around them.
-    let body = format!(
-        r#"{{"data":{},"next_cursor":{},"has_more":{}}}"#,
-        page.data,
-        serde_json::Value::String(next_cursor),
-        page.has_more
-    );
     let mut response = (
         StatusCode::OK,
         [(
