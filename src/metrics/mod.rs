@@ -21,6 +21,7 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
 pub use requests::RequestTimer;
+use requests::{MethodLabel, RouteLabel};
 
 /// The media type of the exposition format served at `GET /metrics`.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -32,15 +33,15 @@ const LATENCY_BUCKETS: [f64; 15] = [
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
-    route: String,
+    method: MethodLabel,
+    route: RouteLabel,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    method: String,
-    route: String,
+    method: MethodLabel,
+    route: RouteLabel,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -264,8 +265,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn request_answered(&self, method: &str, route: String, status: u16, elapsed: Duration) {
-        let method = method.to_owned();
+    fn request_answered(
+        &self,
+        method: MethodLabel,
+        route: RouteLabel,
+        status: u16,
+        elapsed: Duration,
+    ) {
         self.inner
             .latency
             .get_or_create(&RouteLabels {
