@@ -167,16 +167,15 @@ pub async fn wait_for_page(
     let deadline = Instant::now() + wait;
     // Subscribed before the first read, so a commit after that read is not missed before
     // the page's reader is joined.
-    let mut wake = notifier.subscribe(&request.tenant);
+    let wake = notifier.subscribe(&request.tenant);
     let mut page = read_ahead.read(pool, request).await?;
     if page.count > 0 || wait.is_zero() || *shutdown.borrow() {
         return Ok(page);
     }
     let mut waiter = waiting.join(request);
-    // Woken between the read and the join: the reader may have missed it, so look again
-    // here (rare; from now on the reader sees every wake-up).
-    while wake.has_changed().unwrap_or(false) {
-        wake.borrow_and_update();
+    // Woken between the read and the join: the reader may have missed that one, so look
+    // again here, once (rare). Every wake-up after the join is the reader's.
+    if wake.has_changed().unwrap_or(false) {
         page = Arc::new(read_page(pool, request).await?);
         if page.count > 0 {
             return Ok(page);
