@@ -20,9 +20,16 @@
 //! re-reads on a timer.
 //!
 //! Any read of the page is a right answer for every waiter on it: the events of a page
-//! are final (`crate::feed`), whichever read found them.
+//! are final (`crate::feed`), whichever read found them. So a reader whose read has events
+//! (or found the cursor gone) has answered everyone waiting on it, and stops at once: the
+//! handing over and the removal happen under the lock [`WaitingPages::join`] takes, so no
+//! long-poll joins a reader that has stopped. The process's own commit wakes the reader
+//! in-process and again through LISTEN a little later; measured with 5,000 waiters, that
+//! echo re-read about two pages in five, on PostgreSQL's and the server's CPU, while their
+//! answers were still being written (docs/BENCHMARKS.md, sixteenth section).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use sqlx::PgPool;
@@ -44,23 +51,14 @@ pub enum Round {
     Gone,
 }
 
-impl Round {
-    /// Whether a waiter should answer with this (events, or an error), rather than wait on.
-    fn ends_the_wait(&self) -> bool {
-        match self {
-            Round::NotYet => false,
-            Round::Page(page) => page.count > 0,
-            Round::Gone => true,
-        }
-    }
-}
-
 /// The readers of the pages long-polls wait for, by page.
 #[derive(Clone)]
 pub struct WaitingPages {
     pool: PgPool,
     notifier: Notifier,
     readers: Arc<Mutex<HashMap<PageRequest, watch::Sender<Round>>>>,
+    /// Reads by readers that found events, since the start (for tests and diagnostics).
+    reads_with_events: Arc<AtomicU64>,
 }
 
 /// A long-poll's place on its page's reader; the reader stops when its last one drops.
@@ -74,6 +72,7 @@ impl WaitingPages {
             pool,
             notifier,
             readers: Arc::default(),
+            reads_with_events: Arc::default(),
         }
     }
 
@@ -99,6 +98,11 @@ impl WaitingPages {
     /// How many pages have a reader (for tests and diagnostics).
     pub fn readers(&self) -> usize {
         self.lock().len()
+    }
+
+    /// How many of the readers' reads found events (each answered its page's waiters).
+    pub fn reads_with_events(&self) -> u64 {
+        self.reads_with_events.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PageRequest, watch::Sender<Round>>> {
@@ -135,25 +139,42 @@ impl WaitingPages {
             }
             wake.borrow_and_update();
             match read_page(&self.pool, &request).await {
+                Ok(page) if page.count > 0 => {
+                    self.reads_with_events.fetch_add(1, Ordering::Relaxed);
+                    self.answer_and_stop(&request, &rounds, Round::Page(Arc::new(page)));
+                    return;
+                }
                 Ok(page) => {
                     held_back = page.held_back;
-                    let round = Round::Page(Arc::new(page));
-                    // Kept for the waiters' deadlines either way; they are woken only
-                    // when it ends their wait.
+                    // Kept for the waiters' deadlines; nobody is woken.
                     rounds.send_if_modified(|last| {
-                        let wakes = round.ends_the_wait();
-                        *last = round;
-                        wakes
+                        *last = Round::Page(Arc::new(page));
+                        false
                     });
                 }
                 Err(FeedError::Gone) => {
-                    rounds.send_replace(Round::Gone);
+                    self.answer_and_stop(&request, &rounds, Round::Gone);
+                    return;
                 }
                 Err(FeedError::Database(err)) => {
                     // The waiters keep waiting; the timer reads again.
                     tracing::warn!(error = %err, tenant = %request.tenant, "long-poll re-read failed");
                 }
             }
+        }
+    }
+
+    /// Wakes every waiter with `round`, which ends their wait, and removes the reader, both
+    /// under the lock `join` takes: a long-poll arriving later starts a new reader (after its
+    /// own read, which sees what this one found).
+    fn answer_and_stop(&self, request: &PageRequest, rounds: &watch::Sender<Round>, round: Round) {
+        let mut readers = self.lock();
+        rounds.send_replace(round);
+        if readers
+            .get(request)
+            .is_some_and(|current| current.same_channel(rounds))
+        {
+            readers.remove(request);
         }
     }
 

@@ -1,12 +1,14 @@
 //! Long-polls waiting for the same page share one reader, which wakes them only when the
 //! page has events for them; a page nothing has come for is answered empty at the
-//! deadline, and a reader stops when nobody waits on it.
+//! deadline, and a reader stops when nobody waits on it, or as soon as it has answered.
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::time::Instant;
+
+use eventgate::feed::PageRequest;
 
 use crate::helpers::TestServer;
 
@@ -73,4 +75,69 @@ async fn long_polls_on_one_page_share_one_reader_and_wake_only_for_events(pool: 
         assert!(Instant::now() < deadline, "the readers never stopped");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// A reader whose read found events has answered every long-poll on its page, and stops
+/// with that answer, even while one of them has not yet taken it: the commit's echo through
+/// LISTEN, which wakes the tenant a second time a moment later, finds no reader and reads
+/// nothing.
+#[sqlx::test]
+async fn a_reader_stops_with_its_answer_and_the_commits_echo_reads_nothing(pool: sqlx::PgPool) {
+    const WAITING: usize = 20;
+    let server = TestServer::start(pool).await;
+    let key = server.tenant_with_key("acme").await;
+    let first: Value = server.get("/events/", &key).await.json().await.unwrap();
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let polls: Vec<_> = (0..WAITING)
+        .map(|_| {
+            let (http, key) = (server.http.clone(), key.clone());
+            let url = server.url(&format!("/events/?after={cursor}&wait=30"));
+            tokio::spawn(async move {
+                let response = http.get(url).bearer_auth(key).send().await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+                response.json::<Value>().await.unwrap()
+            })
+        })
+        .collect();
+    // A second page (the feed from its start), with one waiter that takes its answer only
+    // at the end: before, its reader kept reading for as long as it waited.
+    let mut slow_waiter = server.state.waiting.join(&PageRequest {
+        tenant: "acme".into(),
+        after: None,
+        types: None,
+        limit: 100,
+    });
+    while server.state.long_polls.waiting_total() < WAITING || server.state.waiting.readers() < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Counts the tenant's wake-ups: the commit's own, in this process, then LISTEN's echo.
+    let mut wake_ups = server.state.notifier.subscribe("acme");
+    let before = *wake_ups.borrow_and_update();
+
+    server.create_portfolio("acme", "P1").await;
+    for poll in polls {
+        let page = poll.await.unwrap();
+        assert_eq!(page["data"][0]["data"]["id"], "P1");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while wake_ups.borrow().wrapping_sub(before) < 2 {
+        assert!(Instant::now() < deadline, "the commit's echo never came");
+        let _ = tokio::time::timeout(Duration::from_millis(100), wake_ups.changed()).await;
+    }
+    assert_eq!(
+        server.state.waiting.readers(),
+        0,
+        "both readers stopped with their answers, the slow waiter's too"
+    );
+    assert_eq!(
+        server.state.waiting.reads_with_events(),
+        2,
+        "one read for each page, and the echo read neither again"
+    );
+    let page = slow_waiter.next_answer().await.unwrap();
+    assert!(
+        page.data.contains("\"P1\""),
+        "the slow waiter's answer: {}",
+        page.data
+    );
 }
