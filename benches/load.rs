@@ -7,6 +7,8 @@
 //!   seed-feed events=1000000                 inserts events for tenant `feedbench` (SQL)
 //!   follow    limit=1000                     events/s paging the whole feed
 //!   longpoll  waiters=500 tenants=5 server_pid=PID   wake-up latency of waiting long-polls
+//!             (floor=1: the server at EVENTGATE_URL is `longpoll-floor`; the line says so)
+//!   longpoll-floor port=N                    a bare hyper server for `longpoll`: its floor
 //! Any unexpected answer stops the run with its status and body (non-zero exit).
 //!   relay-backlog kind=amqp|mqtt|kafka events=100000   relay rate from a backlog to a broker
 //!   relay-latency kind=amqp|mqtt|kafka rate=1000 seconds=10  commit-to-receipt latency through a broker
@@ -24,6 +26,8 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+#[path = "load/floor.rs"]
+mod floor;
 #[path = "load/kafka.rs"]
 mod kafka;
 #[path = "load/waiter.rs"]
@@ -342,6 +346,31 @@ fn rss_kib(pid: u64) -> Option<u64> {
         .ok()
 }
 
+/// CPU time the process `pid` has used so far, all its threads (their schedstat, in
+/// nanoseconds: finer than the clock ticks of /proc/PID/stat over a 100 ms wake-up).
+fn cpu_ns(pid: u64) -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
+/// CPU time all PostgreSQL processes on the machine have used so far (the benchmark's
+/// cluster does the work; others idle).
+fn postgres_cpu_ns() -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let path = entry.path();
+        if std::fs::read_to_string(path.join("comm")).is_ok_and(|name| name.trim() == "postgres") {
+            let pid = path.file_name().and_then(|n| n.to_str()?.parse().ok());
+            total += pid.and_then(cpu_ns).unwrap_or(0);
+        }
+    }
+    total
+}
+
 /// `waiters` long-polls spread over `tenants` tenants (each under the per-tenant cap of
 /// 100 waiting long-polls, so that every one of them waits), one event published per
 /// tenant; each waiter must get exactly its tenant's event.
@@ -407,12 +436,19 @@ async fn longpoll(ctx: Arc<Ctx>) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The floor's lines are named apart, so that a summary never mistakes one for the other.
+    let name = if ctx.arg("floor", 0) == 1 {
+        "longpoll-floor"
+    } else {
+        "longpoll"
+    };
     println!(
-        "longpoll: all {waiters} waiting after {:.1} s",
+        "{name}: all {waiters} waiting after {:.1} s",
         parked.elapsed().as_secs_f64()
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_waiting = rss_kib(pid);
+    let cpu_before = WakeUpCpu::now(pid);
     // One event per tenant, all at once; each waiter's latency counts from its tenant's.
     let publishes: Vec<_> = cursors
         .iter()
@@ -434,6 +470,7 @@ async fn longpoll(ctx: Arc<Ctx>) {
     for task in tasks {
         receipts.push(task.await.expect("waiter"));
     }
+    let cpu = WakeUpCpu::now(pid).since(&cpu_before, waiters);
     let mut latencies = Vec::with_capacity(receipts.len());
     for (tenant, receipt) in &receipts {
         let page: Value = serde_json::from_slice(&receipt.body).expect("json");
@@ -447,7 +484,7 @@ async fn longpoll(ctx: Arc<Ctx>) {
     }
     latencies.sort();
     println!(
-        "longpoll: {waiters} waiters over {tenants} tenants, each got its event; publish-to-receipt min {:.1} ms, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; server RSS {} KiB idle -> {} KiB with waiters",
+        "{name}: {waiters} waiters over {tenants} tenants, each got its event; publish-to-receipt min {:.1} ms, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; server RSS {} KiB idle -> {} KiB with waiters; {cpu}",
         latencies.first().copied().unwrap_or_default().as_secs_f64() * 1e3,
         percentile(&latencies, 0.5).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
@@ -455,6 +492,44 @@ async fn longpoll(ctx: Arc<Ctx>) {
         rss_before.map_or("?".into(), |v| v.to_string()),
         rss_waiting.map_or("?".into(), |v| v.to_string()),
     );
+}
+
+/// CPU used so far by the server, this generator and PostgreSQL: sampled before the
+/// publishes and after the last answer, it says who spent the wake-up's two cores.
+struct WakeUpCpu {
+    server: Option<u64>,
+    generator: Option<u64>,
+    postgres: u64,
+}
+
+impl WakeUpCpu {
+    fn now(server_pid: u64) -> Self {
+        Self {
+            server: cpu_ns(server_pid),
+            generator: cpu_ns(u64::from(std::process::id())),
+            postgres: postgres_cpu_ns(),
+        }
+    }
+
+    /// "CPU over the wake-up: server …, generator …, PostgreSQL …", each also per answer.
+    fn since(&self, before: &Self, answers: u64) -> String {
+        let spent = |after: Option<u64>, before: Option<u64>| {
+            after.zip(before).map_or("?".into(), |(after, before)| {
+                let ns = after.saturating_sub(before) as f64;
+                format!(
+                    "{:.1} ms ({:.1} µs an answer)",
+                    ns / 1e6,
+                    ns / 1e3 / answers as f64
+                )
+            })
+        };
+        format!(
+            "CPU over the wake-up: server {}, generator {}, PostgreSQL {}",
+            spent(self.server, before.server),
+            spent(self.generator, before.generator),
+            spent(Some(self.postgres), Some(before.postgres)),
+        )
+    }
 }
 
 const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -928,6 +1003,7 @@ async fn main() {
         "seed-feed" => seed_feed(ctx).await,
         "follow" => follow(ctx).await,
         "longpoll" => longpoll(ctx).await,
+        "longpoll-floor" => floor::serve(ctx.arg("port", 8090) as u16).await,
         "relay-backlog" => relay_backlog(ctx).await,
         "relay-latency" => relay_latency(ctx).await,
         "amqp-ceiling" => amqp_ceiling(ctx).await,

@@ -27,7 +27,9 @@ if [ -z "${EVENTGATE_BIN:-}" ]; then
   cargo build --release --locked --bin eventgate
   EVENTGATE_BIN=target/release/eventgate
 fi
-cargo bench --locked --bench load --no-run
+# The load generator's own path too: the long-poll floor runs it as a server of its own.
+load_bin=$(cargo bench --locked --bench load --no-run 2>&1 | tee /dev/stderr | sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -1)
+[ -x "$load_bin" ] || { echo "bench.sh: cannot find the load generator's executable" >&2; exit 1; }
 if [ -n "${BENCH_PG_STATEMENTS:-}" ]; then
   start_throwaway_pg -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all
 else
@@ -101,6 +103,19 @@ fi
 if [ "$what" = feed ] || [ "$what" = longpoll ] || [ "$what" = all ]; then
   # 5,000 waiters over 50 tenants: each tenant stays under the cap of 100 waiting long-polls.
   load longpoll waiters=5000 tenants=50 server_pid="$server_pid"
+  # The same scenario against a bare hyper server that only parks and answers (no database,
+  # no middleware): what answering 5,000 held requests costs on this machine beside the
+  # same clients, the floor the figure above is read against.
+  floor_port=$(free_port)
+  "$load_bin" longpoll-floor port="$floor_port" >/dev/null &
+  floor_pid=$!
+  on_exit "kill $floor_pid 2>/dev/null"
+  for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$floor_port/metrics" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  EVENTGATE_URL="http://127.0.0.1:$floor_port" load longpoll waiters=5000 tenants=50 floor=1 server_pid="$floor_pid"
+  kill "$floor_pid" 2>/dev/null || true
 fi
 if [ "$what" = feed ] || [ "$what" = all ]; then
   load seed-feed events="${BENCH_FEED_EVENTS:-1000000}"
