@@ -110,10 +110,7 @@ if [ "$what" = feed ] || [ "$what" = longpoll ] || [ "$what" = all ]; then
   "$load_bin" longpoll-floor port="$floor_port" >/dev/null &
   floor_pid=$!
   on_exit "kill $floor_pid 2>/dev/null"
-  for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$floor_port/metrics" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
+  wait_port "$floor_port" longpoll-floor
   EVENTGATE_URL="http://127.0.0.1:$floor_port" load longpoll waiters=5000 tenants=50 floor=1 server_pid="$floor_pid"
   kill "$floor_pid" 2>/dev/null || true
 fi
