@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use eventgate::feed::PageRequest;
@@ -17,6 +18,17 @@ const FILTERED: usize = 10;
 /// The filtered long-polls' wait: nothing of their type comes, so they answer at it.
 const FILTERED_WAIT: Duration = Duration::from_secs(3);
 
+/// `GET /events/?{query}` on a task of its own; the page it answers 200 with.
+fn long_poll(server: &TestServer, key: &str, query: &str) -> JoinHandle<Value> {
+    let (http, key) = (server.http.clone(), key.to_owned());
+    let url = server.url(&format!("/events/?{query}"));
+    tokio::spawn(async move {
+        let response = http.get(url).bearer_auth(key).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json::<Value>().await.unwrap()
+    })
+}
+
 #[sqlx::test]
 async fn long_polls_on_one_page_share_one_reader_and_wake_only_for_events(pool: sqlx::PgPool) {
     let server = TestServer::start(pool).await;
@@ -24,15 +36,7 @@ async fn long_polls_on_one_page_share_one_reader_and_wake_only_for_events(pool: 
     let first: Value = server.get("/events/", &key).await.json().await.unwrap();
     let cursor = first["next_cursor"].as_str().unwrap().to_owned();
 
-    let poll = |query: String| {
-        let (http, key) = (server.http.clone(), key.clone());
-        let url = server.url(&format!("/events/?after={cursor}&{query}"));
-        tokio::spawn(async move {
-            let response = http.get(url).bearer_auth(key).send().await.unwrap();
-            assert_eq!(response.status(), StatusCode::OK);
-            response.json::<Value>().await.unwrap()
-        })
-    };
+    let poll = |query: String| long_poll(&server, &key, &format!("after={cursor}&{query}"));
     let started = Instant::now();
     let unfiltered: Vec<_> = (0..UNFILTERED).map(|_| poll("wait=30".into())).collect();
     let filtered: Vec<_> = (0..FILTERED)
@@ -89,15 +93,7 @@ async fn a_reader_stops_with_its_answer_and_the_commits_echo_reads_nothing(pool:
     let first: Value = server.get("/events/", &key).await.json().await.unwrap();
     let cursor = first["next_cursor"].as_str().unwrap().to_owned();
     let polls: Vec<_> = (0..WAITING)
-        .map(|_| {
-            let (http, key) = (server.http.clone(), key.clone());
-            let url = server.url(&format!("/events/?after={cursor}&wait=30"));
-            tokio::spawn(async move {
-                let response = http.get(url).bearer_auth(key).send().await.unwrap();
-                assert_eq!(response.status(), StatusCode::OK);
-                response.json::<Value>().await.unwrap()
-            })
-        })
+        .map(|_| long_poll(&server, &key, &format!("after={cursor}&wait=30")))
         .collect();
     // A second page (the feed from its start), with one waiter that takes its answer only
     // at the end: before, its reader kept reading for as long as it waited.
