@@ -61,7 +61,8 @@ pub struct WaitingPages {
     reads_with_events: Arc<AtomicU64>,
 }
 
-/// A long-poll's place on its page's reader; the reader stops when its last one drops.
+/// A long-poll's place on its page's reader; the reader stops with its answer, or when
+/// its last one drops.
 pub struct Waiter {
     rounds: watch::Receiver<Round>,
 }
