@@ -82,7 +82,7 @@ async fn long_polls_on_one_page_share_one_reader_and_wake_only_for_events(pool: 
 }
 
 /// A reader whose read found events has answered every long-poll on its page, and stops
-/// with that answer, even while one of them has not yet taken it: the commit's echo through
+/// with that answer, even while one of them is still joined to it: the commit's echo through
 /// LISTEN, which wakes the tenant a second time a moment later, finds no reader and reads
 /// nothing.
 #[sqlx::test]
@@ -95,8 +95,8 @@ async fn a_reader_stops_with_its_answer_and_the_commits_echo_reads_nothing(pool:
     let polls: Vec<_> = (0..WAITING)
         .map(|_| long_poll(&server, &key, &format!("after={cursor}&wait=30")))
         .collect();
-    // A second page (the feed from its start), with one waiter that takes its answer only
-    // at the end: before, its reader kept reading for as long as it waited.
+    // A second page (the feed from its start), with one waiter that stays joined after it
+    // has taken its answer: before, its reader kept reading for as long as it stayed.
     let mut slow_waiter = server.state.waiting.join(&PageRequest {
         tenant: "acme".into(),
         after: None,
@@ -115,6 +115,13 @@ async fn a_reader_stops_with_its_answer_and_the_commits_echo_reads_nothing(pool:
         let page = poll.await.unwrap();
         assert_eq!(page["data"][0]["data"]["id"], "P1");
     }
+    // Taken once the reader has handed it over (and, now, left): no race with the echo.
+    let page = slow_waiter.next_answer().await.unwrap();
+    assert!(
+        page.data.contains("\"P1\""),
+        "the slow waiter's answer: {}",
+        page.data
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while wake_ups.borrow().wrapping_sub(before) < 2 {
         assert!(Instant::now() < deadline, "the commit's echo never came");
@@ -130,10 +137,5 @@ async fn a_reader_stops_with_its_answer_and_the_commits_echo_reads_nothing(pool:
         2,
         "one read for each page, and the echo read neither again"
     );
-    let page = slow_waiter.next_answer().await.unwrap();
-    assert!(
-        page.data.contains("\"P1\""),
-        "the slow waiter's answer: {}",
-        page.data
-    );
+    drop(slow_waiter);
 }
