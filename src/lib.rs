@@ -14,6 +14,7 @@ pub mod delivery;
 pub mod egress;
 pub mod error;
 pub mod feed;
+pub mod held_connection;
 pub mod http;
 pub mod idempotency;
 pub mod key_cache;

@@ -1,6 +1,7 @@
 //! Group commit for writes. Requests hand their write to the [`WriteBatcher`]; a few
-//! committer tasks each take every write waiting (up to a batch's size) and make them in
-//! one `eventgate_write` call: one round trip, one transaction, one commit for the lot.
+//! committer tasks, each on a connection it keeps, take every write waiting (up to a
+//! batch's size) and make them in one `eventgate_write` call: one round trip, one
+//! transaction, one commit for the lot.
 //! Each request's answer is tied to that commit: it is sent only once the batch has
 //! committed, and a write the rules refuse is undone alone.
 //!
@@ -16,6 +17,7 @@ use serde_json::value::RawValue;
 use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use crate::held_connection::HeldConnection;
 use crate::store::writes::{self, Refusal, WriteError, Written};
 
 /// How writes are grouped.
@@ -81,6 +83,7 @@ async fn commit_batches(
     settings: BatchSettings,
 ) {
     let mut batch = Vec::with_capacity(settings.max_writes);
+    let mut connection = HeldConnection::new(pool.clone());
     loop {
         {
             let mut queue = queue.lock().await;
@@ -88,14 +91,27 @@ async fn commit_batches(
                 return;
             }
         }
-        make(&pool, std::mem::take(&mut batch), settings).await;
+        make(&pool, &mut connection, std::mem::take(&mut batch), settings).await;
     }
 }
 
-async fn make(pool: &PgPool, jobs: Vec<Job>, settings: BatchSettings) {
+/// Makes one batch on the committer's own connection (`HeldConnection`).
+async fn make(
+    pool: &PgPool,
+    connection: &mut HeldConnection,
+    jobs: Vec<Job>,
+    settings: BatchSettings,
+) {
     let (writes, answers): (Vec<_>, Vec<_>) =
         jobs.into_iter().map(|job| (job.write, job.answer)).unzip();
-    match writes::write_batch(pool, &writes, settings.lock_wait, true).await {
+    let outcome = match connection.live().await {
+        Ok(live) => writes::write_batch(live, &writes, settings.lock_wait, true).await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = &outcome {
+        connection.after_error(err);
+    }
+    match outcome {
         Ok(results) => {
             for (answer, result) in answers.into_iter().zip(results) {
                 let _ = answer.send(result.map_err(WriteError::Refused));

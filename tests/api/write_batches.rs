@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
 
 use crate::helpers::{PLATFORM_KEY, TestServer, config};
 
@@ -241,6 +241,80 @@ async fn a_batch_that_fails_whole_has_each_write_tried_alone(pool: PgPool) {
     }
     drop(blocker);
     assert_eq!(server.count("SELECT count(*) FROM deposits").await, 2);
+}
+
+/// A committer makes its batches on a connection it keeps, however many the pool holds
+/// idle (which it hands out in turn), so its session's plans stay warm; when that
+/// connection dies, the next write is made on a new one, not refused.
+#[sqlx::test]
+async fn a_committer_keeps_its_connection_and_replaces_one_that_died(pool: PgPool) {
+    let (server, key) = acme_with_portfolios(pool.clone(), &["P1"]).await;
+    // Idle connections for the pool to hand out in turn (it holds five at most).
+    let idle: Vec<_> = join_all((0..3).map(|_| pool.acquire()))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    drop(idle);
+    // Outside the pool: its statements must not take the place of the committer's.
+    let mut observer = PgConnection::connect_with(&pool.connect_options())
+        .await
+        .unwrap();
+    let mut sessions = Vec::new();
+    for n in 0..4 {
+        let response = deposit(&server, &key, &format!("kept-{n}"), "P1").await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        sessions.push(last_committing_session(&mut observer).await);
+    }
+    let kept = sessions[0];
+    assert!(
+        sessions.iter().all(|each| *each == kept),
+        "every batch on the same session: {sessions:?}"
+    );
+
+    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(kept)
+        .fetch_one(&mut observer)
+        .await
+        .unwrap();
+    assert!(terminated);
+    for _ in 0..200 {
+        let alive: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)")
+                .bind(kept)
+                .fetch_one(&mut observer)
+                .await
+                .unwrap();
+        if !alive {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let response = deposit(&server, &key, "after-the-kill", "P1").await;
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "made on a new session"
+    );
+    assert_ne!(
+        last_committing_session(&mut observer).await,
+        kept,
+        "not on the terminated session"
+    );
+    assert_eq!(server.count("SELECT count(*) FROM deposits").await, 5);
+}
+
+/// The session of this test's database that began a group commit last.
+async fn last_committing_session(observer: &mut PgConnection) -> i32 {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity
+          WHERE datname = current_database() AND query LIKE '%FROM eventgate_write(%'
+            AND pid <> pg_backend_pid()
+          ORDER BY query_start DESC LIMIT 1",
+    )
+    .fetch_one(observer)
+    .await
+    .unwrap()
 }
 
 /// A batch adds up its funding after its last write; a portfolio funded and then removed
