@@ -152,7 +152,7 @@ pub struct ServerConfig {
 
     /// Tasks that commit writes (deposits, platform publishes), each taking every write
     /// waiting, up to --write-batch-max, into one transaction (group commit). Each keeps a
-    /// pooled connection of its own; keep it below --db-max-connections.
+    /// database connection of its own, beside the pool's --db-max-connections.
     #[arg(long, env = "EVENTGATE_WRITE_COMMITTERS", default_value_t = 2,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
     pub write_committers: usize,

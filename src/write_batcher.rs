@@ -1,7 +1,7 @@
 //! Group commit for writes. Requests hand their write to the [`WriteBatcher`]; a few
-//! committer tasks, each on a connection it keeps, take every write waiting (up to a
-//! batch's size) and make them in one `eventgate_write` call: one round trip, one
-//! transaction, one commit for the lot.
+//! committer tasks, each on a connection of its own (`HeldConnection`), take every write
+//! waiting (up to a batch's size) and make them in one `eventgate_write` call: one round
+//! trip, one transaction, one commit for the lot.
 //! Each request's answer is tied to that commit: it is sent only once the batch has
 //! committed, and a write the rules refuse is undone alone.
 //!
@@ -88,6 +88,7 @@ async fn commit_batches(
         {
             let mut queue = queue.lock().await;
             if queue.recv_many(&mut batch, settings.max_writes).await == 0 {
+                connection.close().await;
                 return;
             }
         }
