@@ -1,6 +1,6 @@
-//! What every route's request passes through after routing, as one middleware: the limits
-//! on its request line and headers, its metrics, its deadline, a write that runs to
-//! completion, and the trace context it brought.
+//! What every route's request passes through after routing, as one middleware: its route
+//! in the request span, the limits on its request line and headers, its metrics, its
+//! deadline, a write that runs to completion, and the trace context it brought.
 //!
 //! One `middleware::from_fn` layer, not one per job: each such layer boxes its own future
 //! (holding the request's parts) for every request. Measured with heaptrack under 5,000
@@ -17,7 +17,7 @@ use tracing::Instrument;
 use crate::error::ApiError;
 use crate::limits::RequestLimits;
 use crate::metrics::{Metrics, RequestTimer};
-use crate::telemetry::trace_context;
+use crate::telemetry::{self, trace_context};
 
 #[derive(Clone)]
 pub struct RequestGuard {
@@ -30,6 +30,7 @@ pub struct RequestGuard {
 /// The middleware: refuses an oversized request before anything else (uncounted, as
 /// before routing), then counts and times the rest, each under the deadline.
 pub async fn guard(State(guard): State<RequestGuard>, request: Request, next: Next) -> Response {
+    telemetry::record_route(&request);
     if let Some(refusal) = guard.limits.refusal(&request) {
         return refusal.into_response();
     }

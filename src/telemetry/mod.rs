@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::MatchedPath;
 use axum::http::Request;
+use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -106,15 +107,11 @@ pub fn init(format: LogFormat) -> Result<Telemetry, TelemetryError> {
     Ok(Telemetry { provider })
 }
 
-/// The span every request runs in: method, matched route (not the raw path, which may
-/// carry ids) and the request id that is echoed to the client. When traces are exported,
-/// its parent is the `traceparent` the request brought.
+/// The span every request runs in: method, route and the request id that is echoed to the
+/// client. When traces are exported, its parent is the `traceparent` the request brought.
+/// Made before routing (the layers around the router run once a request, not once a
+/// route): the route is recorded after routing, by [`record_route`].
 pub fn request_span<B>(request: &Request<B>) -> Span {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(MatchedPath::as_str)
-        .unwrap_or("unmatched");
     let request_id = request
         .headers()
         .get("x-request-id")
@@ -126,11 +123,10 @@ pub fn request_span<B>(request: &Request<B>) -> Span {
         otel.name = tracing::field::Empty,
         otel.kind = tracing::field::Empty,
         method = %request.method(),
-        route,
+        route = tracing::field::Empty,
         request_id,
     );
     if exporting() {
-        span.record("otel.name", format!("{} {route}", request.method()));
         span.record("otel.kind", "server");
         if let Some(remote) = trace_context::remote(request.headers()) {
             // Fails only when the span is disabled by the filter: then there is no span.
@@ -138,4 +134,23 @@ pub fn request_span<B>(request: &Request<B>) -> Span {
         }
     }
     span
+}
+
+/// Records in the current request span the route that matched (its template, not the raw
+/// path, which may carry ids), "unmatched" when none did, and names the exported span
+/// after it.
+pub fn record_route<B>(request: &Request<B>) {
+    let span = Span::current();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    span.record("route", route);
+    if exporting() {
+        // Renamed on the exported span itself: recording `otel.name` names a span only
+        // until it is first entered, and this one was entered before routing.
+        span.context()
+            .span()
+            .update_name(format!("{} {route}", request.method()));
+    }
 }
