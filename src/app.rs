@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef, Request};
-use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
 use sqlx::PgPool;
@@ -34,7 +33,7 @@ use crate::limits::RequestLimits;
 use crate::metrics::Metrics;
 use crate::rate_limit::TenantRateLimit;
 use crate::replay_cache::ReplayCache;
-use crate::request_guard::{self, RequestGuard};
+use crate::request_guard::RequestGuard;
 use crate::secrets::Keyring;
 use crate::secrets::loading::{self, LoadError};
 use crate::store::resealing::Reseal;
@@ -200,7 +199,7 @@ pub fn router(state: AppState) -> Router {
     // The console is a web page, not part of the API document: merged beside it.
     http::router()
         .merge(console::router())
-        .layer(middleware::from_fn_with_state(guard, request_guard::guard))
+        .layer(guard)
         .with_state(state)
 }
 

@@ -9,15 +9,17 @@
 //! unchanged, so a receiver still joins the publisher's trace.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use axum::extract::Request;
 use axum::http::HeaderMap;
-use axum::middleware::Next;
-use axum::response::Response;
-use opentelemetry::context::FutureExt as _;
+use opentelemetry::context::{FutureExt as _, WithContext};
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use pin_project_lite::pin_project;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::exporting;
@@ -57,17 +59,44 @@ pub fn remote(headers: &HeaderMap) -> Option<opentelemetry::Context> {
     cx.span().span_context().is_valid().then_some(cx)
 }
 
-/// Runs the request with the context its headers carry as the current one, so what it
-/// publishes carries it on (see [`TraceContext::current`]). With traces exported
-/// the request span already has that context as its parent (`super::request_span`), and the
-/// spans inside it must see the request span, not the caller's, as current.
-pub async fn run_within(request: Request, next: Next) -> Response {
-    if exporting() {
-        return next.run(request).await;
+pin_project! {
+    /// A request's handling, with the context its headers carry as the current one around
+    /// every poll, so what it publishes carries it on (see [`TraceContext::current`]).
+    #[project = WithinProjection]
+    pub enum Within<F> {
+        Plain { #[pin] future: F },
+        Traced { #[pin] future: WithContext<F> },
     }
-    match remote(request.headers()) {
-        Some(cx) => next.run(request).with_context(cx).await,
-        None => next.run(request).await,
+}
+
+/// Starts handling `request` (with `handle`) within the context its headers carry. With
+/// traces exported the request span already has that context as its parent
+/// (`super::request_span`), and the spans inside it must see the request span, not the
+/// caller's, as current.
+pub fn within<F>(request: Request, handle: impl FnOnce(Request) -> F) -> Within<F> {
+    let remote = if exporting() {
+        None
+    } else {
+        remote(request.headers())
+    };
+    match remote {
+        Some(cx) => Within::Traced {
+            future: handle(request).with_context(cx),
+        },
+        None => Within::Plain {
+            future: handle(request),
+        },
+    }
+}
+
+impl<F: Future> Future for Within<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        match self.project() {
+            WithinProjection::Plain { future } => future.poll(cx),
+            WithinProjection::Traced { future } => future.poll(cx),
+        }
     }
 }
 
