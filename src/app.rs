@@ -7,21 +7,16 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef, Request};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::serve::ListenerExt;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::{Service, ServiceBuilder};
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
 use crate::auth::{AuthState, hash_key};
 use crate::config::ServerConfig;
 use crate::console;
-use crate::error::ApiError;
 use crate::feed::announcer::Announcer;
 use crate::feed::horizon::HorizonWatch;
 use crate::feed::long_polls::LongPolls;
@@ -33,12 +28,13 @@ use crate::limits::RequestLimits;
 use crate::metrics::Metrics;
 use crate::rate_limit::TenantRateLimit;
 use crate::replay_cache::ReplayCache;
+use crate::request_front::FrontLayer;
 use crate::request_guard::RequestGuard;
 use crate::secrets::Keyring;
 use crate::secrets::loading::{self, LoadError};
 use crate::store::resealing::Reseal;
 use crate::write_batcher::WriteBatcher;
-use crate::{http, store, telemetry};
+use crate::{http, store};
 
 /// What every handler can reach, behind one reference count: axum clones the state for
 /// every request (and the auth extractor takes its part), so a clone must be cheap. As a
@@ -203,11 +199,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The whole HTTP surface as served: [`router`] inside the middleware that needs no route,
-/// which wraps the router once. Layered on the router instead (`Router::layer`), each
-/// group of layers wrapped every route in a boxed service of its own: per request, a clone
-/// of it and a boxed future holding a copy of the request (about 2 µs of CPU an answer
-/// over a wake-up of 5,000 long-polls, docs/BENCHMARKS.md, seventeenth section).
+/// The whole HTTP surface as served: [`router`] behind what needs no route (the request's
+/// id, span and panic guard, `crate::request_front`; the body limit), which wraps the
+/// router once. Layered on the router instead (`Router::layer`), each group of layers
+/// wrapped every route in a boxed service of its own: per request, a clone of it and a
+/// boxed future holding a copy of the request (about 2 µs of CPU an answer over a
+/// wake-up of 5,000 long-polls, docs/BENCHMARKS.md, seventeenth section).
 pub fn service(
     state: AppState,
 ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
@@ -216,45 +213,9 @@ pub fn service(
 + 'static {
     let body_limit = state.config.body_limit_bytes;
     ServiceBuilder::new()
-        .map_response(IntoResponse::into_response)
-        .map_request(drop_unusable_request_id)
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(telemetry::request_span)
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::Internal("handler panicked".into()).into_response()
-        }))
+        .layer(FrontLayer)
         .layer(DefaultBodyLimit::max(body_limit))
         .service(router(state))
-}
-
-/// Longest `x-request-id` echoed; a longer or unprintable one is replaced.
-const MAX_REQUEST_ID_LEN: usize = 128;
-
-/// Keeps a client's `x-request-id` only when it is 1-128 visible ASCII characters: it is
-/// echoed and logged, so anything else is replaced by a generated one (never refused: it
-/// is a tracing aid, not an input). A plain request map, not a `from_fn` layer, which
-/// would box a future per request.
-fn drop_unusable_request_id(mut request: Request) -> Request {
-    let usable = |value: &axum::http::HeaderValue| {
-        let bytes = value.as_bytes();
-        (1..=MAX_REQUEST_ID_LEN).contains(&bytes.len()) && bytes.iter().all(u8::is_ascii_graphic)
-    };
-    let headers = request.headers_mut();
-    let mut values = headers.get_all("x-request-id").iter();
-    let unusable = match (values.next(), values.next()) {
-        (Some(value), None) => !usable(value),
-        (None, _) => false,
-        (Some(_), Some(_)) => true,
-    };
-    if unusable {
-        headers.remove("x-request-id");
-    }
-    request
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.

@@ -26,6 +26,7 @@ pub mod pg_embedded;
 pub mod publish;
 pub mod rate_limit;
 pub mod replay_cache;
+pub mod request_front;
 pub mod request_guard;
 pub mod secrets;
 pub mod store;

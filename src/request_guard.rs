@@ -137,7 +137,7 @@ where
             }
             AnswerProjection::Spawned { task } => Poll::Ready(match ready!(task.poll(cx)) {
                 Ok(Ok(response)) => response,
-                // A panic in the handler, as CatchPanicLayer would see it inline.
+                // A panic in the handler, as `request_front` would see it inline.
                 Err(err) => ApiError::internal(err).into_response(),
             }),
         }

@@ -28,7 +28,7 @@ use crate::config::LogFormat;
 pub use otlp::TelemetryError;
 
 /// What is logged unless `RUST_LOG` says otherwise.
-const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,tower_http=info";
+const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn";
 /// The spans exported, whatever is logged: eventgate's own, at `info`.
 const TRACE_FILTER: &str = "warn,eventgate=info";
 
