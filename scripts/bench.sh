@@ -48,7 +48,7 @@ EVENTGATE_RATE_LIMIT_PER_SEC=0 \
 EVENTGATE_ALLOW_PRIVATE_DESTINATIONS=true EVENTGATE_LOG_FORMAT=json RUST_LOG=warn "$EVENTGATE_BIN" serve \
   --listen "127.0.0.1:$port" --db-max-connections "${BENCH_DB_CONNECTIONS:-32}" &
 server_pid=$!
-on_exit "kill $server_pid 2>/dev/null"
+on_exit "kill $server_pid 2>/dev/null; wait $server_pid 2>/dev/null"
 for _ in $(seq 1 300); do
   curl -sf "$EVENTGATE_URL/readyz" >/dev/null 2>&1 && break
   sleep 0.1

@@ -6,9 +6,11 @@ log() { printf '[eventgate] %s\n' "$*" >&2; }
 # Cleanup commands run once when the script ends, however it ends (a TERM or INT from
 # `timeout` or Ctrl-C included: without the TERM/INT traps bash would skip the EXIT trap).
 exit_commands=()
+# Last registered, first run: what started later (a server) may need what started earlier
+# (its PostgreSQL) while it stops.
 run_exit_commands() {
-  local cmd
-  for cmd in "${exit_commands[@]}"; do eval "$cmd" || true; done
+  local i
+  for ((i = ${#exit_commands[@]} - 1; i >= 0; i--)); do eval "${exit_commands[$i]}" || true; done
   exit_commands=()
 }
 on_exit() {
