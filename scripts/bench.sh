@@ -101,17 +101,23 @@ fi
 # their 30 s wait with no event (the run stopped, as it must); why is not yet known
 # (docs/BENCHMARKS.md).
 if [ "$what" = feed ] || [ "$what" = longpoll ] || [ "$what" = all ]; then
-  # 5,000 waiters over 50 tenants: each tenant stays under the cap of 100 waiting long-polls.
-  load longpoll waiters=5000 tenants=50 server_pid="$server_pid"
-  # The same scenario against a bare hyper server that only parks and answers (no database,
-  # no middleware): what answering 5,000 held requests costs on this machine beside the
-  # same clients, the floor the figure above is read against.
+  # The same scenario also runs against a bare hyper server that only parks and answers (no
+  # database, no middleware): what answering 5,000 held requests costs on this machine
+  # beside the same clients, the floor eventgate's figure is read against.
   floor_port=$(free_port)
   "$load_bin" longpoll-floor port="$floor_port" >/dev/null &
   floor_pid=$!
   on_exit "kill $floor_pid 2>/dev/null"
   wait_port "$floor_port" longpoll-floor
-  EVENTGATE_URL="http://127.0.0.1:$floor_port" load longpoll waiters=5000 tenants=50 floor=1 server_pid="$floor_pid"
+  # 5,000 waiters over 50 tenants: each tenant stays under the cap of 100 waiting long-polls.
+  # BENCH_LONGPOLL_ROUNDS wake-ups (default 3) of each, alternating, on the same server: one
+  # wake-up's p99 is one draw from a spread of about 30 ms on this machine (eight wake-ups
+  # of one build: 94.6-126.0 ms; docs/BENCHMARKS.md, twentieth section), so the summary
+  # gives the median with every round's figure, and the largest RSS of the rounds.
+  for _ in $(seq 1 "${BENCH_LONGPOLL_ROUNDS:-3}"); do
+    load longpoll waiters=5000 tenants=50 server_pid="$server_pid"
+    EVENTGATE_URL="http://127.0.0.1:$floor_port" load longpoll waiters=5000 tenants=50 floor=1 server_pid="$floor_pid"
+  done
   kill "$floor_pid" 2>/dev/null || true
 fi
 if [ "$what" = feed ] || [ "$what" = all ]; then

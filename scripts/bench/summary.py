@@ -65,17 +65,7 @@ def rows(text):
         out.append(("feed follower, limit 1000", f"{fmt(num(got[0]), ' events/s')}",
                     f"COPY of the same rows: {fmt(num(ceiling[0]), ' rows/s')}" if ceiling else "",
                     ratio(num(got[0]), num(ceiling[0])) if ceiling else ""))
-    got = find(r"^longpoll: (\d+) waiters over (\d+) tenants, each got its event; publish-to-receipt min [\d.]+ ms, p50 ([\d.]+) ms, p99 ([\d.]+) ms, max ([\d.]+) ms; server RSS (\d+) KiB idle -> (\d+) KiB", text)
-    if got:
-        waiters, tenants, p50, p99, _, idle, waiting = got
-        floor = find(r"^longpoll-floor: \d+ waiters over \d+ tenants, each got its event; publish-to-receipt min [\d.]+ ms, p50 ([\d.]+) ms, p99 ([\d.]+) ms", text)
-        target = "target p99 < 100 ms"
-        if floor:
-            target += f" (a bare hyper server, same clients: p50 {floor[0]} ms, p99 {floor[1]} ms)"
-        out.append((f"long-polls: {waiters} over {tenants} tenants, publish to receipt", f"p50 {p50} ms, p99 {p99} ms",
-                    target, "met" if num(p99) < 100 else "not met"))
-        out.append((f"server RSS while {waiters} wait", f"{num(waiting) / 1024:.0f} MB (idle {num(idle) / 1024:.0f} MB)",
-                    "target < 150 MB", "met" if num(waiting) / 1024 < 150 else "not met"))
+    out += longpoll_rows(text)
     for kind, ceiling_pattern, label in (
         ("amqp", r"^amqp-ceiling \(window \d+\): \d+ confirmed in [\d.]+s = (\d+) msgs/s", "bare lapin publisher"),
         ("mqtt", None, ""),
@@ -109,6 +99,45 @@ KIND_NAMES = {
     "mqtt-nodelay": "MQTT (broker with set_tcp_nodelay true)",
     "kafka": "Kafka",
 }
+
+LONGPOLL = r"^{name}: (\d+) waiters over (\d+) tenants, each got its event; publish-to-receipt min [\d.]+ ms, p50 ([\d.]+) ms, p99 ([\d.]+) ms, max [\d.]+ ms; server RSS (\d+) KiB idle -> (\d+) KiB"
+
+
+def longpoll_rows(text):
+    """The long-poll wake-ups (`bench.sh` runs several, alternating with the floor's): the
+    target is read on the median round's p99, every round's shown beside it; the memory
+    target on the largest RSS of the rounds (the server's own grows after its first burst)."""
+    runs = [tuple(num(v) for v in run) for run in re.findall(LONGPOLL.format(name="longpoll"), text, re.MULTILINE)]
+    if not runs:
+        return []
+    floors = [tuple(num(v) for v in run) for run in re.findall(LONGPOLL.format(name="longpoll-floor"), text, re.MULTILINE)]
+    waiters, tenants = int(runs[0][0]), int(runs[0][1])
+
+    def middle(values):
+        return sorted(values)[(len(values) - 1) // 2]  # of an even count, the lower middle
+
+    def p99s(rounds):
+        p99 = middle([r[3] for r in rounds])
+        if len(rounds) == 1:
+            return f"p50 {rounds[0][2]:.1f} ms, p99 {p99:.1f} ms"
+        each = " / ".join(f"{r[3]:.1f}" for r in rounds)
+        return f"p50 {middle([r[2] for r in rounds]):.1f} ms, p99 {p99:.1f} ms: the median of {len(rounds)} rounds, p99 {each} ms"
+
+    p99 = middle([r[3] for r in runs])
+    target = "target p99 < 100 ms"
+    if floors:
+        target += f" (a bare hyper server, same clients: {p99s(floors)})"
+    largest = max(runs, key=lambda r: r[5])
+    rss = f"{largest[5] / 1024:.0f} MB (idle {largest[4] / 1024:.0f} MB)"
+    if len(runs) > 1:
+        rss = f"{rss}, the largest of {len(runs)} rounds: " + " / ".join(f"{r[5] / 1024:.0f}" for r in runs) + " MB"
+    return [
+        (f"long-polls: {waiters} over {tenants} tenants, publish to receipt", p99s(runs),
+         target, "met" if p99 < 100 else "not met"),
+        (f"server RSS while {waiters} wait", rss, "target < 150 MB",
+         "met" if largest[5] / 1024 < 150 else "not met"),
+    ]
+
 
 PEER = r"^peer {label} \(c{connections}\): (\d+)/s; latency p50 ([\d.]+) ms, p99 ([\d.]+) ms; server CPU (\d+)%, PostgreSQL CPU (\d+)%"
 
