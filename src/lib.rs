@@ -14,6 +14,7 @@ pub mod delivery;
 pub mod egress;
 pub mod error;
 pub mod feed;
+pub mod heap_trim;
 pub mod held_connection;
 pub mod http;
 pub mod idempotency;

@@ -1,14 +1,16 @@
 //! Background work: the LISTEN connection that wakes long-polls and relays, the relay
 //! supervisor that pushes events to destinations, watching the feed's horizon, purging expired idempotency keys, snapshots, feed
 //! events and webhook history past their retention (each in small batches), forgetting
-//! the rate-limit buckets and long-poll places of idle tenants, and a new outbox's first
-//! statistics (`store::first_statistics`).
+//! the rate-limit buckets and long-poll places of idle tenants, a new outbox's first
+//! statistics (`store::first_statistics`), and handing the heap's freed memory back after
+//! a burst (`crate::heap_trim`).
 //!
 //! Every task runs on one [`TaskTracker`] and watches one [`CancellationToken`]: shutdown
 //! cancels the token and waits for the tasks to finish what they are doing, so none is cut
 //! off in the middle of a transaction or outlives the server.
 
 use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -19,6 +21,7 @@ use crate::app::AppState;
 use crate::delivery::changes::DestinationChanges;
 use crate::delivery::relay::{self, Relay};
 use crate::delivery::webhook::WebhookSettings;
+use crate::heap_trim::{self, HeapTrimmer};
 use crate::listener::Listeners;
 use crate::store;
 
@@ -136,6 +139,27 @@ pub fn spawn(state: &AppState) -> Background {
         rate_limit.forget_idle();
         long_polls.forget_idle();
         std::future::ready(())
+    });
+    let trimmer = Arc::new(Mutex::new(HeapTrimmer::new(heap_trim::BURST)));
+    every(&tasks, &stop, heap_trim::LOOK_EVERY, move || {
+        let trimmer = trimmer.clone();
+        async move {
+            let looked = tokio::task::spawn_blocking(move || {
+                trimmer
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .check()
+            });
+            if let Ok(Some(trimmed)) = looked.await {
+                tracing::info!(
+                    resident_before_mb = trimmed.before.resident >> 20,
+                    resident_after_mb = trimmed.after.resident >> 20,
+                    held_mb = trimmed.after.held >> 20,
+                    took_ms = trimmed.took.as_secs_f64() * 1e3,
+                    "gave the heap's freed memory back"
+                );
+            }
+        }
     });
 
     let destination_changes = DestinationChanges::default();
