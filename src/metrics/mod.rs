@@ -182,7 +182,7 @@ impl Default for Metrics {
         let outbox_events = Gauge::default();
         registry.register(
             "outbox_events",
-            "Events held in the outbox (served by the feed)",
+            "Events held in the outbox (served by the feed); estimated from statistics above 100,000",
             outbox_events.clone(),
         );
         let outbox_oldest_age = SecondsGauge::default();

@@ -97,19 +97,35 @@ async fn assert_writing(conn: &mut PgConnection, tenant: &str) -> Result<(), sql
 /// How much the outbox holds, for monitoring.
 #[derive(Debug, sqlx::FromRow)]
 pub struct Summary {
+    /// Events held: exact below [`EXACT_COUNT_BELOW`], estimated above it.
     pub events: i64,
     /// Seconds since the oldest held event was created; `None` when the outbox is empty.
     pub oldest_age_secs: Option<f64>,
 }
 
-/// Counts the outbox (a scan: meant for a scrape every few seconds, not per request).
+/// Up to this many rows (by the table's last statistics) the outbox is counted; above,
+/// its size is estimated as PostgreSQL's planner estimates it, from the rows per page of
+/// the last statistics and the table's pages now. Counting is a scan of the whole table:
+/// at every scrape of a million-row outbox it took over a second (docs/BENCHMARKS.md,
+/// twenty-first section). Rows deleted by a purge still count until VACUUM frees their
+/// pages, which autovacuum does after a purge.
+pub const EXACT_COUNT_BELOW: f32 = 100_000.0;
+
+/// The outbox's size and age, in two index or catalogue look-ups once it is large.
 #[tracing::instrument(skip_all)]
 pub async fn summary(db: impl PgExecutor<'_>) -> Result<Summary, sqlx::Error> {
+    // The count is an InitPlan, run only if the CASE reaches it.
     sqlx::query_as(
-        "SELECT (SELECT count(*) FROM outbox) AS events,
+        "SELECT CASE WHEN c.relpages > 0 AND c.reltuples >= $1
+                     THEN (c.reltuples / c.relpages
+                           * (pg_relation_size(c.oid) / current_setting('block_size')::int8))::int8
+                     ELSE (SELECT count(*) FROM outbox) END AS events,
                 (SELECT extract(epoch FROM now() - created)::float8
-                   FROM outbox ORDER BY tx_id, seq LIMIT 1) AS oldest_age_secs",
+                   FROM outbox ORDER BY tx_id, seq LIMIT 1) AS oldest_age_secs
+           FROM pg_class c
+          WHERE c.oid = 'outbox'::regclass",
     )
+    .bind(EXACT_COUNT_BELOW)
     .fetch_one(db)
     .await
 }
