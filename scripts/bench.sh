@@ -7,8 +7,10 @@
 # table into docs/BENCHMARKS.md (between its bench-summary markers). Any unexpected answer
 # stops the run with a non-zero exit. EVENTGATE_BIN names another build of the server to
 # measure (say, the commit before a change, for an A/B run); by default this checkout's
-# release build. BENCH_PG_STATEMENTS=1 loads pg_stat_statements and prints, after each
-# scenario, the statements PostgreSQL ran most often during it (calls, mean and total time).
+# release build. BENCH_SERVER_LOG sets the server's log filter (RUST_LOG; default warn), say
+# `warn,eventgate::maintenance=info` to see its heap trims. BENCH_PG_STATEMENTS=1 loads
+# pg_stat_statements and prints, after each scenario, the statements PostgreSQL ran most
+# often during it (calls, mean and total time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -45,7 +47,7 @@ export EVENTGATE_URL="http://127.0.0.1:$port"
 # The per-tenant rate limit is off: the benchmarks measure the server's capacity, and the
 # load comes from one or a few tenants.
 EVENTGATE_RATE_LIMIT_PER_SEC=0 \
-EVENTGATE_ALLOW_PRIVATE_DESTINATIONS=true EVENTGATE_LOG_FORMAT=json RUST_LOG=warn "$EVENTGATE_BIN" serve \
+EVENTGATE_ALLOW_PRIVATE_DESTINATIONS=true EVENTGATE_LOG_FORMAT=json RUST_LOG="${BENCH_SERVER_LOG:-warn}" "$EVENTGATE_BIN" serve \
   --listen "127.0.0.1:$port" --db-max-connections "${BENCH_DB_CONNECTIONS:-32}" &
 server_pid=$!
 on_exit "kill $server_pid 2>/dev/null; wait $server_pid 2>/dev/null"
