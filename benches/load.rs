@@ -357,6 +357,19 @@ fn cpu_ns(pid: u64) -> Option<u64> {
     Some(total)
 }
 
+/// Minor page faults of the process so far, all its threads (`/proc/PID/stat`): memory it
+/// touches for the first time, or again after giving it back.
+fn minor_faults(pid: u64) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which may hold spaces: minflt is the eighth.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(7)?
+        .parse()
+        .ok()
+}
+
 /// CPU time all PostgreSQL processes on the machine have used so far (the benchmark's
 /// cluster does the work; others idle).
 fn postgres_cpu_ns() -> u64 {
@@ -494,12 +507,15 @@ async fn longpoll(ctx: Arc<Ctx>) {
     );
 }
 
-/// CPU used so far by the server, this generator and PostgreSQL: sampled before the
-/// publishes and after the last answer, it says who spent the wake-up's two cores.
+/// CPU used so far by the server, this generator and PostgreSQL, and the server's page
+/// faults: sampled before the publishes and after the last answer, it says who spent the
+/// wake-up's two cores, and what fresh memory the server touched in it (more after a heap
+/// trim has given the last burst's back).
 struct WakeUpCpu {
     server: Option<u64>,
     generator: Option<u64>,
     postgres: u64,
+    server_faults: Option<u64>,
 }
 
 impl WakeUpCpu {
@@ -508,6 +524,7 @@ impl WakeUpCpu {
             server: cpu_ns(server_pid),
             generator: cpu_ns(u64::from(std::process::id())),
             postgres: postgres_cpu_ns(),
+            server_faults: minor_faults(server_pid),
         }
     }
 
@@ -523,8 +540,15 @@ impl WakeUpCpu {
                 )
             })
         };
+        let faults =
+            self.server_faults
+                .zip(before.server_faults)
+                .map_or("?".into(), |(after, before)| {
+                    let faults = after.saturating_sub(before);
+                    format!("{faults} ({:.1} an answer)", faults as f64 / answers as f64)
+                });
         format!(
-            "CPU over the wake-up: server {}, generator {}, PostgreSQL {}",
+            "CPU over the wake-up: server {}, generator {}, PostgreSQL {}; the server's page faults {faults}",
             spent(self.server, before.server),
             spent(self.generator, before.generator),
             spent(Some(self.postgres), Some(before.postgres)),
