@@ -9,6 +9,7 @@ use eventgate::store::first_statistics::{ENOUGH_EVENTS, ensure_outbox_statistics
 use sqlx::PgPool;
 
 use crate::helpers::TestServer;
+use crate::outbox_rows::{acme_without_autovacuum, append_acme_events as append_events};
 
 /// `reltuples` is -1 until the table is first analyzed or vacuumed.
 async fn outbox_reltuples(pool: &PgPool) -> f32 {
@@ -16,31 +17,6 @@ async fn outbox_reltuples(pool: &PgPool) -> f32 {
         .fetch_one(pool)
         .await
         .unwrap()
-}
-
-/// Tenant `acme`, and autovacuum off for the outbox.
-async fn acme_without_autovacuum(pool: &PgPool) {
-    sqlx::query("ALTER TABLE outbox SET (autovacuum_enabled = false)")
-        .execute(pool)
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO tenants (id, name) VALUES ('acme', 'Acme')")
-        .execute(pool)
-        .await
-        .unwrap();
-}
-
-async fn append_events(pool: &PgPool, count: i64) {
-    sqlx::query(
-        "INSERT INTO outbox (id, tenant_id, event_type, entity, entity_id, change, created, envelope)
-         SELECT gen_random_uuid(), 'acme', 'portfolios.creation', 'Portfolio', 'P' || n, 'Created',
-                now(), '{}'
-           FROM generate_series(1, $1) AS n",
-    )
-    .bind(count)
-    .execute(pool)
-    .await
-    .unwrap();
 }
 
 #[sqlx::test]

@@ -33,6 +33,7 @@ mod kafka_peer;
 mod operations;
 mod ordered_webhooks;
 mod otlp_collector;
+mod outbox_rows;
 mod outbox_size;
 mod pki;
 mod positions;

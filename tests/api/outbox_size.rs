@@ -6,29 +6,7 @@
 use eventgate::store::outbox::{EXACT_COUNT_BELOW, summary};
 use sqlx::PgPool;
 
-async fn acme_without_autovacuum(pool: &PgPool) {
-    sqlx::query("ALTER TABLE outbox SET (autovacuum_enabled = false)")
-        .execute(pool)
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO tenants (id, name) VALUES ('acme', 'Acme')")
-        .execute(pool)
-        .await
-        .unwrap();
-}
-
-async fn append_events(pool: &PgPool, count: i64) {
-    sqlx::query(
-        "INSERT INTO outbox (id, tenant_id, event_type, entity, entity_id, change, created, envelope)
-         SELECT gen_random_uuid(), 'acme', 'portfolios.creation', 'Portfolio', 'P' || n, 'Created',
-                now(), '{\"id\":\"' || n || '\"}'
-           FROM generate_series(1, $1) AS n",
-    )
-    .bind(count)
-    .execute(pool)
-    .await
-    .unwrap();
-}
+use crate::outbox_rows::{acme_without_autovacuum, append_acme_events as append_events};
 
 async fn execute(pool: &PgPool, sql: &str) {
     sqlx::query(sql).execute(pool).await.unwrap();
