@@ -5,8 +5,10 @@
 //! stores a deposit; the batch takes its locks first and commits once, in one round trip. What
 //! the rules refuse comes back per write as a [`Refusal`], the others' writes unaffected.
 //! A batch of plain writes (deposits, fundings, portfolio status and divest amount
-//! updates, events that change no read model) is made by one set-based statement inside
-//! the call (migration `20261203000012_set_based_publishes.sql`); the answers are the same.
+//! updates, creations of portfolios new to the batch, events that change no read model) is
+//! made by one set-based statement inside the call (migrations
+//! `20261203000012_set_based_publishes.sql`, `20261206000016_set_based_creations.sql`);
+//! the answers are the same.
 
 use std::time::Duration;
 

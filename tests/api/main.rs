@@ -6,6 +6,7 @@ mod announcements;
 mod api_keys;
 mod asymmetric_signatures;
 mod audit;
+mod batched_creations;
 mod broker_restart;
 mod broker_tls;
 mod brokers;

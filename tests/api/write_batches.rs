@@ -376,7 +376,7 @@ async fn a_portfolio_funded_then_removed_in_one_batch_is_made_consistently(pool:
 }
 
 /// Makes every write one by one fail: a batch that still commits was made at once.
-async fn forbid_writes_one_by_one(pool: &PgPool) {
+pub(crate) async fn forbid_writes_one_by_one(pool: &PgPool) {
     sqlx::query(
         "CREATE OR REPLACE FUNCTION eventgate_apply_write(w jsonb,
              OUT o_replayed boolean, OUT o_fingerprint bytea, OUT o_status smallint,
@@ -418,7 +418,7 @@ async fn one_batch(
 
 /// Queues `requests` one after the other, in order, behind a deposit (acme's, with `key`)
 /// that waits for P1's lock, then lets them go as one batch; their answers, in order.
-async fn one_batch_of(
+pub(crate) async fn one_batch_of(
     server: &TestServer,
     pool: &PgPool,
     key: &str,
@@ -460,7 +460,12 @@ async fn one_batch_of(
 }
 
 /// A platform publish of `ty` about acme's `data`.
-fn platform_publish(server: &TestServer, tenant: &str, ty: &str, data: Value) -> RequestBuilder {
+pub(crate) fn platform_publish(
+    server: &TestServer,
+    tenant: &str,
+    ty: &str,
+    data: Value,
+) -> RequestBuilder {
     let (subject, action) = ty.split_once('.').expect("subject.action");
     server
         .http
@@ -840,7 +845,10 @@ async fn refuses_one_and_makes_the_rest(pool: PgPool, tenant: &str, ty: &str, da
 
 /// A server with one committer (and the preview `users.*` types) and tenant `acme` with
 /// `portfolios`; acme's key.
-async fn acme_with_portfolios(pool: PgPool, portfolios: &[&str]) -> (TestServer, String) {
+pub(crate) async fn acme_with_portfolios(
+    pool: PgPool,
+    portfolios: &[&str],
+) -> (TestServer, String) {
     let server = one_committer(pool, &["--preview-events", "true"]).await;
     let key = server.tenant_with_key("acme").await;
     for portfolio in portfolios {
@@ -850,7 +858,7 @@ async fn acme_with_portfolios(pool: PgPool, portfolios: &[&str]) -> (TestServer,
 }
 
 /// Each answer's status, in order.
-fn statuses(answers: &[(StatusCode, bool, Value)]) -> Vec<StatusCode> {
+pub(crate) fn statuses(answers: &[(StatusCode, bool, Value)]) -> Vec<StatusCode> {
     answers.iter().map(|(status, _, _)| *status).collect()
 }
 
