@@ -10,7 +10,8 @@
 # release build. BENCH_SERVER_LOG sets the server's log filter (RUST_LOG; default warn), say
 # `warn,eventgate::maintenance=info` to see its heap trims. BENCH_PG_STATEMENTS=1 loads
 # pg_stat_statements and prints, after each scenario, the statements PostgreSQL ran most
-# often during it (calls, mean and total time).
+# often during it (calls, mean and total time). Each scenario prints its window, and the run
+# ends with PostgreSQL's checkpoints and longer autovacuum runs, to read latency tails against.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -32,11 +33,14 @@ fi
 # The load generator's own path too: the long-poll floor runs it as a server of its own.
 load_bin=$(cargo bench --locked --bench load --no-run 2>&1 | tee /dev/stderr | sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -1)
 [ -x "$load_bin" ] || { echo "bench.sh: cannot find the load generator's executable" >&2; exit 1; }
+# Checkpoints (logged by default) and autovacuum runs of 100 ms or more are logged, and
+# listed at the end beside each scenario's window: a latency tail that coincides with one
+# is attributable, one that does not is ours.
+pg_settings=(-c log_autovacuum_min_duration=100 -c log_checkpoints=on)
 if [ -n "${BENCH_PG_STATEMENTS:-}" ]; then
-  start_throwaway_pg -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all
-else
-  start_throwaway_pg
+  pg_settings+=(-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all)
 fi
+start_throwaway_pg "${pg_settings[@]}"
 
 export EVENTGATE_PLATFORM_KEY=bench-platform-key-0123456789abcdef
 # A throwaway key for the secrets this run stores (with DATABASE_URL one is required).
@@ -61,7 +65,11 @@ on_exit "rm -f $results"
 pg() { "$PG_BINDIR/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres "$@"; }
 load() {
   if [ -n "${BENCH_PG_STATEMENTS:-}" ]; then pg -c 'SELECT pg_stat_statements_reset()' >/dev/null; fi
+  local started
+  started=$(date -u +%T.%3N)
   cargo bench --locked --bench load -- "$@" | tee -a "$results"
+  # Each scenario's window, to read against PostgreSQL's background work at the end.
+  echo "window: $* from $started to $(date -u +%T.%3N) UTC"
   if [ -n "${BENCH_PG_STATEMENTS:-}" ]; then
     echo "statements during: $*"
     pg -f scripts/bench/top_statements.sql
@@ -174,6 +182,10 @@ if [ "$what" = webhooks ] || [ "$what" = all ]; then
   load webhook-latency rate=500 seconds=10
 fi
 
+echo
+echo "PostgreSQL's background work during the run (UTC):"
+grep -E "checkpoint (starting|complete)|automatic (vacuum|analyze)" "$PG_DATA/server.log" \
+  | sed -E 's/^[0-9-]+ ([0-9:.]+) UTC \[[0-9]+\] LOG: +/  \1 /' | cut -c1-160 || echo "  none"
 echo
 log "summary"
 if [ "$what" = all ]; then
