@@ -5,7 +5,7 @@
 //! this the resident memory climbs burst after burst: 114, 141, 154, 162 MB over four
 //! wake-ups of 5,000 long-polls (docs/BENCHMARKS.md, twentieth section).
 //!
-//! A look every few seconds compares the resident memory with what live allocations hold
+//! A look every second compares the resident memory with what live allocations hold
 //! (`mallinfo2`). The difference is what the process keeps without using: code and stacks,
 //! which stay put, and the heap's free pages, which grow when a burst is freed. Once that
 //! difference has grown by [`BURST`] since its lowest point, `malloc_trim` hands the free
@@ -22,8 +22,11 @@
 
 use std::time::{Duration, Instant};
 
-/// How often the heap is looked at.
-pub const LOOK_EVERY: Duration = Duration::from_secs(5);
+/// How often the heap is looked at. Often enough to see the gap between two bursts a few
+/// seconds apart: with a look every 5 s, a wake-up of 5,000 long-polls 7 s after another
+/// often came before any look had seen the first one's memory free, and grew on top of it
+/// (docs/BENCHMARKS.md, twenty-second section).
+pub const LOOK_EVERY: Duration = Duration::from_secs(1);
 /// Growth of the memory kept without use, since its low point, that makes a trim worth it.
 pub const BURST: usize = 32 << 20;
 
