@@ -4,12 +4,13 @@
 //! the same outcomes either way.
 
 use reqwest::{RequestBuilder, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::PgPool;
 
 use crate::helpers::{PLATFORM_KEY, TestServer};
 use crate::write_batches::{
-    acme_with_portfolios, forbid_writes_one_by_one, one_batch_of, platform_publish, statuses,
+    acme_with_portfolios, assert_one_commit_last_in_feed, assert_replays, forbid_writes_one_by_one,
+    one_batch_of, platform_publish, statuses,
 };
 
 fn creation(server: &TestServer, tenant: &str, portfolio: &str) -> RequestBuilder {
@@ -30,6 +31,10 @@ async fn portfolios(pool: &PgPool) -> Vec<(String, String, String, Option<String
     .fetch_all(pool)
     .await
     .unwrap()
+}
+
+async fn portfolio_ids(pool: &PgPool) -> Vec<String> {
+    portfolios(pool).await.into_iter().map(|p| p.0).collect()
 }
 
 /// Creations of portfolios that do not exist yet, amid other plain writes, are made at once
@@ -67,7 +72,6 @@ async fn a_batch_of_new_portfolios_is_made_at_once_leaving_what_one_by_one_leave
         ),
         creation(&server, "acme", "P4"),
     ];
-    let count = requests.len();
     let answers = one_batch_of(&server, &pool, &key, requests).await;
     assert_eq!(statuses(&answers), [StatusCode::CREATED; 5], "{answers:?}");
 
@@ -101,31 +105,8 @@ async fn a_batch_of_new_portfolios_is_made_at_once_leaving_what_one_by_one_leave
             ("P4".into(), "Created".into()),
         ]
     );
-    let in_one_commit: i64 =
-        sqlx::query_scalar("SELECT count(DISTINCT tx_id) FROM outbox WHERE id::text = ANY($1)")
-            .bind(&ids)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert_eq!(in_one_commit, 1, "one commit for the batch");
-    server.settle().await;
-    let feed: Value = server
-        .get("/events/?limit=1000", &key)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let in_feed = crate::feed::ids(&feed);
-    assert_eq!(in_feed[in_feed.len() - count..], ids, "in batch order");
-
-    let retried = keyed().send().await.unwrap();
-    assert_eq!(retried.status(), StatusCode::CREATED);
-    assert!(retried.headers().contains_key("idempotent-replayed"));
-    let retried: Value = retried.json().await.unwrap();
-    assert_eq!(
-        retried, answers[2].2,
-        "the keyed creation's answer was stored"
-    );
+    assert_one_commit_last_in_feed(&server, &pool, &key, &ids).await;
+    assert_replays(keyed(), &answers[2].2).await;
 }
 
 /// A batch creating a portfolio that exists, one twice, one for no tenant, and one that a
@@ -161,12 +142,7 @@ async fn creations_that_depend_on_the_batch_get_what_each_gets_alone(pool: PgPoo
         ],
         "{answers:?}"
     );
-    let made: Vec<String> = portfolios(&pool)
-        .await
-        .into_iter()
-        .map(|(id, ..)| id)
-        .collect();
-    assert_eq!(made, ["P1", "P2", "P3"]);
+    assert_eq!(portfolio_ids(&pool).await, ["P1", "P2", "P3"]);
     assert_eq!(
         server
             .count(
@@ -234,10 +210,5 @@ async fn a_creation_of_a_portfolio_that_exists_is_refused_alone(pool: PgPool) {
         1,
         "only P1's own creation, before the batch"
     );
-    let made: Vec<String> = portfolios(&pool)
-        .await
-        .into_iter()
-        .map(|(id, ..)| id)
-        .collect();
-    assert_eq!(made, ["P1", "P2", "P3"]);
+    assert_eq!(portfolio_ids(&pool).await, ["P1", "P2", "P3"]);
 }

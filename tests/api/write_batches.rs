@@ -661,7 +661,6 @@ async fn a_batch_of_plain_publishes_is_made_at_once_leaving_what_one_by_one_leav
         funding("P1", "0.5"),
         status("WAITING_FOR_FUNDS", "s3"),
     ];
-    let count = requests.len();
     let answers = one_batch_of(&server, &pool, &key, requests).await;
     for (status, replayed, body) in &answers {
         assert_eq!(*status, StatusCode::CREATED, "{body}");
@@ -720,35 +719,46 @@ async fn a_batch_of_plain_publishes_is_made_at_once_leaving_what_one_by_one_leav
         .iter()
         .map(|(_, _, body)| body["id"].as_str().expect("the envelope's id").to_owned())
         .collect();
+    assert_one_commit_last_in_feed(&server, &pool, &key, &ids).await;
+    assert_replays(keyed(), &answers[4].2).await;
+}
+
+/// The events `ids` were appended by one commit and are the last of acme's feed, in order.
+pub(crate) async fn assert_one_commit_last_in_feed(
+    server: &TestServer,
+    pool: &PgPool,
+    key: &str,
+    ids: &[String],
+) {
     let in_one_commit: i64 =
         sqlx::query_scalar("SELECT count(DISTINCT tx_id) FROM outbox WHERE id::text = ANY($1)")
-            .bind(&ids)
-            .fetch_one(&pool)
+            .bind(ids)
+            .fetch_one(pool)
             .await
             .unwrap();
     assert_eq!(in_one_commit, 1, "one commit for the batch");
     server.settle().await;
     let feed: Value = server
-        .get("/events/?limit=1000", &key)
+        .get("/events/?limit=1000", key)
         .await
         .json()
         .await
         .unwrap();
     let in_feed = crate::feed::ids(&feed);
     assert_eq!(
-        in_feed[in_feed.len() - count..],
-        ids,
+        in_feed[in_feed.len() - ids.len()..],
+        *ids,
         "the feed holds them in batch order"
     );
+}
 
-    let retried = keyed().send().await.unwrap();
+/// Sent again, `request` (a keyed write of the batch) replays the answer it first got.
+pub(crate) async fn assert_replays(request: RequestBuilder, first: &Value) {
+    let retried = request.send().await.unwrap();
     assert_eq!(retried.status(), StatusCode::CREATED);
     assert!(retried.headers().contains_key("idempotent-replayed"));
     let retried: Value = retried.json().await.unwrap();
-    assert_eq!(
-        retried, answers[4].2,
-        "the keyed publish's answer was stored"
-    );
+    assert_eq!(retried, *first, "the keyed write's answer was stored");
 }
 
 /// A deposit is checked against the status the writes before it in its batch left: one
