@@ -30,6 +30,8 @@ use serde_json::{Value, json};
 mod floor;
 #[path = "load/kafka.rs"]
 mod kafka;
+#[path = "load/samples.rs"]
+mod samples;
 #[path = "load/waiter.rs"]
 mod waiter;
 
@@ -569,7 +571,7 @@ fn mqtt_port() -> u16 {
 
 /// An exchange with an exclusive queue bound to it, and a task counting its messages and
 /// recording each one's commit-to-receipt latency (from the envelope's `created`).
-async fn amqp_counter(exchange: &str) -> (Arc<AtomicU64>, Arc<tokio::sync::Mutex<Vec<Duration>>>) {
+async fn amqp_counter(exchange: &str) -> (Arc<AtomicU64>, samples::Samples) {
     use futures::StreamExt;
     use lapin::options::{
         BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
@@ -626,17 +628,13 @@ async fn amqp_counter(exchange: &str) -> (Arc<AtomicU64>, Arc<tokio::sync::Mutex
         .await
         .expect("consume");
     let count = Arc::new(AtomicU64::new(0));
-    let latencies = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let latencies = samples::Samples::default();
     let (task_count, task_latencies) = (count.clone(), latencies.clone());
     tokio::spawn(async move {
         let _keep = connection;
         while let Some(Ok(delivery)) = consumer.next().await {
             if let Ok(head) = serde_json::from_slice::<Head>(&delivery.data) {
-                let age = chrono::Utc::now() - head.created;
-                task_latencies
-                    .lock()
-                    .await
-                    .push(age.to_std().unwrap_or_default());
+                samples::record(&task_latencies, head.created).await;
             }
             task_count.fetch_add(1, Ordering::Relaxed);
         }
@@ -651,7 +649,7 @@ struct Head {
 
 /// Subscribes to `topic` (QoS 1): how many arrived, and each one's commit-to-receipt
 /// latency (from the envelope's `created`).
-async fn mqtt_counter(topic: &str) -> (Arc<AtomicU64>, Arc<tokio::sync::Mutex<Vec<Duration>>>) {
+async fn mqtt_counter(topic: &str) -> (Arc<AtomicU64>, samples::Samples) {
     use rumqttc::v5::mqttbytes::QoS;
     use rumqttc::v5::mqttbytes::v5::Packet;
     // Through a forwarding endpoint like the relay's: the broker (Nagle's algorithm on, by
@@ -675,7 +673,7 @@ async fn mqtt_counter(topic: &str) -> (Arc<AtomicU64>, Arc<tokio::sync::Mutex<Ve
         .await
         .expect("subscribe");
     let count = Arc::new(AtomicU64::new(0));
-    let latencies = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let latencies = samples::Samples::default();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let (task_count, task_latencies) = (count.clone(), latencies.clone());
     tokio::spawn(async move {
@@ -690,11 +688,7 @@ async fn mqtt_counter(topic: &str) -> (Arc<AtomicU64>, Arc<tokio::sync::Mutex<Ve
                 }
                 rumqttc::v5::Event::Incoming(Packet::Publish(publish)) => {
                     if let Ok(head) = serde_json::from_slice::<Head>(&publish.payload) {
-                        let age = chrono::Utc::now() - head.created;
-                        task_latencies
-                            .lock()
-                            .await
-                            .push(age.to_std().unwrap_or_default());
+                        samples::record(&task_latencies, head.created).await;
                     }
                     task_count.fetch_add(1, Ordering::Relaxed);
                 }
@@ -823,18 +817,15 @@ async fn relay_latency(ctx: Arc<Ctx>) {
         sent += per_tick;
     }
     wait_count(&count, sent, Duration::from_secs(120)).await;
-    let mut latencies = latencies.lock().await.clone();
+    let latencies = latencies.lock().await;
     assert!(
         latencies.len() as u64 >= sent,
         "only {} of {sent} events' latencies measured (an envelope without `created`?)",
         latencies.len()
     );
-    latencies.sort();
     println!(
-        "relay-latency {kind}: {sent} events at {rate}/s for {seconds}s; commit-to-receipt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
-        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        "relay-latency {kind}: {sent} events at {rate}/s for {seconds}s; commit-to-receipt {}",
+        samples::describe(&latencies),
     );
 }
 
@@ -893,23 +884,15 @@ async fn amqp_ceiling(ctx: Arc<Ctx>) {
 
 /// A fast webhook receiver on 127.0.0.1: answers 204, counts, and records each delivery's
 /// commit-to-receipt latency (from the envelope's `created`).
-async fn webhook_receiver() -> (
-    String,
-    Arc<AtomicU64>,
-    Arc<tokio::sync::Mutex<Vec<Duration>>>,
-) {
+async fn webhook_receiver() -> (String, Arc<AtomicU64>, samples::Samples) {
     let count = Arc::new(AtomicU64::new(0));
-    let latencies = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let latencies = samples::Samples::default();
     let (task_count, task_latencies) = (count.clone(), latencies.clone());
     let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
         let (count, latencies) = (task_count.clone(), task_latencies.clone());
         async move {
             if let Ok(head) = serde_json::from_slice::<Head>(&body) {
-                let age = chrono::Utc::now() - head.created;
-                latencies
-                    .lock()
-                    .await
-                    .push(age.to_std().unwrap_or_default());
+                samples::record(&latencies, head.created).await;
             }
             count.fetch_add(1, Ordering::Relaxed);
             axum::http::StatusCode::NO_CONTENT
@@ -994,13 +977,10 @@ async fn webhook_latency(ctx: Arc<Ctx>) {
         sent += per_tick;
     }
     wait_count(&count, sent, Duration::from_secs(120)).await;
-    let mut latencies = latencies.lock().await.clone();
-    latencies.sort();
+    let latencies = latencies.lock().await;
     println!(
-        "webhook-latency: {sent} events at {rate}/s for {seconds}s; commit-to-receipt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
-        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        "webhook-latency: {sent} events at {rate}/s for {seconds}s; commit-to-receipt {}",
+        samples::describe(&latencies),
     );
 }
 

@@ -11,7 +11,8 @@
 # `warn,eventgate::maintenance=info` to see its heap trims. BENCH_PG_STATEMENTS=1 loads
 # pg_stat_statements and prints, after each scenario, the statements PostgreSQL ran most
 # often during it (calls, mean and total time). Each scenario prints its window, and the run
-# ends with PostgreSQL's checkpoints and longer autovacuum runs, to read latency tails against.
+# ends with PostgreSQL's checkpoints and longer autovacuum runs and the machine's own stalls,
+# to read latency tails against.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -62,6 +63,14 @@ done
 
 results=$(mktemp)
 on_exit "rm -f $results"
+# The machine's own stalls (a wake-up 20 ms or more late, with the hypervisor's steal),
+# listed at the end beside PostgreSQL's background work: a tail that coincides with one
+# is the machine's.
+stalls=$(mktemp)
+on_exit "rm -f $stalls"
+python3 scripts/bench/stall_watch.py watch "$stalls" &
+stall_watch_pid=$!
+on_exit "kill $stall_watch_pid 2>/dev/null"
 pg() { "$PG_BINDIR/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres "$@"; }
 load() {
   if [ -n "${BENCH_PG_STATEMENTS:-}" ]; then pg -c 'SELECT pg_stat_statements_reset()' >/dev/null; fi
@@ -182,8 +191,10 @@ if [ "$what" = relay ] || [ "$what" = all ]; then
   mqtt_pid=$!
   on_exit "kill $mqtt_pid 2>/dev/null"
   wait_port "$mqtt_port" "Mosquitto (set_tcp_nodelay)"
+  started=$(date -u +%T.%3N)
   BENCH_MQTT_PORT=$mqtt_port cargo bench --locked --bench load -- relay-latency kind=mqtt rate=1000 seconds=10 \
     | sed 's/^relay-latency mqtt:/relay-latency mqtt-nodelay:/' | tee -a "$results"
+  echo "window: relay-latency kind=mqtt (set_tcp_nodelay) from $started to $(date -u +%T.%3N) UTC"
 fi
 
 if [ "$what" = webhooks ] || [ "$what" = all ]; then
@@ -195,6 +206,8 @@ fi
 echo
 echo "PostgreSQL's background work during the run (UTC):"
 python3 scripts/bench/pg_background.py "$PG_DATA/server.log"
+echo "The machine's stalls during the run (UTC; scripts/bench/stall_watch.py):"
+python3 scripts/bench/stall_watch.py list "$stalls"
 echo
 log "summary"
 if [ "$what" = all ]; then

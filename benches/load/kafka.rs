@@ -72,15 +72,13 @@ pub async fn create_topic(topic: &str) {
 /// each latency it measured. Apache Kafka answers once `min_bytes` (1 here) are there.
 const FETCH_WAIT_MS: i32 = 2;
 
-pub type Latencies = Arc<tokio::sync::Mutex<Vec<Duration>>>;
-
 /// Creates `topic` and counts its records as they arrive, with each one's latency from
 /// the envelope's `created` to its receipt.
-pub async fn counter(topic: &str) -> (Arc<AtomicU64>, Latencies) {
+pub async fn counter(topic: &str) -> (Arc<AtomicU64>, super::samples::Samples) {
     create_topic(topic).await;
     let client = client().await;
     let count = Arc::new(AtomicU64::new(0));
-    let latencies = Latencies::default();
+    let latencies = super::samples::Samples::default();
     for partition in partitions(&client, topic).await {
         let (count, latencies) = (count.clone(), latencies.clone());
         tokio::spawn(async move {
@@ -105,7 +103,11 @@ pub async fn counter(topic: &str) -> (Arc<AtomicU64>, Latencies) {
                         .and_then(|envelope| envelope["created"].as_str().map(str::to_owned))
                         .and_then(|created| chrono::DateTime::parse_from_rfc3339(&created).ok());
                     if let Some(created) = created {
-                        seen.push((now - created.to_utc()).to_std().unwrap_or_default());
+                        let latency = (now - created.to_utc()).to_std().unwrap_or_default();
+                        seen.push(super::samples::Sample {
+                            received: now,
+                            latency,
+                        });
                     }
                 }
                 count.fetch_add(records.len() as u64, Ordering::Relaxed);
