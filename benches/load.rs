@@ -32,6 +32,8 @@ mod floor;
 mod kafka;
 #[path = "load/samples.rs"]
 mod samples;
+#[path = "load/steal.rs"]
+mod steal;
 #[path = "load/waiter.rs"]
 mod waiter;
 
@@ -509,15 +511,17 @@ async fn longpoll(ctx: Arc<Ctx>) {
     );
 }
 
-/// CPU used so far by the server, this generator and PostgreSQL, and the server's page
-/// faults: sampled before the publishes and after the last answer, it says who spent the
-/// wake-up's two cores, and what fresh memory the server touched in it (more after a heap
-/// trim has given the last burst's back).
+/// CPU used so far by the server, this generator and PostgreSQL, the server's page faults
+/// and the VM's stolen CPU: sampled before the publishes and after the last answer, it says
+/// who spent the wake-up's two cores (and how much of them the hypervisor took), and what
+/// fresh memory the server touched in it (more after a heap trim has given the last
+/// burst's back).
 struct WakeUpCpu {
     server: Option<u64>,
     generator: Option<u64>,
     postgres: u64,
     server_faults: Option<u64>,
+    steal: steal::Steal,
 }
 
 impl WakeUpCpu {
@@ -527,6 +531,7 @@ impl WakeUpCpu {
             generator: cpu_ns(u64::from(std::process::id())),
             postgres: postgres_cpu_ns(),
             server_faults: minor_faults(server_pid),
+            steal: steal::Steal::now(),
         }
     }
 
@@ -550,10 +555,11 @@ impl WakeUpCpu {
                     format!("{faults} ({:.1} an answer)", faults as f64 / answers as f64)
                 });
         format!(
-            "CPU over the wake-up: server {}, generator {}, PostgreSQL {}; the server's page faults {faults}",
+            "CPU over the wake-up: server {}, generator {}, PostgreSQL {}; the server's page faults {faults}; the VM's {}",
             spent(self.server, before.server),
             spent(self.generator, before.generator),
             spent(Some(self.postgres), Some(before.postgres)),
+            self.steal.since(before.steal),
         )
     }
 }
@@ -798,6 +804,7 @@ async fn relay_latency(ctx: Arc<Ctx>) {
     let per_tick = (rate / 100).max(1);
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     let mut sent = 0u64;
+    let steal_before = steal::Steal::now();
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(seconds) {
         tick.tick().await;
@@ -817,6 +824,7 @@ async fn relay_latency(ctx: Arc<Ctx>) {
         sent += per_tick;
     }
     wait_count(&count, sent, Duration::from_secs(120)).await;
+    let stolen = steal::Steal::now().since(steal_before);
     let latencies = latencies.lock().await;
     assert!(
         latencies.len() as u64 >= sent,
@@ -824,7 +832,7 @@ async fn relay_latency(ctx: Arc<Ctx>) {
         latencies.len()
     );
     println!(
-        "relay-latency {kind}: {sent} events at {rate}/s for {seconds}s; commit-to-receipt {}",
+        "relay-latency {kind}: {sent} events at {rate}/s for {seconds}s; commit-to-receipt {}; the VM's {stolen}",
         samples::describe(&latencies),
     );
 }
@@ -958,6 +966,7 @@ async fn webhook_latency(ctx: Arc<Ctx>) {
     let per_tick = (rate / 100).max(1);
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     let mut sent = 0u64;
+    let steal_before = steal::Steal::now();
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(seconds) {
         tick.tick().await;
@@ -977,9 +986,10 @@ async fn webhook_latency(ctx: Arc<Ctx>) {
         sent += per_tick;
     }
     wait_count(&count, sent, Duration::from_secs(120)).await;
+    let stolen = steal::Steal::now().since(steal_before);
     let latencies = latencies.lock().await;
     println!(
-        "webhook-latency: {sent} events at {rate}/s for {seconds}s; commit-to-receipt {}",
+        "webhook-latency: {sent} events at {rate}/s for {seconds}s; commit-to-receipt {}; the VM's {stolen}",
         samples::describe(&latencies),
     );
 }
