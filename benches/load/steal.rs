@@ -24,8 +24,10 @@ impl Steal {
 
     /// "steal N ms": what was stolen since `before`.
     pub fn since(self, before: Self) -> String {
-        self.0.zip(before.0).map_or("steal ? ms".into(), |(now, then)| {
-            format!("steal {} ms", now.saturating_sub(then))
-        })
+        self.0
+            .zip(before.0)
+            .map_or("steal ? ms".into(), |(now, then)| {
+                format!("steal {} ms", now.saturating_sub(then))
+            })
     }
 }
