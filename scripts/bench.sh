@@ -10,9 +10,9 @@
 # release build. BENCH_SERVER_LOG sets the server's log filter (RUST_LOG; default warn), say
 # `warn,eventgate::maintenance=info` to see its heap trims. BENCH_PG_STATEMENTS=1 loads
 # pg_stat_statements and prints, after each scenario, the statements PostgreSQL ran most
-# often during it (calls, mean and total time). Each scenario prints its window, and the run
-# ends with PostgreSQL's checkpoints and longer autovacuum runs and the machine's own stalls,
-# to read latency tails against.
+# often during it (calls, mean and total time; for a long-poll round, from the moment all
+# wait). Each scenario prints its window, and the run ends with PostgreSQL's checkpoints
+# and longer autovacuum runs and the machine's own stalls, to read latency tails against.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -76,7 +76,15 @@ load() {
   if [ -n "${BENCH_PG_STATEMENTS:-}" ]; then pg -c 'SELECT pg_stat_statements_reset()' >/dev/null; fi
   local started
   started=$(date -u +%T.%3N)
-  cargo bench --locked --bench load -- "$@" | tee -a "$results"
+  cargo bench --locked --bench load -- "$@" | while IFS= read -r line; do
+    printf '%s\n' "$line"
+    # A long-poll round's counters start once every waiter waits (its line comes a second
+    # before the publishes), so that they hold the wake-up, not the 5,000 arrivals' reads.
+    case "$line" in
+      *": all "*" waiting after "*)
+        if [ -n "${BENCH_PG_STATEMENTS:-}" ]; then pg -c 'SELECT pg_stat_statements_reset()' >/dev/null; fi ;;
+    esac
+  done | tee -a "$results"
   # Each scenario's window, to read against PostgreSQL's background work at the end.
   echo "window: $* from $started to $(date -u +%T.%3N) UTC"
   if [ -n "${BENCH_PG_STATEMENTS:-}" ]; then
