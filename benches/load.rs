@@ -30,6 +30,8 @@ use serde_json::{Value, json};
 mod floor;
 #[path = "load/kafka.rs"]
 mod kafka;
+#[path = "load/per_tenant.rs"]
+mod per_tenant;
 #[path = "load/samples.rs"]
 mod samples;
 #[path = "load/steal.rs"]
@@ -472,16 +474,17 @@ async fn longpoll(ctx: Arc<Ctx>) {
         .map(|tenant| {
             let (ctx, tenant) = (ctx.clone(), tenant.clone());
             tokio::spawn(async move {
-                let published = Instant::now();
+                let sent = Instant::now();
                 ctx.portfolio(&tenant.0, "P1").await;
-                (tenant.0.clone(), published)
+                let acknowledged = Instant::now();
+                (tenant.0.clone(), per_tenant::Publish { sent, acknowledged })
             })
         })
         .collect();
     let mut published_at = HashMap::new();
     for publish in publishes {
-        let (tenant, at) = publish.await.expect("publish");
-        published_at.insert(tenant, at);
+        let (tenant, publish) = publish.await.expect("publish");
+        published_at.insert(tenant, publish);
     }
     let mut receipts = Vec::with_capacity(tasks.len());
     for task in tasks {
@@ -496,9 +499,14 @@ async fn longpoll(ctx: Arc<Ctx>) {
         latencies.push(
             receipt
                 .received
-                .saturating_duration_since(published_at[tenant]),
+                .saturating_duration_since(published_at[tenant].sent),
         );
     }
+    let receipt_times: Vec<_> = receipts
+        .iter()
+        .map(|(tenant, receipt)| (tenant.clone(), receipt.received))
+        .collect();
+    let by_tenant = per_tenant::describe(&published_at, &receipt_times);
     latencies.sort();
     println!(
         "{name}: {waiters} waiters over {tenants} tenants, each got its event; publish-to-receipt min {:.1} ms, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; server RSS {} KiB idle -> {} KiB with waiters; {cpu}",
@@ -509,6 +517,7 @@ async fn longpoll(ctx: Arc<Ctx>) {
         rss_before.map_or("?".into(), |v| v.to_string()),
         rss_waiting.map_or("?".into(), |v| v.to_string()),
     );
+    println!("{name}: {by_tenant}");
 }
 
 /// CPU used so far by the server, this generator and PostgreSQL, the server's page faults
