@@ -11,9 +11,6 @@
 //! find the shared read under way, once when it finished), and the reads ran inside the
 //! waiters' tasks, behind thousands of them in the scheduler's queues.
 //!
-//! The readers' reads go through [`super::batched_reads`]: the pages of every tenant one
-//! commit batch wakes are read in one statement, not one each.
-//!
 //! Why no commit is missed: a long-poll subscribes to its tenant's wake-ups before it reads
 //! the page itself, and joins the reader (which is subscribed from then on) only when that
 //! read is empty. A commit before its own read is in that read; a commit after the reader
@@ -39,9 +36,10 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::batched_reads::{BatchedReads, ReadError};
 use super::notifier::Notifier;
-use super::{FALLBACK_RECHECK, FeedError, PENDING_RECHECK, Page, PageRequest, next_on_grid};
+use super::{
+    FALLBACK_RECHECK, FeedError, PENDING_RECHECK, Page, PageRequest, next_on_grid, read_page,
+};
 
 /// What a page's reader found last.
 #[derive(Debug, Clone)]
@@ -56,7 +54,7 @@ pub enum Round {
 /// The readers of the pages long-polls wait for, by page.
 #[derive(Clone)]
 pub struct WaitingPages {
-    reads: BatchedReads,
+    pool: PgPool,
     notifier: Notifier,
     readers: Arc<Mutex<HashMap<PageRequest, watch::Sender<Round>>>>,
     /// Reads by readers that found events, since the start (for tests and diagnostics).
@@ -72,7 +70,7 @@ pub struct Waiter {
 impl WaitingPages {
     pub fn new(pool: PgPool, notifier: Notifier) -> Self {
         Self {
-            reads: BatchedReads::new(pool),
+            pool,
             notifier,
             readers: Arc::default(),
             reads_with_events: Arc::default(),
@@ -141,7 +139,7 @@ impl WaitingPages {
                 }
             }
             wake.borrow_and_update();
-            match self.reads.read(&request).await {
+            match read_page(&self.pool, &request).await {
                 Ok(page) if page.count > 0 => {
                     self.reads_with_events.fetch_add(1, Ordering::Relaxed);
                     self.answer_and_stop(&request, &rounds, Round::Page(Arc::new(page)));
@@ -155,11 +153,11 @@ impl WaitingPages {
                         false
                     });
                 }
-                Err(ReadError::Gone) => {
+                Err(FeedError::Gone) => {
                     self.answer_and_stop(&request, &rounds, Round::Gone);
                     return;
                 }
-                Err(err @ (ReadError::Database(_) | ReadError::Stopped)) => {
+                Err(FeedError::Database(err)) => {
                     // The waiters keep waiting; the timer reads again.
                     tracing::warn!(error = %err, tenant = %request.tenant, "long-poll re-read failed");
                 }
