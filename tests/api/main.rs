@@ -31,6 +31,7 @@ mod helpers;
 mod horizon;
 mod kafka;
 mod kafka_peer;
+mod no_jit;
 mod operations;
 mod ordered_webhooks;
 mod otlp_collector;
