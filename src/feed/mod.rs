@@ -34,6 +34,7 @@
 //! queued the wake-ups of a commit behind them for seconds.
 
 pub mod announcer;
+pub mod batched_reads;
 pub mod cursor;
 pub mod horizon;
 pub mod long_polls;
@@ -130,9 +131,40 @@ pub async fn read_page(pool: &PgPool, request: &PageRequest) -> Result<Page, Fee
         &request.tenant,
         request.after.unwrap_or(Position::START),
         request.types.as_deref(),
-        usize::try_from(request.limit).unwrap_or(0),
+        page_limit(request),
     )
     .await?;
+    page_from(read, request)
+}
+
+/// Reads several pages of all types (`types` is ignored) in one statement, in the order
+/// asked; each is the page [`read_page`] would read, or `Gone`.
+pub async fn read_pages(
+    pool: &PgPool,
+    requests: &[PageRequest],
+) -> Result<Vec<Result<Page, FeedError>>, sqlx::Error> {
+    let pages: Vec<store::PageOf<'_>> = requests
+        .iter()
+        .map(|request| store::PageOf {
+            tenant: &request.tenant,
+            after: request.after.unwrap_or(Position::START),
+            limit: page_limit(request),
+        })
+        .collect();
+    let reads = store::read_envelope_pages(pool, &pages).await?;
+    Ok(reads
+        .into_iter()
+        .zip(requests)
+        .map(|(read, request)| page_from(read, request))
+        .collect())
+}
+
+fn page_limit(request: &PageRequest) -> usize {
+    usize::try_from(request.limit).unwrap_or(0)
+}
+
+/// The page `request` gets from what its read found.
+fn page_from(read: store::EnvelopePage, request: &PageRequest) -> Result<Page, FeedError> {
     if let Some(cursor) = request.after
         && read.is_gap(cursor)
     {

@@ -11,6 +11,9 @@
 //! find the shared read under way, once when it finished), and the reads ran inside the
 //! waiters' tasks, behind thousands of them in the scheduler's queues.
 //!
+//! The readers' reads go through [`super::batched_reads`]: the pages of every tenant one
+//! commit batch wakes are read in one statement, not one each.
+//!
 //! Why no commit is missed: a long-poll subscribes to its tenant's wake-ups before it reads
 //! the page itself, and joins the reader (which is subscribed from then on) only when that
 //! read is empty. A commit before its own read is in that read; a commit after the reader
@@ -36,10 +39,9 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::batched_reads::{BatchedReads, ReadError};
 use super::notifier::Notifier;
-use super::{
-    FALLBACK_RECHECK, FeedError, PENDING_RECHECK, Page, PageRequest, next_on_grid, read_page,
-};
+use super::{FALLBACK_RECHECK, FeedError, PENDING_RECHECK, Page, PageRequest, next_on_grid};
 
 /// What a page's reader found last.
 #[derive(Debug, Clone)]
@@ -54,7 +56,7 @@ pub enum Round {
 /// The readers of the pages long-polls wait for, by page.
 #[derive(Clone)]
 pub struct WaitingPages {
-    pool: PgPool,
+    reads: BatchedReads,
     notifier: Notifier,
     readers: Arc<Mutex<HashMap<PageRequest, watch::Sender<Round>>>>,
     /// Reads by readers that found events, since the start (for tests and diagnostics).
@@ -70,7 +72,7 @@ pub struct Waiter {
 impl WaitingPages {
     pub fn new(pool: PgPool, notifier: Notifier) -> Self {
         Self {
-            pool,
+            reads: BatchedReads::new(pool),
             notifier,
             readers: Arc::default(),
             reads_with_events: Arc::default(),
@@ -139,7 +141,7 @@ impl WaitingPages {
                 }
             }
             wake.borrow_and_update();
-            match read_page(&self.pool, &request).await {
+            match self.reads.read(&request).await {
                 Ok(page) if page.count > 0 => {
                     self.reads_with_events.fetch_add(1, Ordering::Relaxed);
                     self.answer_and_stop(&request, &rounds, Round::Page(Arc::new(page)));
@@ -153,11 +155,11 @@ impl WaitingPages {
                         false
                     });
                 }
-                Err(FeedError::Gone) => {
+                Err(ReadError::Gone) => {
                     self.answer_and_stop(&request, &rounds, Round::Gone);
                     return;
                 }
-                Err(FeedError::Database(err)) => {
+                Err(err @ (ReadError::Database(_) | ReadError::Stopped)) => {
                     // The waiters keep waiting; the timer reads again.
                     tracing::warn!(error = %err, tenant = %request.tenant, "long-poll re-read failed");
                 }

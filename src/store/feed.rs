@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
+use sqlx::postgres::PgRow;
 use sqlx::{PgExecutor, Row};
 use uuid::Uuid;
 
@@ -284,7 +285,7 @@ fn pair((tx_id, seq): (Xid8, i64)) -> Position {
 /// envelope itself, so none is parsed again; and a thousand rows are neither decoded into
 /// a thousand strings nor copied twice (per row, that and decoding every column by name
 /// were most of the server's work on a page).
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvelopePage {
     /// As [`OutboxRead::xmin`].
     pub xmin: u64,
@@ -311,10 +312,85 @@ impl EnvelopePage {
 /// The most a page reserves up front (a page of 1,000 typical envelopes is about 250 KB).
 const PAGE_RESERVE_MAX: usize = 1 << 20;
 
-/// Column indexes of an event's row in a page read.
+/// Column indexes of a page read's row, after the columns that say which page it is for:
+/// the head's `xmin, purged_seq, purged_tx, held_back` and the envelope, NULL in the head;
+/// an event's position in the first two.
 const TX_ID: usize = 0;
 const SEQ: usize = 1;
+const PURGED_TX: usize = 2;
+const HELD_BACK: usize = 3;
 const ENVELOPE: usize = 4;
+
+/// A page being assembled from its rows, in the order they arrive.
+struct PageBuilder {
+    page: EnvelopePage,
+    limit: usize,
+}
+
+impl PageBuilder {
+    fn new(limit: usize) -> Self {
+        Self {
+            page: EnvelopePage {
+                xmin: 0,
+                purged_through: None,
+                held_back: false,
+                data: String::from("["),
+                count: 0,
+                last: None,
+                has_more: false,
+            },
+            limit,
+        }
+    }
+
+    /// Takes one row of the page's statement, whose own columns start at `at`.
+    fn take(&mut self, row: &PgRow, at: usize) -> Result<(), sqlx::Error> {
+        let page = &mut self.page;
+        // Unchecked: the columns' types are the statement's own; the check would compare
+        // type infos on every row.
+        let Some(envelope) = row.try_get_unchecked::<Option<&str>, _>(at + ENVELOPE)? else {
+            let (xmin, purged_seq, purged_tx, held_back): (Xid8, Option<i64>, Option<Xid8>, bool) = (
+                row.try_get(at + TX_ID)?,
+                row.try_get(at + SEQ)?,
+                row.try_get(at + PURGED_TX)?,
+                row.try_get(at + HELD_BACK)?,
+            );
+            page.xmin = xmin.0;
+            page.purged_through = purged_tx.zip(purged_seq).map(pair);
+            page.held_back = held_back;
+            return Ok(());
+        };
+        if page.count == self.limit {
+            page.has_more = true;
+            return Ok(());
+        }
+        if page.count == 0 {
+            // Room for a page of envelopes like the first: one allocation, not a doubling
+            // per size, but never more than `PAGE_RESERVE_MAX` on one envelope's word.
+            let expected = envelope.len().saturating_add(1).saturating_mul(self.limit);
+            page.data.reserve(expected.min(PAGE_RESERVE_MAX));
+        } else {
+            page.data.push(',');
+        }
+        page.data.push_str(envelope);
+        page.count += 1;
+        page.last = Some(Position::new(
+            row.try_get_unchecked(at + TX_ID)?,
+            row.try_get_unchecked(at + SEQ)?,
+        ));
+        Ok(())
+    }
+
+    fn finish(mut self) -> EnvelopePage {
+        self.page.data.push(']');
+        self.page
+    }
+}
+
+/// One row more than a page holds tells whether more follow.
+fn fetch_limit(limit: usize) -> i64 {
+    i64::try_from(limit).map_or(i64::MAX, |limit| limit.saturating_add(1))
+}
 
 /// Up to `limit` events of `tenant` after `after` (of `types` only, when given), from
 /// finished transactions, in feed order, as a page.
@@ -326,64 +402,111 @@ pub async fn read_envelope_page(
     types: Option<&[String]>,
     limit: usize,
 ) -> Result<EnvelopePage, sqlx::Error> {
-    // One row more than the page holds tells whether more follow.
-    let fetch_limit = i64::try_from(limit).map_or(i64::MAX, |limit| limit.saturating_add(1));
     let all = page_statement!(all);
     let typed = page_statement!(typed);
     let mut rows = sqlx::query(if types.is_some() { typed } else { all })
         .bind(tenant)
         .bind(after.xid())
         .bind(after.seq)
-        .bind(fetch_limit);
+        .bind(fetch_limit(limit));
     if let Some(types) = types {
         rows = rows.bind(types);
     }
     let mut rows = rows.fetch(db);
-    let mut page = EnvelopePage {
-        xmin: 0,
-        purged_through: None,
-        held_back: false,
-        data: String::from("["),
-        count: 0,
-        last: None,
-        has_more: false,
-    };
+    let mut page = PageBuilder::new(limit);
     while let Some(row) = rows.try_next().await? {
-        // Unchecked: the columns' types are this statement's own; the check would compare
-        // type infos on every row.
-        let Some(envelope) = row.try_get_unchecked::<Option<&str>, _>(ENVELOPE)? else {
-            let (xmin, purged_seq, purged_tx, held_back): (Xid8, Option<i64>, Option<Xid8>, bool) = (
-                row.try_get(0)?,
-                row.try_get(1)?,
-                row.try_get(2)?,
-                row.try_get(3)?,
-            );
-            page.xmin = xmin.0;
-            page.purged_through = purged_tx.zip(purged_seq).map(pair);
-            page.held_back = held_back;
-            continue;
-        };
-        if page.count == limit {
-            page.has_more = true;
-            continue;
-        }
-        if page.count == 0 {
-            // Room for a page of envelopes like the first: one allocation, not a doubling
-            // per size, but never more than `PAGE_RESERVE_MAX` on one envelope's word.
-            let expected = envelope.len().saturating_add(1).saturating_mul(limit);
-            page.data.reserve(expected.min(PAGE_RESERVE_MAX));
-        } else {
-            page.data.push(',');
-        }
-        page.data.push_str(envelope);
-        page.count += 1;
-        page.last = Some(Position::new(
-            row.try_get_unchecked(TX_ID)?,
-            row.try_get_unchecked(SEQ)?,
-        ));
+        page.take(&row, 0)?;
     }
-    page.data.push(']');
-    Ok(page)
+    Ok(page.finish())
+}
+
+/// One page of all of a tenant's types, as [`read_envelope_page`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageOf<'a> {
+    pub tenant: &'a str,
+    pub after: Position,
+    pub limit: usize,
+}
+
+/// The pages of [`read_envelope_pages`], each as [`read_envelope_page`] without a type
+/// filter, all under one snapshot. Each row starts with the ordinal (from 1) of the page
+/// it belongs to; per page, a head row as in `page_statement!`, and its events in feed
+/// order: the events come from one nested loop over the pages, each page's from its own
+/// ordered index scan, the plan the single page's statement relies on too. Whether a page
+/// is held back is likewise read from its own tenant's entries, as whether the tenant's
+/// newest event is above the horizon: one index entry, in an order no other plan gives as
+/// cheaply. Asked as "any event above the horizon?", PostgreSQL planned other scans: for
+/// `EXISTS`, on statistics that saw none there, one hashed scan of every tenant's events
+/// above the horizon (all of them, while a long transaction holds it back); for a
+/// `LIMIT 1` probe, a sequential scan of the outbox it expected to stop early, once per
+/// page (the large-outbox test in `tests/api/page_batches.rs`). Public so that a test can
+/// ask PostgreSQL how it plans the very statement the readers run.
+pub const PAGES_STATEMENT: &str = "
+    WITH page AS (
+        SELECT * FROM unnest($1::text[], $2::xid8[], $3::bigint[], $4::bigint[])
+                      WITH ORDINALITY AS p(tenant, tx_id, seq, rows_wanted, ordinal)
+    )
+    SELECT p.ordinal, h.xmin, w.seq, w.tx_id, coalesce(newest.tx_id >= h.xmin, false),
+           NULL::text
+      FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) h
+     CROSS JOIN page p
+      LEFT JOIN outbox_watermarks w ON w.tenant_id = p.tenant
+      LEFT JOIN LATERAL (
+          SELECT tx_id FROM outbox WHERE tenant_id = p.tenant
+           ORDER BY tenant_id DESC, tx_id DESC
+           LIMIT 1
+      ) newest ON true
+    UNION ALL
+    SELECT p.ordinal, o.tx_id, o.seq, NULL, NULL, o.envelope
+      FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) h
+     CROSS JOIN page p
+     CROSS JOIN LATERAL (
+         SELECT tx_id, seq, envelope FROM outbox
+          WHERE (tenant_id, tx_id, seq) > (p.tenant, p.tx_id, p.seq)
+            AND (tenant_id, tx_id) < (p.tenant, h.xmin)
+          ORDER BY tenant_id, tx_id, seq
+          LIMIT p.rows_wanted
+     ) o";
+
+/// A row of [`PAGES_STATEMENT`] for a page nobody asked for (the statement's own error).
+#[derive(Debug, thiserror::Error)]
+#[error("the page read answered a row for page {0}, which was not asked for")]
+struct UnaskedPage(i64);
+
+/// Several pages in one statement and one snapshot, in the order asked: one round trip
+/// and one statement, where a page each would cost as many (a commit that wakes the
+/// long-polls of fifty tenants reads fifty pages).
+#[tracing::instrument(skip_all)]
+pub async fn read_envelope_pages(
+    db: impl PgExecutor<'_>,
+    pages: &[PageOf<'_>],
+) -> Result<Vec<EnvelopePage>, sqlx::Error> {
+    let tenants: Vec<&str> = pages.iter().map(|page| page.tenant).collect();
+    let tx_ids: Vec<Xid8> = pages.iter().map(|page| page.after.xid()).collect();
+    let seqs: Vec<i64> = pages.iter().map(|page| page.after.seq).collect();
+    let fetches: Vec<i64> = pages.iter().map(|page| fetch_limit(page.limit)).collect();
+    let mut builders: Vec<PageBuilder> = pages
+        .iter()
+        .map(|page| PageBuilder::new(page.limit))
+        .collect();
+    let mut rows = sqlx::query(PAGES_STATEMENT)
+        .bind(tenants)
+        .bind(tx_ids)
+        .bind(seqs)
+        .bind(fetches)
+        .fetch(db);
+    while let Some(row) = rows.try_next().await? {
+        let ordinal: i64 = row.try_get_unchecked(0)?;
+        let builder = usize::try_from(ordinal - 1)
+            .ok()
+            .and_then(|index| builders.get_mut(index))
+            .ok_or_else(|| sqlx::Error::ColumnDecode {
+                index: "0".to_owned(),
+                source: Box::new(UnaskedPage(ordinal)),
+            })?;
+        builder.take(&row, 1)?;
+    }
+    Ok(builders.into_iter().map(PageBuilder::finish).collect())
 }
 
 /// The stored envelope of one of `tenant`'s events.

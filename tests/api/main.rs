@@ -37,6 +37,7 @@ mod ordered_webhooks;
 mod otlp_collector;
 mod outbox_rows;
 mod outbox_size;
+mod page_batches;
 mod pki;
 mod positions;
 mod private_rabbit;
