@@ -95,7 +95,7 @@ pub const APPLICATION_NAME: &str = "eventgate";
 ///
 /// JIT is off because PostgreSQL decides on it from a plan's estimated cost, and the
 /// estimate grows with the outbox while eventgate's statements stay index reads of a page:
-/// on an outbox of 600,000 rows the long-poll readers' batched page read (50 pages, 0.3 ms
+/// on an outbox of 600,000 rows the long-poll readers' batched page read (50 pages, under 1 ms
 /// of work) was estimated above `jit_above_cost` and spent 25-35 ms compiling on every
 /// execution, and past 500,000 PostgreSQL also optimises and inlines the code it compiles.
 pub fn session_options(options: PgConnectOptions, args: &DatabaseArgs) -> PgConnectOptions {

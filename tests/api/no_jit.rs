@@ -2,7 +2,7 @@
 //! from a plan's estimated cost, which grows with the outbox while eventgate's statements
 //! stay short index reads: on an outbox of 600,000 rows the batched page read of the
 //! long-poll readers crossed `jit_above_cost` and spent 25-35 ms compiling, every time, for
-//! 0.3 ms of work (docs/BENCHMARKS.md, twenty-sixth section).
+//! under 1 ms of work (docs/BENCHMARKS.md, twenty-sixth section).
 
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
