@@ -97,7 +97,8 @@ pub const APPLICATION_NAME: &str = "eventgate";
 /// estimate grows with the outbox while eventgate's statements stay index reads of a page:
 /// on an outbox of 600,000 rows the long-poll readers' batched page read (50 pages, under 1 ms
 /// of work) was estimated above `jit_above_cost` and spent 25-35 ms compiling on every
-/// execution, and past 500,000 PostgreSQL also optimises and inlines the code it compiles.
+/// execution; above an estimate of 500,000 PostgreSQL also optimises and inlines the code
+/// it compiles.
 pub fn session_options(options: PgConnectOptions, args: &DatabaseArgs) -> PgConnectOptions {
     let seconds = |secs: u64| format!("{secs}s");
     let options = match options.get_application_name() {

@@ -284,6 +284,25 @@ impl TestServer {
     }
 }
 
+/// Two sessions on the test's database as eventgate opens its own
+/// (`database::session_options`), with the given idle-in-transaction timeout.
+pub async fn eventgate_sessions(
+    connect: sqlx::postgres::PgConnectOptions,
+    idle_in_transaction_timeout_secs: u64,
+) -> PgPool {
+    let args = eventgate::config::DatabaseArgs {
+        database_url: None,
+        data_dir: "unused".into(),
+        db_max_connections: 2,
+        db_statement_timeout_secs: 30,
+        db_idle_in_transaction_timeout_secs: idle_in_transaction_timeout_secs,
+    };
+    eventgate::database::pool_options(args.db_max_connections)
+        .connect_with(eventgate::database::session_options(connect, &args))
+        .await
+        .unwrap()
+}
+
 /// The URL of a test's database, for a real `eventgate` process pointed at it.
 pub fn database_url(connect: &sqlx::postgres::PgConnectOptions) -> String {
     format!(

@@ -13,7 +13,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::helpers::{
-    FaultSetup, PLATFORM_KEY, TestServer, config, free_port, spawn_eventgate_logged, wait_ready,
+    FaultSetup, PLATFORM_KEY, TestServer, config, eventgate_sessions, free_port,
+    spawn_eventgate_logged, wait_ready,
 };
 use crate::receiver::{Receiver, Reply};
 
@@ -136,18 +137,8 @@ async fn an_eventgate_session_left_in_a_transaction_is_ended(
     _options: PgPoolOptions,
     connect: PgConnectOptions,
 ) {
-    let args = eventgate::config::DatabaseArgs {
-        database_url: None,
-        data_dir: "unused".into(),
-        db_max_connections: 2,
-        db_statement_timeout_secs: 30,
-        db_idle_in_transaction_timeout_secs: 1,
-    };
     let observer = PgConnection::connect_with(&connect).await.unwrap();
-    let pool = eventgate::database::pool_options(args.db_max_connections)
-        .connect_with(eventgate::database::session_options(connect, &args))
-        .await
-        .unwrap();
+    let pool = eventgate_sessions(connect, 1).await;
     let mut leaked = pool.begin().await.unwrap();
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&mut *leaked)

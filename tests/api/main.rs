@@ -42,6 +42,7 @@ mod pki;
 mod positions;
 mod private_rabbit;
 mod proxy;
+mod query_plans;
 mod read_ahead;
 mod receiver;
 mod replays_from_memory;

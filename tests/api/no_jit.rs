@@ -8,6 +8,8 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
 
+use crate::helpers::eventgate_sessions;
+
 /// A statement every session with JIT on compiles once `jit_above_cost` is 0.
 const PROBE: &str = "EXPLAIN (ANALYZE, FORMAT JSON) SELECT sum(g) FROM generate_series(1, 1000) g";
 
@@ -29,13 +31,6 @@ async fn eventgate_sessions_do_not_compile_statements_just_in_time(
     _options: PgPoolOptions,
     connect: PgConnectOptions,
 ) {
-    let args = eventgate::config::DatabaseArgs {
-        database_url: None,
-        data_dir: "unused".into(),
-        db_max_connections: 2,
-        db_statement_timeout_secs: 30,
-        db_idle_in_transaction_timeout_secs: 10,
-    };
     // The probe sees JIT where the server has it: a session of the server's defaults
     // compiles it.
     let mut plain = PgConnection::connect_with(&connect).await.unwrap();
@@ -45,10 +40,7 @@ async fn eventgate_sessions_do_not_compile_statements_just_in_time(
         .unwrap();
     assert_eq!(compiled(&mut plain).await, available);
 
-    let pool = eventgate::database::pool_options(args.db_max_connections)
-        .connect_with(eventgate::database::session_options(connect, &args))
-        .await
-        .unwrap();
+    let pool = eventgate_sessions(connect, 10).await;
     let mut session = pool.acquire().await.unwrap();
     let jit: String = sqlx::query_scalar("SELECT current_setting('jit')")
         .fetch_one(&mut *session)

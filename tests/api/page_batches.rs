@@ -11,6 +11,8 @@ use serde_json::Value;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
+use crate::query_plans::outbox_rows_visited;
+
 const TENANTS: [&str; 5] = ["alpha", "bravo", "charlie", "delta", "echo"];
 
 /// Transaction ids given to the events written here: far below any snapshot's horizon, so
@@ -221,21 +223,6 @@ async fn pages_asked_while_a_read_runs_go_together_in_the_next(pool: PgPool) {
         "{PAGES} pages took {} statements: the one under way, then the rest together",
         reads.statements()
     );
-}
-
-/// Outbox rows the plan's scans of `outbox` returned or filtered out, over all their loops.
-fn outbox_rows_visited(node: &Value) -> f64 {
-    let own = if node["Relation Name"] == "outbox" {
-        let returned = node["Actual Rows"].as_f64().unwrap_or(0.0);
-        let removed = node["Rows Removed by Filter"].as_f64().unwrap_or(0.0);
-        (returned + removed) * node["Actual Loops"].as_f64().unwrap_or(1.0)
-    } else {
-        0.0
-    };
-    let children = node["Plans"]
-        .as_array()
-        .map_or(0.0, |plans| plans.iter().map(outbox_rows_visited).sum());
-    own + children
 }
 
 /// `count` events of `tenant` in one statement, of transaction `tx_id` each.

@@ -8,29 +8,7 @@
 use serde_json::Value;
 use sqlx::PgPool;
 
-/// Outbox rows the plan's scans of `outbox` visited: those they returned and those their
-/// filters removed, over all their loops.
-fn outbox_rows_visited(node: &Value) -> f64 {
-    let own = if node["Relation Name"] == "outbox" {
-        let returned = node["Actual Rows"].as_f64().unwrap_or(0.0);
-        let removed = node["Rows Removed by Filter"].as_f64().unwrap_or(0.0);
-        (returned + removed) * node["Actual Loops"].as_f64().unwrap_or(1.0)
-    } else {
-        0.0
-    };
-    let children = node["Plans"]
-        .as_array()
-        .map_or(0.0, |plans| plans.iter().map(outbox_rows_visited).sum());
-    own + children
-}
-
-/// Shared buffers the whole plan hit or read (a node's counts include its children's).
-fn pages_touched(root: &Value) -> f64 {
-    ["Shared Hit Blocks", "Shared Read Blocks"]
-        .iter()
-        .map(|field| root[*field].as_f64().unwrap_or(0.0))
-        .sum()
-}
+use crate::query_plans::{outbox_rows_visited, pages_touched};
 
 async fn append_events(pool: &PgPool, tenant: &str, count: i64) {
     sqlx::query(
