@@ -31,9 +31,13 @@ async fn eventgate_sessions_do_not_compile_statements_just_in_time(
     _options: PgPoolOptions,
     connect: PgConnectOptions,
 ) {
-    // The probe sees JIT where the server has it: a session of the server's defaults
-    // compiles it.
+    // The probe sees JIT where the server has it: a plain session with JIT on compiles it
+    // (set here, so a server configured without JIT cannot make this check fail).
     let mut plain = PgConnection::connect_with(&connect).await.unwrap();
+    sqlx::query("SET jit = on")
+        .execute(&mut plain)
+        .await
+        .unwrap();
     let available: bool = sqlx::query_scalar("SELECT pg_jit_available()")
         .fetch_one(&mut plain)
         .await
