@@ -46,6 +46,7 @@ use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::http::HeaderValue;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -98,6 +99,18 @@ pub struct Page {
 pub struct Rendered {
     pub next_cursor: String,
     pub body: Bytes,
+    /// The `Link` to the next page as the first request answered with this page had it,
+    /// for the later ones that asked alike (`crate::http::feed`).
+    pub link: OnceLock<AnsweredLink>,
+}
+
+/// A `Link` header value with what it was made from besides the page: the request's
+/// `wait` and its type filters as written.
+#[derive(Debug)]
+pub struct AnsweredLink {
+    pub wait: u64,
+    pub type_raw: Vec<String>,
+    pub value: HeaderValue,
 }
 
 impl Page {
@@ -119,6 +132,7 @@ impl Page {
             Rendered {
                 body: self.body(&next_cursor),
                 next_cursor,
+                link: OnceLock::new(),
             }
         })
     }

@@ -1,7 +1,6 @@
 //! `GET /events/` (client key): the tenant's outbound feed, cursor-paginated, with
 //! long-polling; and `GET /events/{id}`. See `crate::feed` for the ordering guarantee.
 
-use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -23,7 +22,7 @@ use crate::auth::ClientTenant;
 use crate::catalogue::TypePattern;
 use crate::error::{ApiError, ApiPath, ApiQuery};
 use crate::feed::cursor::{Cursor, Position};
-use crate::feed::{self, FeedError, PageRequest};
+use crate::feed::{self, AnsweredLink, FeedError, PageRequest, Rendered};
 use crate::http::destination_docs::TypeFilter;
 use crate::http::openapi::{EnvelopeSchema, Problems, response_header};
 use crate::http::pagination;
@@ -266,6 +265,26 @@ fn next_link(params: &FeedParams, next_cursor: &str) -> Option<HeaderValue> {
     HeaderValue::from_maybe_shared(Bytes::from(link)).ok()
 }
 
+/// The `Link` of a page with events: made once, by the first request answered with the
+/// page, and shared by every later one that asked alike. The long-polls one commit wakes
+/// on one page ask alike; writing the link for each of them was about 1,400 instructions
+/// of the 18,000 an answer cost the server's own code (callgrind, docs/BENCHMARKS.md,
+/// twenty-seventh section).
+fn answered_link(params: &FeedParams, rendered: &Rendered) -> Option<HeaderValue> {
+    let alike = |link: &AnsweredLink| link.wait == params.wait && link.type_raw == params.type_raw;
+    if let Some(link) = rendered.link.get().filter(|link| alike(link)) {
+        return Some(link.value.clone());
+    }
+    let value = next_link(params, &rendered.next_cursor)?;
+    // Taken by the first; a request that asked otherwise keeps its own.
+    let _ = rendered.link.set(AnsweredLink {
+        wait: params.wait,
+        type_raw: params.type_raw.clone(),
+        value: value.clone(),
+    });
+    Some(value)
+}
+
 impl From<FeedError> for ApiError {
     fn from(err: FeedError) -> Self {
         match err {
@@ -318,20 +337,18 @@ async fn list_events(
         )
         .await?
     };
-    let (next_cursor, body): (Cow<'_, str>, _) = match (&params.after_raw, page.count == 0) {
+    let (body, link) = match (&params.after_raw, page.count == 0) {
         // An empty page answers the very cursor it was given.
-        (Some(raw), true) => (raw.into(), page.body(raw)),
+        (Some(raw), true) => (page.body(raw), next_link(&params, raw)),
         (None, true) => {
             let next_cursor = page.next.encode();
-            let body = page.body(&next_cursor);
-            (next_cursor.into(), body)
+            (page.body(&next_cursor), next_link(&params, &next_cursor))
         }
         (_, false) => {
             let rendered = page.rendered();
-            (rendered.next_cursor.as_str().into(), rendered.body.clone())
+            (rendered.body.clone(), answered_link(&params, rendered))
         }
     };
-    let link = next_link(&params, &next_cursor);
     let mut response = (
         StatusCode::OK,
         [(

@@ -139,3 +139,58 @@ async fn a_reader_stops_with_its_answer_and_the_commits_echo_reads_nothing(pool:
     );
     drop(slow_waiter);
 }
+
+/// Long-polls woken by one commit on one page share the page's answer, but each gets the
+/// `Link` of its own query: its `wait` and its type filters as it wrote them.
+#[sqlx::test]
+async fn long_polls_woken_on_one_page_each_get_the_link_of_their_own_query(pool: sqlx::PgPool) {
+    let server = TestServer::start(pool).await;
+    let key = server.tenant_with_key("acme").await;
+    let first: Value = server.get("/events/", &key).await.json().await.unwrap();
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    // The first two pairs wait on the page of all types, the last two on the page of
+    // portfolios and fundings (their filters differ only in order).
+    let queries = [
+        "wait=30",
+        "wait=30",
+        "wait=29",
+        "wait=29",
+        "wait=30&type=portfolios.*&type=optimizations.*",
+        "wait=30&type=optimizations.*&type=portfolios.*",
+    ];
+    let polls: Vec<_> = queries
+        .iter()
+        .map(|query| {
+            let (http, key) = (server.http.clone(), key.clone());
+            let url = server.url(&format!("/events/?after={cursor}&{query}"));
+            tokio::spawn(async move {
+                let response = http.get(url).bearer_auth(key).send().await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+                let link = response.headers()["link"].to_str().unwrap().to_owned();
+                (link, response.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    while server.state.long_polls.waiting_total() < queries.len()
+        || server.state.waiting.readers() < 2
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(server.state.waiting.readers(), 2, "two pages are waited on");
+
+    server.create_portfolio("acme", "P1").await;
+    for (query, poll) in queries.iter().zip(polls) {
+        let (link, page) = poll.await.unwrap();
+        assert_eq!(page["data"][0]["data"]["id"], "P1");
+        let next = page["next_cursor"].as_str().unwrap();
+        let expected_tail = match query.split_once('&') {
+            Some((wait, types)) => format!("&{types}&{wait}>; rel=\"next\""),
+            None => format!("&{query}>; rel=\"next\""),
+        };
+        assert!(
+            link.starts_with(&format!("</events/?after={next}&limit="))
+                && link.ends_with(&expected_tail),
+            "{query} was answered with the link {link}"
+        );
+    }
+}
