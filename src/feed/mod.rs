@@ -125,6 +125,18 @@ impl Page {
         ))
     }
 
+    /// A page without events that answers `next`.
+    fn empty(next: Position, held_back: bool) -> Self {
+        Self {
+            data: "[]".to_owned(),
+            count: 0,
+            next,
+            has_more: false,
+            held_back,
+            rendered: OnceLock::new(),
+        }
+    }
+
     /// The answer of a page with events, whose `next_cursor` is its last event's.
     pub fn rendered(&self) -> &Rendered {
         self.rendered.get_or_init(|| {
@@ -228,13 +240,19 @@ pub async fn wait_for_page(
         }
     }
     drop(wake);
+    // Only what an empty answer needs is kept: the page itself would be freed when a
+    // commit wakes this long-poll, beside every other long-poll it wakes.
+    let (next, held_back) = (page.next, page.held_back);
+    drop(page);
     tokio::select! {
         answer = waiter.next_answer() => return answer,
         _ = shutdown.changed() => {}
         () = tokio::time::sleep_until(deadline) => {}
     }
     // Nothing came: the newest empty page (its horizon and held-back state).
-    Ok(waiter.last_page().unwrap_or(page))
+    Ok(waiter
+        .last_page()
+        .unwrap_or_else(|| Arc::new(Page::empty(next, held_back))))
 }
 
 /// The first instant after `now` on a grid of `period` that starts when the process first
