@@ -6,6 +6,7 @@
 //! destination lag) are read from PostgreSQL at scrape time ([`snapshot`]), so any replica
 //! reports the same values for them.
 
+mod answered;
 mod requests;
 pub mod snapshot;
 
@@ -118,6 +119,8 @@ struct Inner {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: LatencyFamily,
+    /// The two series above of each route, method and status answered so far.
+    answered: answered::AnsweredSeries,
     deposits: Family<OutcomeLabels, Counter>,
     idempotency_conflicts: Family<EndpointLabels, Counter>,
     rate_limited: Family<TenantLabels, Counter>,
@@ -244,6 +247,7 @@ impl Default for Metrics {
                 registry,
                 requests,
                 latency,
+                answered: answered::AnsweredSeries::default(),
                 deposits,
                 idempotency_conflicts,
                 rate_limited,
@@ -272,21 +276,27 @@ impl Metrics {
         status: u16,
         elapsed: Duration,
     ) {
-        self.inner
-            .latency
-            .get_or_create(&RouteLabels {
-                method: method.clone(),
-                route: route.clone(),
-            })
-            .observe(elapsed.as_secs_f64());
-        self.inner
-            .requests
-            .get_or_create(&RequestLabels {
-                method,
-                route,
-                status,
-            })
-            .inc();
+        let inner = &self.inner;
+        inner
+            .answered
+            .record(&method.0, &route, status, elapsed.as_secs_f64(), || {
+                let latency = inner
+                    .latency
+                    .get_or_create(&RouteLabels {
+                        method: method.clone(),
+                        route: route.clone(),
+                    })
+                    .clone();
+                let count = inner
+                    .requests
+                    .get_or_create(&RequestLabels {
+                        method: method.clone(),
+                        route: route.clone(),
+                        status,
+                    })
+                    .clone();
+                (latency, count)
+            });
     }
 
     pub fn deposit_created(&self) {

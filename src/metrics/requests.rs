@@ -43,7 +43,7 @@ impl RequestTimer {
 /// A request's method as a label value: the standard methods are copied without
 /// allocating (the labels were `String`s, two allocations and frees on every answer).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(super) struct MethodLabel(Method);
+pub(super) struct MethodLabel(pub(super) Method);
 
 impl EncodeLabelValue for MethodLabel {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
@@ -54,11 +54,17 @@ impl EncodeLabelValue for MethodLabel {
 /// A request's route template as a label value, shared with the router (a reference
 /// count, not a copy); "unmatched" when no route matched.
 #[derive(Clone, Debug)]
-pub(super) struct RouteLabel(Option<MatchedPath>);
+pub(super) struct RouteLabel(pub(super) Option<MatchedPath>);
 
 impl RouteLabel {
     fn as_str(&self) -> &str {
         self.0.as_ref().map_or("unmatched", MatchedPath::as_str)
+    }
+
+    /// The address of the template's text: the router shares one with every request of
+    /// the route.
+    pub(super) fn identity(&self) -> usize {
+        self.as_str().as_ptr() as usize
     }
 }
 
