@@ -13,6 +13,12 @@
 # often during it (calls, mean and total time; for a long-poll round, from the moment all
 # wait). Each scenario prints its window, and the run ends with PostgreSQL's checkpoints
 # and longer autovacuum runs and the machine's own stalls, to read latency tails against.
+# BENCH_LONGPOLL_WAITERS and BENCH_LONGPOLL_TENANTS change the long-poll scenario's size
+# (default 5,000 over 50). BENCH_CALLGRIND=DIR runs the server under valgrind's callgrind
+# and writes to DIR the instructions the server's own code ran in each long-poll round,
+# from the moment all wait to the last answer: a count that does not move with the
+# machine's noise, for A/B runs of a change to that path (use about 1,000 waiters over 10
+# tenants: under callgrind 5,000 do not all arrive within the scenario's minute).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -51,8 +57,15 @@ port=$(free_port)
 export EVENTGATE_URL="http://127.0.0.1:$port"
 # The per-tenant rate limit is off: the benchmarks measure the server's capacity, and the
 # load comes from one or a few tenants.
+server=("$EVENTGATE_BIN")
+if [ -n "${BENCH_CALLGRIND:-}" ]; then
+  command -v valgrind >/dev/null 2>&1 || apt_install valgrind
+  mkdir -p "$BENCH_CALLGRIND"
+  server=(valgrind --tool=callgrind --instr-atstart=no
+    --callgrind-out-file="$BENCH_CALLGRIND/callgrind.out.%p" "$EVENTGATE_BIN")
+fi
 EVENTGATE_RATE_LIMIT_PER_SEC=0 \
-EVENTGATE_ALLOW_PRIVATE_DESTINATIONS=true EVENTGATE_LOG_FORMAT=json RUST_LOG="${BENCH_SERVER_LOG:-warn}" "$EVENTGATE_BIN" serve \
+EVENTGATE_ALLOW_PRIVATE_DESTINATIONS=true EVENTGATE_LOG_FORMAT=json RUST_LOG="${BENCH_SERVER_LOG:-warn}" "${server[@]}" serve \
   --listen "127.0.0.1:$port" --db-max-connections "${BENCH_DB_CONNECTIONS:-32}" &
 server_pid=$!
 on_exit "kill $server_pid 2>/dev/null; wait $server_pid 2>/dev/null"
@@ -82,7 +95,17 @@ load() {
     # before the publishes), so that they hold the wake-up, not the 5,000 arrivals' reads.
     case "$line" in
       *": all "*" waiting after "*)
-        if [ -n "${BENCH_PG_STATEMENTS:-}" ]; then pg -c 'SELECT pg_stat_statements_reset()' >/dev/null; fi ;;
+        if [ -n "${BENCH_PG_STATEMENTS:-}" ]; then pg -c 'SELECT pg_stat_statements_reset()' >/dev/null; fi
+        if [ -n "${BENCH_CALLGRIND:-}" ] && [[ $line == "longpoll: "* ]]; then
+          callgrind_control -i on "$server_pid" >/dev/null
+        fi ;;
+      # Off at the round's result, before the clients close their connections.
+      "longpoll: "*" waiters over "*)
+        if [ -n "${BENCH_CALLGRIND:-}" ]; then
+          callgrind_control -i off "$server_pid" >/dev/null
+          callgrind_control -d "$server_pid" >/dev/null
+          echo "callgrind: this round's instructions are in the newest $BENCH_CALLGRIND/callgrind.out.$server_pid.*"
+        fi ;;
     esac
   done | tee -a "$results"
   # Each scenario's window, to read against PostgreSQL's background work at the end.
@@ -144,13 +167,15 @@ if [ "$what" = feed ] || [ "$what" = longpoll ] || [ "$what" = all ]; then
   on_exit "kill $floor_pid 2>/dev/null"
   wait_port "$floor_port" longpoll-floor
   # 5,000 waiters over 50 tenants: each tenant stays under the cap of 100 waiting long-polls.
+  lp_waiters=${BENCH_LONGPOLL_WAITERS:-5000}
+  lp_tenants=${BENCH_LONGPOLL_TENANTS:-50}
   # BENCH_LONGPOLL_ROUNDS wake-ups (default 3) of each, alternating, on the same server: one
   # wake-up's p99 is one draw from a spread of about 30 ms on this machine (eight wake-ups
   # of one build: 94.6-126.0 ms; docs/BENCHMARKS.md, twentieth section), so the summary
   # gives the median with every round's figure, and the largest RSS of the rounds.
   for _ in $(seq 1 "${BENCH_LONGPOLL_ROUNDS:-3}"); do
-    load longpoll waiters=5000 tenants=50 server_pid="$server_pid"
-    EVENTGATE_URL="http://127.0.0.1:$floor_port" load longpoll waiters=5000 tenants=50 floor=1 server_pid="$floor_pid"
+    load longpoll waiters="$lp_waiters" tenants="$lp_tenants" server_pid="$server_pid"
+    EVENTGATE_URL="http://127.0.0.1:$floor_port" load longpoll waiters="$lp_waiters" tenants="$lp_tenants" floor=1 server_pid="$floor_pid"
   done
   kill "$floor_pid" 2>/dev/null || true
 fi
