@@ -8,17 +8,16 @@
 use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
 
-use axum::http::Method;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 
-use super::requests::RouteLabel;
+use super::requests::{MethodLabel, RouteLabel};
 
 #[derive(Debug, Hash, PartialEq, Eq)]
 struct Key {
     /// The address of the route's template (`RouteLabel::identity`).
     route: usize,
-    method: Method,
+    method: MethodLabel,
     status: u16,
 }
 
@@ -42,7 +41,7 @@ impl AnsweredSeries {
     /// gives the series the first time.
     pub fn record(
         &self,
-        method: &Method,
+        method: &MethodLabel,
         route: &RouteLabel,
         status: u16,
         seconds: f64,
@@ -82,8 +81,9 @@ mod tests {
     use prometheus_client::metrics::family::Family;
     use prometheus_client::registry::Registry;
 
+    use axum::http::Method;
+
     use super::*;
-    use crate::metrics::requests::MethodLabel;
     use crate::metrics::{RequestLabels, RouteLabels};
 
     #[test]
@@ -97,8 +97,8 @@ mod tests {
         let answered = AnsweredSeries::default();
         let route = RouteLabel(None);
         for status in [200, 200, 200, 404] {
-            answered.record(&Method::GET, &route, status, 0.5, || {
-                let method = MethodLabel(Method::GET);
+            answered.record(&MethodLabel::of(&Method::GET), &route, status, 0.5, || {
+                let method = MethodLabel::of(&Method::GET);
                 let route = route.clone();
                 (
                     latency

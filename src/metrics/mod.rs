@@ -279,7 +279,7 @@ impl Metrics {
         let inner = &self.inner;
         inner
             .answered
-            .record(&method.0, &route, status, elapsed.as_secs_f64(), || {
+            .record(&method, &route, status, elapsed.as_secs_f64(), || {
                 let latency = inner
                     .latency
                     .get_or_create(&RouteLabels {

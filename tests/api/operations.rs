@@ -344,3 +344,37 @@ async fn the_oldest_undelivered_age_shows_what_each_destination_still_owes(pool:
     );
     assert!(owed(&ids[0], "webhook") < 600.0 && owed(&ids[2], "mqtt") < 600.0);
 }
+
+/// A client may send any method token; each would otherwise become a series of its own in
+/// the request metrics, which a client could grow without end.
+#[sqlx::test]
+async fn made_up_methods_share_one_metrics_label(pool: PgPool) {
+    let server = TestServer::start(pool).await;
+    for token in ["BREW", "WHEN", "X-PROBE-1", "X-PROBE-2"] {
+        let method = reqwest::Method::from_bytes(token.as_bytes()).unwrap();
+        let response = server
+            .http
+            .request(method, server.url("/events/"))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_client_error(),
+            "{token}: {}",
+            response.status()
+        );
+    }
+    let text = scrape(&server).await;
+    for token in ["BREW", "WHEN", "X-PROBE"] {
+        assert!(
+            !text.contains(&format!("method=\"{token}")),
+            "{token} has a series of its own:\n{text}"
+        );
+    }
+    let others: f64 = text
+        .lines()
+        .filter(|line| line.starts_with("eventgate_http_requests_total{method=\"OTHER\""))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(others, 4.0, "the four counted under OTHER:\n{text}");
+}
